@@ -1,0 +1,52 @@
+"""structlog, configured once: console in development, JSON in production.
+
+Secrets never reach logs: settings hold them as ``Secret`` (prints ``***``), and a processor
+masks any event key that looks secret-bearing as a last line of defence.
+"""
+
+import logging
+import sys
+
+import structlog
+
+_SECRET_KEYS = ("token", "password", "secret", "authorization", "cookie")
+_configured = False
+
+
+def _mask_secrets(_logger, _method, event: dict) -> dict:
+    for key in list(event):
+        if any(s in key.lower() for s in _SECRET_KEYS) and event[key]:
+            event[key] = "***"
+        elif key.lower().endswith("_url") and isinstance(event[key], str) and "@" in event[key]:
+            scheme, _, rest = event[key].partition("://")
+            event[key] = f"{scheme}://***@{rest.rsplit('@', 1)[-1]}"
+    return event
+
+
+def configure_logging(log_format: str = "console", level: str = "INFO", force: bool = False) -> None:
+    global _configured
+    if _configured and not force:
+        return
+    renderer = (
+        structlog.processors.JSONRenderer()
+        if log_format == "json"
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _mask_secrets,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper(), logging.INFO)),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+    _configured = True
+
+
+def get_logger(name: str | None = None, **bound):
+    return structlog.get_logger(name, **bound) if name else structlog.get_logger(**bound)

@@ -1,0 +1,61 @@
+"""Symbols in TradingView's ``EXCHANGE:CODE`` form.
+
+Validation is strict because symbols become Dagster partition keys, where ``|``, ``,``, ``[``,
+``]``, ``...`` and whitespace make partitions invisible or impossible to backfill.
+"""
+
+import re
+from dataclasses import dataclass
+
+from pocketquant_pipelines.errors import InvalidSymbolError
+
+_EXCHANGE = re.compile(r"[A-Z0-9_]+")
+# Codes seen on TradingView: AAPL, BTCUSDT, NQ1!, BRK.B, BTCUSDT.P, 6E1!, EUR/USD-like pairs.
+_CODE = re.compile(r"[A-Z0-9_.!&/^-]+")
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Symbol:
+    exchange: str
+    code: str
+
+    def __str__(self) -> str:
+        return f"{self.exchange}:{self.code}"
+
+    @classmethod
+    def parse(cls, value: "Symbol | str | None") -> "Symbol":
+        if isinstance(value, Symbol):
+            return value
+        if not isinstance(value, str):
+            raise InvalidSymbolError(f"invalid symbol {value!r}: expected a string EXCHANGE:CODE")
+        text = value.upper()
+        problem = _problem(text)
+        if problem:
+            raise InvalidSymbolError(f"invalid symbol {value!r}: {problem}")
+        exchange, code = text.split(":")
+        return cls(exchange, code)
+
+
+def _problem(text: str) -> str | None:
+    if not text:
+        return "empty; expected EXCHANGE:CODE, e.g. NASDAQ:AAPL"
+    if any(ch.isspace() for ch in text):
+        return "contains whitespace"
+    for bad in ("|", ",", "[", "]"):
+        if bad in text:
+            return f"contains {bad!r}, which breaks Dagster partition keys"
+    if "..." in text:
+        return "contains '...', which Dagster reads as a partition range"
+    if text.count(":") != 1:
+        return "expected exactly one ':' as in EXCHANGE:CODE, e.g. NASDAQ:AAPL"
+    exchange, code = text.split(":")
+    if not _EXCHANGE.fullmatch(exchange):
+        return f"exchange {exchange!r} must be letters, digits or '_'"
+    if not _CODE.fullmatch(code):
+        return f"code {code!r} has characters outside A-Z 0-9 _ . ! & / ^ -"
+    return None
+
+
+def normalize_symbol(value: "Symbol | str") -> str:
+    """The canonical string form (``NASDAQ:AAPL``) used as storage key and partition key."""
+    return str(Symbol.parse(value))

@@ -1,0 +1,246 @@
+"""The two storage roles: ``BarStore`` (durable) and ``LiveCache`` (fast, ephemeral).
+
+Every backend passes tests/storage/test_conformance.py unchanged. Backends may be opened by
+several processes at once (Dagster runs, the streamer, the CLI).
+"""
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+
+import pandas as pd
+
+from pocketquant_pipelines.market.bars import Bar
+from pocketquant_pipelines.market.intervals import Interval
+
+
+class Source(str, Enum):
+    HISTORY = "history"  # written by a historical sync (TradingView chart session)
+    STREAM = "stream"    # written by the streamer from live ticks
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True, slots=True)
+class UpsertResult:
+    inserted: int = 0
+    updated: int = 0    # key existed, values differed and were overwritten
+    unchanged: int = 0  # key existed with identical values (and flags)
+
+    @property
+    def written(self) -> int:
+        return self.inserted + self.updated
+
+    def __add__(self, other: "UpsertResult") -> "UpsertResult":
+        return UpsertResult(self.inserted + other.inserted, self.updated + other.updated,
+                            self.unchanged + other.unchanged)
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolInfo:
+    """A registry entry. Metadata fields come from TradingView's ``symbol_resolved``."""
+
+    symbol: str                      # canonical EXCHANGE:CODE
+    name: str | None = None
+    description: str | None = None
+    type: str | None = None          # "stock", "crypto", "index", "futures", ...
+    currency: str | None = None
+    timezone: str | None = None      # IANA; None until the first sync resolves it
+    session: str | None = None       # TradingView session string, e.g. "0930-1600", "24x7"
+    pricescale: int | None = None
+    stream: bool = False             # the streamer subscribes to it
+    added_at: datetime | None = None
+    updated_at: datetime | None = None
+    extra: Mapping[str, object] = field(default_factory=dict)  # JSON-able leftovers
+
+
+@dataclass(frozen=True, slots=True)
+class IngestEntry:
+    """One write batch for one (symbol, interval, source): what a sensor needs to react to."""
+
+    seq: int
+    symbol: str
+    interval: Interval
+    source: Source
+    first_time: datetime  # earliest bar start in the batch
+    last_time: datetime   # latest bar start in the batch
+    count: int            # bars inserted or updated (unchanged bars are not logged)
+    written_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class IngestPage:
+    entries: list[IngestEntry]
+    cursor: str  # pass back to ingest_since to continue; opaque, monotonic
+
+
+class BarStore(ABC):
+    """Durable bars keyed by (symbol, interval, start time), plus registry and ingest log.
+
+    Each stored bar also records its ``source``, ``written_at`` and whether it was ``partial``
+    (an in-progress bar flushed at streamer shutdown; any later write of the key replaces it).
+    Bars written with source=STREAM are also kept in a separate stream shadow table, so the
+    reconciliation check can compare streamed and historical values of the same key after a
+    historical sync has overwritten the canonical row.
+    """
+
+    # --- bars -------------------------------------------------------------------------------
+    @abstractmethod
+    def upsert_bars(
+        self, bars: Sequence[Bar], source: Source = Source.HISTORY, partial: bool = False
+    ) -> UpsertResult:
+        """Idempotent batch upsert; atomic per call; appends one IngestEntry per
+        (symbol, interval) that had inserts or updates."""
+
+    @abstractmethod
+    def read_bars(
+        self, symbol: str, interval: Interval | str, start: datetime | None = None,
+        end: datetime | None = None, limit: int | None = None,
+    ) -> pd.DataFrame:
+        """Canonical bars with start in [start, end), ascending. ``limit`` keeps the *latest*
+        N of that range. Index ``time`` (UTC), float64 open/high/low/close/volume (NaN = no
+        volume), plus columns ``source`` (str) and ``partial`` (bool)."""
+
+    @abstractmethod
+    def read_stream_bars(
+        self, symbol: str, interval: Interval | str, start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> pd.DataFrame:
+        """The stream shadow copy, same frame shape as read_bars (for reconciliation)."""
+
+    @abstractmethod
+    def last_bar_time(self, symbol: str, interval: Interval | str) -> datetime | None:
+        """Start of the latest stored canonical bar, for incremental syncs."""
+
+    @abstractmethod
+    def count_bars(self, symbol: str, interval: Interval | str) -> int: ...
+
+    @abstractmethod
+    def bar_stats(self) -> list[dict]:
+        """One dict per (symbol, interval) with stored bars: symbol, interval, count,
+        first_time, last_time (for `pocketquant status`)."""
+
+    @abstractmethod
+    def delete_bars(self, symbol: str, interval: Interval | str | None = None) -> int: ...
+
+    # --- ingest cursor ----------------------------------------------------------------------
+    @abstractmethod
+    def ingest_since(self, cursor: str | None, limit: int = 1000,
+                     source: Source | None = None) -> IngestPage:
+        """Entries written after ``cursor`` (None = from the beginning), oldest first."""
+
+    @abstractmethod
+    def latest_ingest_cursor(self) -> str:
+        """Cursor of the newest entry (a sensor starting fresh may skip history with it)."""
+
+    # --- symbol registry --------------------------------------------------------------------
+    @abstractmethod
+    def add_symbol(self, info: SymbolInfo) -> bool:
+        """Insert; returns False (and changes nothing) when the symbol is already registered."""
+
+    @abstractmethod
+    def get_symbol(self, symbol: str) -> SymbolInfo | None: ...
+
+    @abstractmethod
+    def list_symbols(self, stream_only: bool = False) -> list[SymbolInfo]: ...
+
+    @abstractmethod
+    def update_symbol(self, symbol: str, **fields: object) -> SymbolInfo:
+        """Update the given SymbolInfo fields; UnknownSymbolError if not registered."""
+
+    @abstractmethod
+    def remove_symbol(self, symbol: str) -> bool: ...
+
+    # --- lifecycle --------------------------------------------------------------------------
+    @abstractmethod
+    def ping(self) -> bool: ...
+
+    def close(self) -> None:  # noqa: B027 - optional for backends
+        pass
+
+    def __enter__(self) -> "BarStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass(frozen=True, slots=True)
+class LiveMessage:
+    channel: str
+    data: dict
+
+
+class Subscription(ABC):
+    @abstractmethod
+    def get(self, timeout: float | None = None) -> LiveMessage | None:
+        """Next message, or None after ``timeout`` seconds."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def __iter__(self) -> Iterator[LiveMessage]:
+        while True:
+            msg = self.get(timeout=1.0)
+            if msg is not None:
+                yield msg
+
+    def __enter__(self) -> "Subscription":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+QUOTE_TTL_S = 60
+CURRENT_BAR_TTL_S = 300
+
+
+def quote_channel(symbol: str) -> str:
+    return f"pq:quotes:{symbol}"
+
+
+def bar_channel(symbol: str, interval: Interval | str) -> str:
+    return f"pq:bars:{symbol}:{Interval.parse(interval).value}"
+
+
+QUOTES_PATTERN = "pq:quotes:*"
+BARS_PATTERN = "pq:bars:*"
+
+
+class LiveCache(ABC):
+    """Latest quote per symbol (TTL 60 s), in-progress bar per (symbol, interval) (TTL 300 s),
+    and pub/sub of quotes and completed bars. Quote dicts are Tick.to_dict()-shaped JSON."""
+
+    @abstractmethod
+    def set_quote(self, symbol: str, quote: Mapping[str, object], ttl_s: float = QUOTE_TTL_S) -> None: ...
+
+    @abstractmethod
+    def get_quote(self, symbol: str) -> dict | None: ...
+
+    @abstractmethod
+    def all_quotes(self) -> dict[str, dict]: ...
+
+    @abstractmethod
+    def set_current_bars(self, symbol: str, bars: Sequence[Bar],
+                         ttl_s: float = CURRENT_BAR_TTL_S) -> None:
+        """Write several in-progress bars of one symbol in one round trip."""
+
+    @abstractmethod
+    def get_current_bars(self, symbol: str) -> dict[Interval, Bar]: ...
+
+    @abstractmethod
+    def publish(self, channel: str, data: Mapping[str, object]) -> None: ...
+
+    @abstractmethod
+    def subscribe(self, *patterns: str) -> Subscription:
+        """Glob patterns, e.g. QUOTES_PATTERN or quote_channel("NASDAQ:AAPL")."""
+
+    @abstractmethod
+    def ping(self) -> bool: ...
+
+    def close(self) -> None:  # noqa: B027
+        pass

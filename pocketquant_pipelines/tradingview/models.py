@@ -1,0 +1,45 @@
+"""Plain records returned by the client."""
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from pocketquant_pipelines.market.bars import Bar
+from pocketquant_pipelines.market.intervals import Interval
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolMetadata:
+    """What ``symbol_resolved`` told us about a symbol."""
+
+    symbol: str
+    name: str | None = None
+    description: str | None = None
+    type: str | None = None
+    currency: str | None = None
+    timezone: str | None = None
+    session: str | None = None
+    pricescale: int | None = None
+    has_volume: bool = True  # visible_plots_set == "ohlc" means no volume
+    raw: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryResult:
+    symbol: str
+    interval: Interval
+    bars: list[Bar]            # ascending by time, unique times
+    metadata: SymbolMetadata
+    requested: int
+    depth_reached: bool        # history exhausted (data_completed end / account depth) before N
+    update_mode: str | None = None  # "streaming", "delayed_streaming_900", ...
+    pages: int = 1             # timescale_update batches received (1 + request_more_data pages)
+
+
+@dataclass
+class ClientStats:
+    connected: bool = False
+    connections: int = 0
+    reconnects: int = 0
+    frames_received: int = 0
+    decode_errors: int = 0
+    last_message_at: datetime | None = None
