@@ -128,19 +128,15 @@ def encode_heartbeat(number: int | str) -> str:
 def _payload_end(text: str, start: int, units: int) -> int | None:
     """Index where a payload of ``units`` UTF-16 code units starting at ``start`` ends, or
     None if the text is too short or the boundary would split a surrogate pair."""
-    end = start + units
-    if end > len(text):
-        # Every code point is >= 1 unit, so if even `units` code points are not there the
-        # payload certainly is not.
-        return None
+    # A payload of `units` UTF-16 units has at most `units` code points (astral ones count 2).
+    end = min(start + units, len(text))
     segment = text[start:end]
     if segment.isascii():
-        return end
-    extra = len(_ASTRAL.findall(segment))
-    if not extra:
-        return end
+        return end if end - start == units else None
+    count = end - start + len(_ASTRAL.findall(segment))  # units covered by text[start:end]
+    if count < units:
+        return None
     # Non-BMP characters count twice: walk back code point by code point.
-    count = units + extra  # units covered by text[start:end]
     while count > units and end > start:
         end -= 1
         count -= 2 if ord(text[end]) > 0xFFFF else 1
@@ -201,8 +197,12 @@ def decode_message(text: str, strict: bool = False) -> list[Frame]:
             continue
         start = header.end()
         end = _payload_end(text, start, int(header.group(1)))
-        if end is None or (end < n and not text.startswith(_MARK, end)):
-            # The declared length does not land on a frame boundary: skip to the next header.
+        frame = None if end is None else _parse_payload(text[start:end], pos)
+        if frame is None or (frame.kind == "error" and end < n and not text.startswith(_MARK, end)):
+            # The declared length does not fit the message, or its slice is not a payload and
+            # does not end at a frame boundary either: the length is wrong. Skip to the next
+            # header. (A payload that parses is kept even if junk follows it; the junk is
+            # reported on its own by the header check.)
             nxt = _HEADER.search(text, start)
             stop = nxt.start() if nxt else n
             why = "declared length runs past the message" if end is None else "declared length does not end at a frame boundary"
@@ -212,7 +212,6 @@ def decode_message(text: str, strict: bool = False) -> list[Frame]:
             frames.append(frame)
             pos = stop
             continue
-        frame = _parse_payload(text[start:end], pos)
         if strict and frame.kind == "error":
             raise FrameDecodeError(frame.error, position=pos, raw=frame.raw)
         frames.append(frame)
