@@ -14,6 +14,7 @@ from pocketquant_pipelines.settings import DEFAULT_TV_WS_URL, ENV_VARS, load_set
 
 ROOT = Path(__file__).resolve().parents[1]
 NO_DOTENV = Path("/nonexistent/.env")
+DAGSTER_PG_VARS = ("DAGSTER_PG_HOST", "DAGSTER_PG_PORT", "DAGSTER_PG_USER", "DAGSTER_PG_PASSWORD", "DAGSTER_PG_DB")
 
 
 def example_keys() -> list[str]:
@@ -25,7 +26,8 @@ def test_env_example_lists_every_setting_and_nothing_unknown():
     keys = example_keys()
     assert len(keys) == len(set(keys)), "a setting is listed twice"
     assert set(ENV_VARS) <= set(keys), f"missing from .env.example: {set(ENV_VARS) - set(keys)}"
-    assert set(keys) - set(ENV_VARS) == {"DAGSTER_HOME"}  # Dagster's own variable
+    # The rest are Dagster's own variables (instance directory, production Postgres storage).
+    assert set(keys) - set(ENV_VARS) == {"DAGSTER_HOME", *DAGSTER_PG_VARS}
 
 
 def test_env_example_values_load_cleanly(tmp_path):
