@@ -1,0 +1,153 @@
+"""Parquet datasets of stored bars, laid out for pandas, polars, DuckDB and Spark to read as is.
+
+Layout (hive partitioning, one file per series)::
+
+    <POCKETQUANT_DATA_DIR>/datasets/ohlcv/
+        interval=1d/
+            symbol=NASDAQ%3AAAPL/bars.parquet
+            symbol=CME_MINI%3ANQ1%21/bars.parquet
+        interval=1h/...
+
+* Partition values are URI-encoded (``urllib.parse.quote(value, safe="")``) because symbols
+  carry ``:`` and sometimes ``/`` or ``!``. pyarrow's hive partitioning decodes them by default
+  (``segment_encoding="uri"``), so ``pd.read_parquet(".../datasets/ohlcv")`` yields the columns
+  ``interval`` and ``symbol`` with the real values (``NASDAQ:AAPL``).
+* Each file holds one series: column ``time`` (timestamp[us, UTC], the bar start, ascending,
+  unique) and float64 ``open high low close volume`` (volume null where the market has none),
+  plus ``source`` (history/stream) and ``partial``. The symbol and interval are not repeated
+  inside the file (they come from the path) but are kept in the file's schema metadata
+  (``pocketquant.symbol`` / ``pocketquant.interval``) for readers of a single file.
+* Files are written atomically: a temporary file in the same directory, fsync, then
+  ``os.replace``. Readers never see a half-written file.
+"""
+
+import os
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from urllib.parse import quote, unquote
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pocketquant_pipelines.market.intervals import Interval
+from pocketquant_pipelines.market.symbols import normalize_symbol
+
+DATASET_NAME = "ohlcv"
+FILE_NAME = "bars.parquet"
+
+_SCHEMA = pa.schema([
+    ("time", pa.timestamp("us", tz="UTC")),
+    ("open", pa.float64()),
+    ("high", pa.float64()),
+    ("low", pa.float64()),
+    ("close", pa.float64()),
+    ("volume", pa.float64()),
+    ("source", pa.string()),
+    ("partial", pa.bool_()),
+])
+
+
+def dataset_root(data_dir: Path) -> Path:
+    """The dataset directory to hand to pandas/polars/DuckDB."""
+    return Path(data_dir) / "datasets" / DATASET_NAME
+
+
+def series_path(data_dir: Path, symbol: str, interval: Interval | str) -> Path:
+    symbol = normalize_symbol(symbol)
+    interval = Interval.parse(interval)
+    return (dataset_root(data_dir) / f"interval={quote(interval.value, safe='')}"
+            / f"symbol={quote(symbol, safe='')}" / FILE_NAME)
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetWrite:
+    path: Path
+    rows: int
+    first_time: datetime | None
+    last_time: datetime | None
+    bytes: int
+
+
+def frame_to_table(frame: pd.DataFrame, symbol: str, interval: Interval) -> pa.Table:
+    """A store frame (index ``time``) as an Arrow table in the dataset's schema."""
+    df = frame.copy()
+    if "source" not in df.columns:
+        df["source"] = None
+    if "partial" not in df.columns:
+        df["partial"] = False
+    df = df.reset_index()
+    df["time"] = pd.to_datetime(df["time"], utc=True).astype("datetime64[us, UTC]")
+    df["source"] = df["source"].astype("object").map(lambda v: None if v is None else str(v))
+    df["partial"] = df["partial"].fillna(False).astype(bool)
+    table = pa.Table.from_pandas(df[[f.name for f in _SCHEMA]], schema=_SCHEMA, preserve_index=False)
+    return table.replace_schema_metadata({
+        b"pocketquant.symbol": symbol.encode(),
+        b"pocketquant.interval": interval.value.encode(),
+    })
+
+
+def write_series(data_dir: Path, symbol: str, interval: Interval | str, frame: pd.DataFrame) -> DatasetWrite:
+    """Replace the series file with ``frame`` (a BarStore.read_bars frame), atomically."""
+    symbol = normalize_symbol(symbol)
+    interval = Interval.parse(interval)
+    path = series_path(data_dir, symbol, interval)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = frame_to_table(frame, symbol, interval)
+    fd, tmp = tempfile.mkstemp(prefix=".bars-", suffix=".parquet.tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            pq.write_table(table, fh, compression="zstd")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    times = frame.index
+    return DatasetWrite(
+        path=path,
+        rows=len(frame),
+        first_time=times[0].to_pydatetime() if len(times) else None,
+        last_time=times[-1].to_pydatetime() if len(times) else None,
+        bytes=path.stat().st_size,
+    )
+
+
+def read_series(data_dir: Path, symbol: str, interval: Interval | str) -> pd.DataFrame:
+    """One series back as a frame indexed by ``time`` (UTC), like BarStore.read_bars."""
+    path = series_path(data_dir, symbol, interval)
+    frame = pq.read_table(path).to_pandas()
+    return frame.set_index("time")
+
+
+def read_dataset(data_dir: Path, symbols: list[str] | None = None,
+                 intervals: list[str] | None = None) -> pd.DataFrame:
+    """The whole dataset (or a filtered part) as one frame with ``interval`` and ``symbol``
+    columns — exactly what ``pd.read_parquet(dataset_root(data_dir))`` gives."""
+    filters = []
+    if symbols:
+        filters.append(("symbol", "in", [normalize_symbol(s) for s in symbols]))
+    if intervals:
+        filters.append(("interval", "in", [Interval.parse(i).value for i in intervals]))
+    return pd.read_parquet(dataset_root(data_dir), filters=filters or None)
+
+
+def list_series(data_dir: Path) -> list[tuple[str, str]]:
+    """(symbol, interval) of every file in the dataset."""
+    out = []
+    for path in sorted(dataset_root(data_dir).glob(f"interval=*/symbol=*/{FILE_NAME}")):
+        interval = unquote(path.parent.parent.name.split("=", 1)[1])
+        symbol = unquote(path.parent.name.split("=", 1)[1])
+        out.append((symbol, interval))
+    return out
+
+
+def delete_series(data_dir: Path, symbol: str, interval: Interval | str) -> bool:
+    path = series_path(data_dir, symbol, interval)
+    if not path.exists():
+        return False
+    path.unlink()
+    return True
