@@ -1,0 +1,179 @@
+"""Latest quotes, in-progress bars and pub/sub messages -> live cache, from a worker thread.
+
+The event loop only records state (a dict assignment and a list append per tick); this thread
+writes it. Coalescing is natural: while one round is being written the next tick of a symbol
+replaces its pending latest quote, so under load each round carries at most one SET per symbol
+while every quote is still *published* (subscribers see every tick). Rounds go through
+``write_batch`` (one pipelined round trip on Redis) when the backend offers it.
+
+Outages: the first failed round logs ``live_cache_unavailable`` once and counts one outage;
+pub/sub messages produced while the cache is down are dropped and counted (there is nobody
+to deliver them to, and the bars are in the store), but the *latest* quotes and bars are kept.
+The thread pings with backoff; when the cache answers it logs ``live_cache_recovered`` once
+and writes the latest state of every symbol that changed during the outage (catch-up).
+"""
+
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+
+from pocketquant_pipelines.logging import get_logger
+from pocketquant_pipelines.market.bars import Bar, bar_to_dict
+from pocketquant_pipelines.storage.base import LiveCache, bar_channel, quote_channel
+from streamer.metrics import StreamerMetrics
+
+log = get_logger("streamer.cache")
+
+_MAX_PENDING_MESSAGES = 200_000
+
+
+def write_round(
+    cache: LiveCache, quotes: Mapping[str, dict], bars: Mapping[str, Sequence[Bar]],
+    messages: Sequence[tuple[str, dict]],
+) -> None:
+    """One round of writes. Uses the backend's batch method when it has one (Redis: a
+    pipeline, one round trip); otherwise plain calls."""
+    batch = getattr(cache, "write_batch", None)
+    if batch is not None:
+        batch(quotes=quotes, current_bars=bars, messages=messages)
+        return
+    for symbol, quote in quotes.items():
+        cache.set_quote(symbol, quote)
+    for symbol, symbol_bars in bars.items():
+        cache.set_current_bars(symbol, symbol_bars)
+    for channel, data in messages:
+        cache.publish(channel, data)
+
+
+class CacheWriter:
+    def __init__(self, cache: LiveCache, metrics: StreamerMetrics, *, idle_wait_s: float = 0.05) -> None:
+        self.cache = cache
+        self.metrics = metrics
+        self.idle_wait_s = idle_wait_s
+        self._lock = threading.Lock()
+        self._quotes: dict[str, dict] = {}
+        self._bars: dict[str, list[Bar]] = {}
+        self._messages: list[tuple[str, dict]] = []
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.available = True
+        self.outage_started: float | None = None
+        self.last_error: str | None = None
+
+    # --- producer side (event loop) ---------------------------------------------------------
+    def on_quote(self, symbol: str, quote: dict) -> None:
+        # no lock: dict/list single operations are atomic under the GIL, and the worker swaps
+        # the containers under the lock before reading them
+        self._quotes[symbol] = quote
+        self._messages.append((quote_channel(symbol), quote))
+        if not self._wake.is_set():
+            self._wake.set()
+
+    def on_current_bars(self, symbol: str, bars: Iterable[Bar]) -> None:
+        self._bars[symbol] = list(bars)
+        if not self._wake.is_set():
+            self._wake.set()
+
+    def on_completed(self, bars: Iterable[Bar], partial: bool = False) -> None:
+        for bar in bars:
+            self._messages.append((bar_channel(bar.symbol, bar.interval), {**bar_to_dict(bar), "partial": partial}))
+        if not self._wake.is_set():
+            self._wake.set()
+
+    @property
+    def depth(self) -> int:
+        return len(self._messages)
+
+    # --- worker ------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="cache-writer", daemon=True)
+        self._thread.start()
+
+    def _swap(self):
+        with self._lock:
+            quotes, self._quotes = self._quotes, {}
+            bars, self._bars = self._bars, {}
+            messages, self._messages = self._messages, []
+        return quotes, bars, messages
+
+    def _restore(self, quotes: dict, bars: dict) -> None:
+        """Put back latest state not superseded since the swap (outage: keep it for catch-up)."""
+        with self._lock:
+            for symbol, quote in quotes.items():
+                self._quotes.setdefault(symbol, quote)
+            for symbol, symbol_bars in bars.items():
+                self._bars.setdefault(symbol, symbol_bars)
+
+    def _run(self) -> None:
+        backoff = 0.25
+        while not self._stopping.is_set():
+            self._wake.wait(self.idle_wait_s)
+            self._wake.clear()
+            if not self.available:
+                if not self._probe():
+                    self._drop_messages()
+                    self._stopping.wait(backoff)
+                    backoff = min(backoff * 2, 5.0)
+                    continue
+                backoff = 0.25
+            self.write_pending()
+
+    def _probe(self) -> bool:
+        try:
+            return bool(self.cache.ping())
+        except Exception:  # noqa: BLE001 - still down
+            return False
+
+    def _drop_messages(self) -> None:
+        with self._lock:
+            dropped, self._messages = len(self._messages), []
+        if dropped:
+            self.metrics.publishes_dropped.inc(dropped)
+
+    def write_pending(self) -> bool:
+        quotes, bars, messages = self._swap()
+        if not (quotes or bars or messages):
+            return True
+        if len(messages) > _MAX_PENDING_MESSAGES:  # a stalled cache must not grow memory without bound
+            self.metrics.publishes_dropped.inc(len(messages) - _MAX_PENDING_MESSAGES)
+            messages = messages[-_MAX_PENDING_MESSAGES:]
+        try:
+            write_round(self.cache, quotes, bars, messages)
+        except Exception as exc:  # noqa: BLE001 - any backend failure is an outage
+            self.metrics.cache_errors.inc()
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            self.metrics.publishes_dropped.inc(len(messages))
+            self._restore(quotes, bars)
+            if self.available:
+                self.available = False
+                self.outage_started = time.monotonic()
+                self.metrics.cache_outages.inc()
+                log.warning("live_cache_unavailable", error=self.last_error,
+                            note="aggregating on; latest quotes and bars are written when it returns")
+            return False
+        now = time.time()
+        if not self.available:
+            log.info("live_cache_recovered", outage_s=round(time.monotonic() - (self.outage_started or 0), 3),
+                     caught_up_quotes=len(quotes), caught_up_symbols_bars=len(bars))
+            self.available = True
+            self.outage_started = None
+            self.last_error = None
+        n_quotes = 0
+        hist = self.metrics.tick_to_cache_seconds
+        for channel, data in messages:
+            received = data.get("received_at") if channel.startswith("pq:quotes:") else None
+            if received is not None:
+                n_quotes += 1
+                hist.observe(now - received)
+        self.metrics.quotes_published.inc(n_quotes)
+        self.metrics.bars_published.inc(len(messages) - n_quotes)
+        return True
+
+    def stop(self, deadline_s: float = 2.0) -> None:
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=deadline_s)
+        if self.available:
+            self.write_pending()

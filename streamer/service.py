@@ -1,0 +1,415 @@
+"""The streamer service: TradingView quotes -> multi-interval bars -> live cache + bar store.
+
+One asyncio loop owns the tick path (client -> aggregator -> in-memory state); two worker
+threads do the blocking I/O (``StoreWriter`` for the bar store, ``CacheWriter`` for the live
+cache), so a slow or dead backend never stalls tick intake. Background tasks:
+
+* ``_timer_loop`` (every STREAMER_CACHE_FLUSH_MS): closes bars whose end has passed on the
+  market clock (quiet symbols still close) and hands the in-progress bars of symbols that
+  ticked to the cache writer -- coalesced, at most once per period per symbol.
+* ``_registry_loop`` (every STREAMER_REGISTRY_POLL_S): re-reads the symbols marked stream=True
+  and subscribes/unsubscribes without a restart; rebuilds an aggregator whose session was
+  filled in by a historical sync.
+
+The *market clock* is the newest tick time seen on any symbol, extrapolated at real-time speed
+while no tick arrives. Wall-clock ``now`` would be wrong for delayed feeds (lp_time 15 min
+behind) and for the simulator's accelerated time; extrapolating at speed 1 can only close a
+bar late, never early.
+"""
+
+import asyncio
+import inspect
+import os
+import signal
+import time
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from pocketquant_pipelines.errors import InvalidInputError
+from pocketquant_pipelines.logging import get_logger
+from pocketquant_pipelines.market.bars import Bar
+from pocketquant_pipelines.settings import Settings
+from pocketquant_pipelines.storage.base import BarStore, LiveCache, SymbolInfo
+from streamer.cache_writer import CacheWriter
+from streamer.health import HealthServer
+from streamer.metrics import StreamerMetrics
+from streamer.store_writer import StoreWriter
+from streamer.symbols import SymbolState
+
+log = get_logger("streamer")
+
+CLOSE_GRACE_S = 2.0  # market seconds a bar stays open past its end for straggling ticks
+
+
+async def _maybe_await(value):
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+class StreamerService:
+    def __init__(
+        self, settings: Settings, *, store: BarStore | None = None, cache: LiveCache | None = None,
+        client=None, health_host: str = "127.0.0.1", health_port: int | None = None,
+        registry_poll_s: float | None = None, cache_flush_ms: int | None = None,
+        store_batch_ms: int | None = None,
+    ) -> None:
+        self.settings = settings
+        self._owns = {"store": store is None, "cache": cache is None, "client": client is None}
+        if store is None:
+            from pocketquant_pipelines.storage.factory import open_bar_store
+
+            store = open_bar_store(settings)
+        if cache is None:
+            from pocketquant_pipelines.storage.factory import open_live_cache
+
+            cache = open_live_cache(settings)
+        if client is None:
+            from pocketquant_pipelines.tradingview.client import TradingViewClient
+
+            client = TradingViewClient.from_settings(settings)
+        self.store, self.cache, self.client = store, cache, client
+        self.metrics = StreamerMetrics()
+        self.store_writer = StoreWriter(
+            store, self.metrics,
+            batch_interval_s=(store_batch_ms or settings.streamer_store_batch_ms) / 1000,
+            spill_dir=settings.data_dir,
+        )
+        self.cache_writer = CacheWriter(cache, self.metrics)
+        self.flush_s = (cache_flush_ms or settings.streamer_cache_flush_ms) / 1000
+        self.registry_poll_s = registry_poll_s or settings.streamer_registry_poll_s
+        self.health = HealthServer(
+            self.health_report, self.metrics.registry.render, host=health_host,
+            port=settings.streamer_health_port if health_port is None else health_port,
+        )
+        self.symbols: dict[str, SymbolState] = {}
+        self._stream = None
+        self._stop = asyncio.Event()
+        self._ticks = 0
+        self._late_base = 0       # late/out-of-session counts of aggregators already retired
+        self._oos_base = 0
+        self._market_t: float | None = None
+        self._market_mono = 0.0
+        self._last_tick_mono: float | None = None
+        self._seen_reconnects = 0
+        self._started_mono = time.monotonic()
+        self._tasks: list[asyncio.Task] = []
+        self.started = asyncio.Event()  # set once the health port is bound and writers run
+        self._bind_gauges()
+
+    # --- metrics and health ------------------------------------------------------------------
+    def _bind_gauges(self) -> None:
+        r, m = self.metrics.registry, self.metrics
+        r.counter_fn("ticks_received_total", "Ticks taken from the quote stream.", lambda: self._ticks)
+        r.counter_fn("late_ticks_total", "Ticks older than the current bar, dropped by the aggregator.",
+                     lambda: self._late_base + sum(s.aggregator.late_ticks for s in self.symbols.values()))
+        r.counter_fn("out_of_session_ticks_total", "Ticks outside the symbol's session, dropped.",
+                     lambda: self._oos_base + sum(s.aggregator.out_of_session_ticks for s in self.symbols.values()))
+        r.counter_fn("reconnects_total", "TradingView reconnections.", lambda: self._client_stat("reconnects"))
+        r.counter_fn("malformed_frames_total", "Frames that failed to decode (skipped).",
+                     lambda: self._client_stat("decode_errors"))
+        r.gauge("store_queue_depth", "Bars waiting to be written to the bar store.", lambda: self.store_writer.depth)
+        r.gauge("cache_queue_depth", "Pub/sub messages waiting for the live cache.", lambda: self.cache_writer.depth)
+        r.gauge("subscribed_symbols", "Symbols currently streamed.", lambda: len(self.symbols))
+        r.gauge("connected", "1 when the TradingView quote socket is up.", lambda: 1 if self._connected() else 0)
+        r.gauge("last_tick_age_seconds", "Seconds since the last tick (absent before the first).",
+                lambda: None if self._last_tick_mono is None else time.monotonic() - self._last_tick_mono)
+        r.gauge("store_up", "1 when the last bar store write succeeded.", lambda: 1 if self.store_writer.healthy else 0)
+        r.gauge("cache_up", "1 when the live cache is reachable.", lambda: 1 if self.cache_writer.available else 0)
+        del m
+
+    def _client_stats(self):
+        for owner in (self._stream, self.client):
+            stats = getattr(owner, "stats", None)
+            if stats is not None:
+                return stats() if callable(stats) else stats
+        return None
+
+    def _client_stat(self, name: str) -> float:
+        stats = self._client_stats()
+        return float(getattr(stats, name, 0) or 0) if stats is not None else 0.0
+
+    def _connected(self) -> bool:
+        stats = self._client_stats()
+        return bool(getattr(stats, "connected", False)) if stats is not None else False
+
+    def health_report(self) -> tuple[bool, dict]:
+        connected = self._connected()
+        store_ok = self.store_writer.healthy
+        cache_ok = self.cache_writer.available
+        streaming_ok = connected or not self.symbols
+        healthy = streaming_ok and store_ok and cache_ok and not self._stop.is_set()
+        age = None if self._last_tick_mono is None else round(time.monotonic() - self._last_tick_mono, 3)
+        return healthy, {
+            "status": "ok" if healthy else "unhealthy",
+            "connection": "connected" if connected else ("idle" if not self.symbols else "disconnected"),
+            "subscribed": sorted(self.symbols),
+            "subscribed_count": len(self.symbols),
+            "last_tick_age_s": age,
+            "ticks": self._ticks,
+            "reconnects": int(self._client_stat("reconnects")),
+            "store": {"reachable": store_ok, "pending_bars": self.store_writer.depth,
+                      "last_error": self.store_writer.last_error},
+            "cache": {"reachable": cache_ok, "pending_messages": self.cache_writer.depth,
+                      "last_error": self.cache_writer.last_error},
+            "market_time": None if self._market_t is None else datetime.fromtimestamp(self._market_t, UTC).isoformat(),
+            "uptime_s": round(time.monotonic() - self._started_mono, 3),
+        }
+
+    # --- tick path (hot) -----------------------------------------------------------------------
+    def on_tick(self, tick) -> None:
+        state = self.symbols.get(tick.symbol)
+        if state is None:  # a straggler after unsubscribe
+            return
+        stats = self._client_stats()
+        if stats is not None and stats.reconnects != self._seen_reconnects:
+            self._on_reconnect(stats.reconnects)
+        t = tick.time.timestamp()
+        if state.anchor is None:
+            state.anchor = t
+        agg = state.aggregator
+        try:
+            fast = getattr(agg, "on_tick_values", None)
+            completed = fast(t, tick.price, tick.volume) if fast is not None else agg.on_tick(tick)
+        except InvalidInputError as exc:
+            self.metrics.bad_ticks.inc()
+            log.warning("tick_rejected", symbol=tick.symbol, error=str(exc))
+            return
+        self._ticks += 1
+        state.ticks += 1
+        state.dirty = True
+        now_mono = time.monotonic()
+        self._last_tick_mono = now_mono
+        if self._market_t is None or t > self._market_t:
+            self._market_t, self._market_mono = t, now_mono
+        if completed:
+            self._completed(state, completed)
+        quote = tick.to_dict()
+        quote["received_at"] = time.time()
+        self.cache_writer.on_quote(tick.symbol, quote)
+
+    def _completed(self, state: SymbolState, bars: Iterable[Bar]) -> None:
+        bars = list(bars)
+        anchor = state.anchor if state.anchor is not None else float("inf")
+        complete = [b for b in bars if b.time.timestamp() > anchor]
+        partial = [b for b in bars if b.time.timestamp() <= anchor]
+        self.metrics.bars_completed.inc(len(bars))
+        if complete:
+            self.store_writer.put(complete, partial=False)
+        if partial:
+            self.store_writer.put(partial, partial=True)
+        # published either way: the bucket is closed; ``partial`` tells subscribers that the
+        # streamer did not watch it from its start
+        self.cache_writer.on_completed(complete, partial=False)
+        self.cache_writer.on_completed(partial, partial=True)
+
+    def _on_reconnect(self, count: int) -> None:
+        log.info("stream_reconnected", reconnects=count, note="bars in progress across the gap are stored partial")
+        self._seen_reconnects = count
+        for state in self.symbols.values():
+            state.anchor = None
+
+    def market_now(self) -> float | None:
+        if self._market_t is None:
+            return None
+        return self._market_t + (time.monotonic() - self._market_mono)
+
+    # --- periodic work -------------------------------------------------------------------------
+    def close_due_bars(self, grace_s: float = CLOSE_GRACE_S) -> int:
+        now = self.market_now()
+        if now is None:
+            return 0
+        cutoff = datetime.fromtimestamp(now - grace_s, UTC)
+        n = 0
+        for state in list(self.symbols.values()):
+            closed = state.aggregator.close_due(cutoff)
+            if closed:
+                n += len(closed)
+                self._completed(state, closed)
+        return n
+
+    def push_current_bars(self) -> None:
+        for symbol, state in self.symbols.items():
+            if state.dirty:
+                state.dirty = False
+                self.cache_writer.on_current_bars(symbol, state.aggregator.current_bars().values())
+
+    async def _timer_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.flush_s)
+            try:
+                self.close_due_bars()
+                self.push_current_bars()
+            except Exception:  # noqa: BLE001 - keep the service alive; the error is logged
+                log.exception("timer_failed")
+
+    async def _registry_loop(self) -> None:
+        while True:
+            try:
+                infos = await asyncio.to_thread(self.store.list_symbols, True)
+                await self.apply_registry(infos)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - store down: keep streaming what we have
+                log.warning("registry_poll_failed", error=f"{type(exc).__name__}: {exc}")
+            await asyncio.sleep(self.registry_poll_s)
+
+    async def apply_registry(self, infos: Iterable[SymbolInfo]) -> None:
+        wanted = {i.symbol: i for i in infos if i.stream}
+        added = [s for s in wanted if s not in self.symbols]
+        removed = [s for s in self.symbols if s not in wanted]
+        for symbol in removed:
+            self._retire(symbol)
+        for symbol in wanted:
+            if symbol in self.symbols and self.symbols[symbol].session_changed(wanted[symbol]):
+                log.info("symbol_session_updated", symbol=symbol, session=wanted[symbol].session,
+                         timezone=wanted[symbol].timezone)
+                self._retire(symbol)
+                added.append(symbol)
+        for symbol in added:
+            self.symbols[symbol] = SymbolState.create(wanted[symbol])
+        new = [s for s in added if s not in removed]
+        gone = [s for s in removed if s not in wanted]
+        if gone and self._stream is not None:
+            await _maybe_await(self._stream.unsubscribe(gone))
+        if new:
+            if self._stream is None:
+                self._start_stream(sorted(self.symbols))
+            else:
+                # resubscribing a symbol whose session changed is harmless (a fresh snapshot)
+                await _maybe_await(self._stream.subscribe(sorted(new)))
+        if added or removed:
+            log.info("subscriptions_changed", added=sorted(set(added) - set(removed)), removed=gone,
+                     total=len(self.symbols))
+
+    def _retire(self, symbol: str) -> None:
+        """Stop aggregating a symbol: complete bars go to the store as usual, the in-progress
+        ones as partial (a later historical sync completes them)."""
+        state = self.symbols.pop(symbol)
+        now = self.market_now()
+        if now is not None:
+            closed = state.aggregator.close_due(datetime.fromtimestamp(now, UTC))
+            if closed:
+                self._completed(state, closed)
+        rest = state.aggregator.flush()
+        if rest:
+            self.store_writer.put(rest, partial=True)
+        self._late_base += state.aggregator.late_ticks
+        self._oos_base += state.aggregator.out_of_session_ticks
+
+    # --- stream --------------------------------------------------------------------------------
+    def _start_stream(self, symbols: list[str]) -> None:
+        self._stream = self.client.quote_stream(symbols)
+        self._tasks.append(asyncio.create_task(self._consume(), name="consume-ticks"))
+        log.info("stream_started", symbols=len(symbols))
+
+    async def _consume(self) -> None:
+        on_tick = self.on_tick
+        try:
+            async for tick in self._stream:
+                on_tick(tick)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # the client already retries transient failures; reaching here is fatal
+            log.exception("quote_stream_failed")
+            self.request_stop()
+
+    # --- lifecycle -----------------------------------------------------------------------------
+    def request_stop(self) -> None:
+        if not self._stop.is_set():
+            log.info("streamer_stopping")
+            self._stop.set()
+
+    async def run(self) -> int:
+        """Run until ``request_stop()``; then flush and close. Returns an exit code."""
+        self._stop = asyncio.Event() if self._stop.is_set() else self._stop
+        await self.health.start()
+        self.store_writer.start()
+        self.cache_writer.start()
+        self._tasks += [
+            asyncio.create_task(self._timer_loop(), name="timer"),
+            asyncio.create_task(self._registry_loop(), name="registry"),
+        ]
+        self.started.set()
+        log.info("streamer_started", health_port=self.health.port, flush_ms=int(self.flush_s * 1000),
+                 registry_poll_s=self.registry_poll_s)
+        try:
+            await self._stop.wait()
+        finally:
+            await self.shutdown()
+        return 0
+
+    async def shutdown(self, deadline_s: float = 5.0) -> None:
+        started = time.monotonic()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        if self._stream is not None:
+            closer = getattr(self._stream, "aclose", None) or getattr(self._stream, "close", None)
+            if closer is not None:
+                try:
+                    await asyncio.wait_for(_maybe_await(closer()), timeout=2)
+                except Exception:  # noqa: BLE001 - shutting down anyway
+                    log.warning("stream_close_failed")
+        closed = self.close_due_bars(grace_s=0.0)
+        partial = 0
+        for state in self.symbols.values():
+            rest = state.aggregator.flush()
+            partial += len(rest)
+            if rest:
+                self.store_writer.put(rest, partial=True)
+        self.cache_writer.stop()
+        unwritten = await asyncio.to_thread(self.store_writer.stop, max(1.0, deadline_s - (time.monotonic() - started)))
+        await self.health.close()
+        if self._owns["client"]:
+            closer = getattr(self.client, "close", None)
+            if closer is not None:
+                try:
+                    await asyncio.wait_for(_maybe_await(closer()), timeout=2)
+                except Exception:  # noqa: BLE001
+                    pass
+        for name in ("store", "cache"):
+            if self._owns[name]:
+                try:
+                    getattr(self, name).close()
+                except Exception:  # noqa: BLE001
+                    pass
+        log.info("streamer_stopped", closed_bars=closed, partial_bars=partial, unwritten=unwritten,
+                 ticks=self._ticks, took_s=round(time.monotonic() - started, 3))
+
+
+def install_signal_handlers(service: StreamerService) -> None:
+    """SIGTERM/SIGINT: graceful stop (flush in-progress bars as partial). A second signal
+    exits at once -- an operator who insists gets their terminal back."""
+    loop = asyncio.get_running_loop()
+    hits = {"n": 0}
+
+    def handler(signame: str) -> None:
+        hits["n"] += 1
+        if hits["n"] > 1:
+            log.warning("streamer_forced_exit", signal=signame)
+            os._exit(130)
+        log.info("signal_received", signal=signame)
+        service.request_stop()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, handler, sig.name)
+
+
+async def run_service(settings: Settings, **kwargs) -> int:
+    service = StreamerService(settings, **kwargs)
+    install_signal_handlers(service)
+    return await service.run()
+
+
+def main(argv: list[str] | None = None) -> int:
+    from pocketquant_pipelines.logging import configure_logging
+    from pocketquant_pipelines.settings import load_settings
+
+    settings = load_settings()
+    configure_logging(settings.log_format, settings.log_level)
+    log.info("streamer_config", **{k: v for k, v in settings.redacted().items()
+                                   if k.startswith(("streamer_", "tradingview_ws", "data_dir", "redis", "mongodb"))})
+    return asyncio.run(run_service(settings))

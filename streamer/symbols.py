@@ -1,0 +1,58 @@
+"""Per-symbol streaming state: the aggregator, its session and the completeness anchor."""
+
+from dataclasses import dataclass, field
+
+from pocketquant_pipelines.logging import get_logger
+from pocketquant_pipelines.market.aggregator import BarAggregator
+from pocketquant_pipelines.market.intervals import ALL_INTERVALS
+from pocketquant_pipelines.market.sessions import SESSION_24X7, Session
+from pocketquant_pipelines.storage.base import SymbolInfo
+
+log = get_logger("streamer.symbols")
+
+
+def session_for(info: SymbolInfo) -> tuple[Session, bool]:
+    """The symbol's trading session from the registry, and whether it is known.
+
+    A historical sync fills ``timezone``/``session`` from ``symbol_resolved``. Until it has run
+    there is no reliable source (the quote snapshot's ``timezone`` comes without the session
+    string), so the symbol is aggregated as 24x7 and a warning says so: intraday buckets of a
+    24x7 market start at 00:00 UTC, which matches any symbol whose session opens on the hour
+    or half hour only by luck. The registry poll rebuilds the aggregator once the sync has
+    filled the fields.
+    """
+    if info.session and info.timezone:
+        try:
+            return Session.parse(info.session, info.timezone), True
+        except ValueError as exc:
+            log.error("symbol_session_invalid", symbol=info.symbol, session=info.session,
+                      timezone=info.timezone, error=str(exc), fallback="24x7")
+            return SESSION_24X7, False
+    return SESSION_24X7, False
+
+
+@dataclass
+class SymbolState:
+    symbol: str
+    session: Session
+    session_known: bool
+    aggregator: BarAggregator
+    # Epoch of the first tick seen since the (re)subscription. A bar that started at or before
+    # it was not watched from its start (ticks missed, or the snapshot's cumulative volume
+    # lumped into one tick), so it is written partial=True and a historical sync replaces it.
+    anchor: float | None = None
+    dirty: bool = False
+    ticks: int = 0
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def create(cls, info: SymbolInfo, intervals=ALL_INTERVALS) -> "SymbolState":
+        session, known = session_for(info)
+        if not known:
+            log.warning("symbol_session_unknown", symbol=info.symbol, assumed="24x7",
+                        hint="run a historical sync (it records timezone/session from symbol_resolved)")
+        return cls(info.symbol, session, known, BarAggregator(info.symbol, session, intervals))
+
+    def session_changed(self, info: SymbolInfo) -> bool:
+        session, known = session_for(info)
+        return known and session != self.session
