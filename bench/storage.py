@@ -1,0 +1,140 @@
+"""Storage benchmark: bar store upsert / re-upsert / 1M-bar read, against a Parquet baseline.
+
+    .venv/bin/python bench/storage.py                  # embedded (SQLite) store
+    .venv/bin/python bench/storage.py --mongomock      # also mongomock_ng (FAKE: an in-memory
+                                                       # Python imitation; says nothing about
+                                                       # a real MongoDB server)
+    .venv/bin/python bench/storage.py --mongodb-url mongodb://host:27017   # a real server
+
+Goals (docs/benchmarks.md, "## Storage"): embedded upsert >= 200k bars/s for 100k bars;
+1M-bar read within 2x of reading the same frame from Parquet with pyarrow.
+"""
+
+import argparse
+import gc
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pocketquant_pipelines.market.bars import Bar  # noqa: E402
+from pocketquant_pipelines.market.intervals import Interval  # noqa: E402
+from pocketquant_pipelines.storage.base import BarStore  # noqa: E402
+
+T0 = datetime(2015, 1, 1, tzinfo=UTC)
+
+
+def make_bars(symbol: str, n: int, seed: int = 1) -> list[Bar]:
+    rng = np.random.default_rng(seed)
+    close = 100 + np.cumsum(rng.normal(0, 0.1, n))
+    open_ = close + rng.normal(0, 0.05, n)
+    high = np.maximum(open_, close) + rng.random(n) * 0.1
+    low = np.minimum(open_, close) - rng.random(n) * 0.1
+    vol = rng.integers(0, 10_000, n).astype(float)
+    step = timedelta(minutes=1)
+    return [Bar(symbol, Interval.M1, T0 + i * step, float(open_[i]), float(high[i]),
+                float(low[i]), float(close[i]), float(vol[i])) for i in range(n)]
+
+
+def timed(fn, repeat: int) -> tuple[float, object]:
+    times, result = [], None
+    for _ in range(repeat):
+        gc.collect()
+        t = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times), result
+
+
+def bench_store(label: str, store: BarStore, upsert_n: int, read_n: int, workdir: Path,
+                repeat: int) -> list[tuple[str, str, str]]:
+    rows = []
+    bars = make_bars("BENCH:UPSERT", upsert_n)
+    t = time.perf_counter()
+    first = store.upsert_bars(bars)
+    dt = time.perf_counter() - t
+    assert first.inserted == upsert_n, first
+    rows.append((label, f"upsert {upsert_n:,} new bars", f"{upsert_n / dt:,.0f} bars/s ({dt:.3f} s)"))
+    dt, again = timed(lambda: store.upsert_bars(bars), repeat)
+    assert again.unchanged == upsert_n, again
+    rows.append((label, f"re-upsert same {upsert_n:,} bars", f"{upsert_n / dt:,.0f} bars/s ({dt:.3f} s)"))
+
+    # Load 1M bars in 100k batches (not timed), then time full reads.
+    sym = "BENCH:READ"
+    step = 100_000
+    all_bars = make_bars(sym, read_n, seed=2)
+    for i in range(0, read_n, step):
+        store.upsert_bars(all_bars[i:i + step])
+    del all_bars
+    read_s, frame = timed(lambda: store.read_bars(sym, "1m"), repeat)
+    assert len(frame) == read_n, len(frame)
+    path = workdir / f"{label}.parquet"
+    frame.to_parquet(path)
+    pq_s, pq_frame = timed(lambda: pq.read_table(path).to_pandas(), repeat)
+    assert pq_frame.equals(frame), "parquet round trip differs from the store's frame"
+    latest_s, latest = timed(lambda: store.read_bars(sym, "1m", limit=500), repeat)
+    assert len(latest) == 500
+    rows.append((label, f"read {read_n:,} bars -> DataFrame", f"{read_s:.3f} s"))
+    rows.append((label, f"same {read_n:,} bars from Parquet (pyarrow)", f"{pq_s:.3f} s"))
+    rows.append((label, "read / Parquet ratio", f"{read_s / pq_s:.2f}x"))
+    rows.append((label, "read latest 500 of 1M (limit=500)", f"{latest_s * 1000:.1f} ms"))
+    return rows
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--upsert", type=int, default=100_000)
+    ap.add_argument("--read", type=int, default=1_000_000)
+    ap.add_argument("--repeat", type=int, default=3, help="timed repeats (median reported)")
+    ap.add_argument("--mongomock", action="store_true", help="also run mongomock_ng (FAKE)")
+    ap.add_argument("--mongodb-url", help="also run against this real MongoDB server")
+    args = ap.parse_args()
+
+    from pocketquant_pipelines.logging import configure_logging
+    configure_logging(level="WARNING")
+
+    rows: list[tuple[str, str, str]] = []
+    with tempfile.TemporaryDirectory(prefix="pq-bench-") as tmp:
+        workdir = Path(tmp)
+        from pocketquant_pipelines.storage.sqlite_store import SQLiteBarStore
+        with SQLiteBarStore(workdir / "bars.sqlite3") as store:
+            rows += bench_store("sqlite (embedded)", store, args.upsert, args.read, workdir, args.repeat)
+        if args.mongomock:
+            import mongomock_ng
+
+            from pocketquant_pipelines.storage.mongo_store import MongoBarStore
+            with MongoBarStore(client=mongomock_ng.MongoClient(), database="bench") as store:
+                rows += bench_store("mongomock-FAKE", store, args.upsert, args.read, workdir, 1)
+        if args.mongodb_url:
+            import pymongo
+
+            from pocketquant_pipelines.storage.mongo_store import MongoBarStore
+            db = f"pq_bench_{uuid.uuid4().hex[:8]}"
+            client = pymongo.MongoClient(args.mongodb_url)
+            try:
+                with MongoBarStore(client=client, database=db) as store:
+                    rows += bench_store("mongodb (real)", store, args.upsert, args.read, workdir,
+                                        args.repeat)
+            finally:
+                client.drop_database(db)
+                client.close()
+
+    widths = [max(len(r[i]) for r in rows + [("backend", "measure", "result")]) for i in range(3)]
+    line = "  ".join("-" * w for w in widths)
+    print("  ".join(h.ljust(w) for h, w in zip(("backend", "measure", "result"), widths)))
+    print(line)
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""SQLite connections shared by the embedded backends: one connection per thread, WAL mode,
+a generous busy_timeout (several processes write the same file: Dagster runs, the streamer,
+the CLI), and explicit transactions (autocommit mode; we issue BEGIN IMMEDIATE ourselves so
+the write lock is taken up front and a read-then-write never dies with SQLITE_BUSY)."""
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+BUSY_TIMEOUT_MS = 60_000
+
+
+class ThreadConnections:
+    def __init__(self, path: Path | str, synchronous: str = "NORMAL", setup_sql: str = ""):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._synchronous = synchronous
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        if setup_sql:  # idempotent DDL (IF NOT EXISTS), in one transaction
+            self.get().executescript(f"BEGIN IMMEDIATE; {setup_sql}; COMMIT;")
+
+    def _open(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                               check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        # journal_mode=WAL is persistent in the file; setting it again is cheap and safe.
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+        return conn
+
+    def get(self) -> sqlite3.Connection:
+        if self._closed:
+            raise RuntimeError(f"store at {self.path} is closed")
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._open()
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction holding SQLite's write lock from its first statement."""
+        conn = self.get()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    @contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction: one consistent snapshot across several statements (WAL)."""
+        conn = self.get()
+        conn.execute("BEGIN")
+        try:
+            yield conn
+        finally:
+            conn.execute("COMMIT")
+
+    def close(self) -> None:
+        self._closed = True
+        with self._lock:
+            conns, self._all = self._all, []
+        for conn in conns:
+            try:
+                conn.close()
+            except sqlite3.Error:
+                pass
+        self._local = threading.local()
