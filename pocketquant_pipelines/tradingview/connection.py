@@ -1,0 +1,254 @@
+"""One TradingView WebSocket: open, authenticate, read, echo heartbeats, route by session.
+
+A ``Connection`` owns one socket and one reader task. Chart and quote sessions register a
+*handler* under their session id; the reader decodes every message, answers each heartbeat
+frame on its own (protocol notes §1.5: echo the frame, not the whole message, because a
+message can pack a heartbeat with data), counts malformed frames and hands each message frame
+to the handler of its ``p[0]``. Handlers are plain objects with two methods, called on the
+event loop and never awaited:
+
+    on_frame(frame)           one decoded message frame of this session
+    on_connection_lost(exc)   the socket is gone (ConnectionLostError, ProtocolError, AuthError)
+    on_batch_end()            optional: every frame of one WebSocket message has been delivered
+
+Silence for ``heartbeat_timeout_s`` (the server sends a heartbeat every 10 s) means the socket
+is dead even if TCP has not noticed: we close it and tell the handlers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import string
+from collections.abc import Callable
+from typing import Protocol
+from urllib.parse import urlsplit
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+from pocketquant_pipelines.logging import get_logger
+from pocketquant_pipelines.market.timeutil import utcnow
+from pocketquant_pipelines.tradingview.auth import ORIGIN, USER_AGENT
+from pocketquant_pipelines.tradingview.codec import Frame, decode_message, encode_frame, encode_message
+from pocketquant_pipelines.tradingview.errors import (
+    AuthError,
+    ConnectionLostError,
+    ProtocolError,
+    TradingViewError,
+)
+from pocketquant_pipelines.tradingview.models import ClientStats
+
+log = get_logger("pocketquant.tradingview.connection")
+
+_ID_CHARS = string.ascii_letters + string.digits
+
+
+def new_session_id(prefix: str) -> str:
+    """``cs_`` / ``qs_`` + 12 random alphanumerics (the server accepts client-chosen ids)."""
+    return f"{prefix}_" + "".join(random.choices(_ID_CHARS, k=12))
+
+
+class SessionHandler(Protocol):
+    def on_frame(self, frame: Frame) -> None: ...
+
+    def on_connection_lost(self, exc: TradingViewError) -> None: ...
+
+
+def backoff_delays(initial_s: float, max_s: float, rng: random.Random | None = None):
+    """Exponential backoff with jitter: attempt n waits uniform(0.5, 1.0) x min(max, initial x 2^n).
+
+    The jitter keeps many clients (or many streamer replicas) from reconnecting in lockstep
+    after a server-wide drop; the 0.5 floor keeps the growth exponential.
+    """
+    rng = rng or random.Random()
+    attempt = 0
+    while True:
+        yield min(max_s, initial_s * (2**attempt)) * rng.uniform(0.5, 1.0)
+        attempt = min(attempt + 1, 62)
+
+
+def protocol_error_from(frame: Frame) -> TradingViewError:
+    words = " ".join(str(p) for p in frame.params) or "protocol error"
+    if "auth" in words.lower() or "token" in words.lower():
+        return AuthError(f"TradingView rejected the auth token: {words}", reason=words)
+    return ProtocolError(f"TradingView protocol error: {words}", reason=words)
+
+
+class Connection:
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        *,
+        stats: ClientStats,
+        heartbeat_timeout_s: float = 30.0,
+        open_timeout_s: float = 30.0,
+        on_closed: Callable[["Connection"], None] | None = None,
+    ) -> None:
+        self.url = url
+        self._token = token
+        self.stats = stats
+        self.heartbeat_timeout_s = heartbeat_timeout_s
+        self.open_timeout_s = open_timeout_s
+        self._on_closed = on_closed
+        self._ws: ClientConnection | None = None
+        self._reader: asyncio.Task | None = None
+        self.handlers: dict[str, SessionHandler] = {}
+        self.hello: dict | None = None
+        self.closed = False
+        self.close_reason: TradingViewError | None = None
+        self.frames_received = 0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def open(self) -> None:
+        """Connect and send ``set_auth_token`` (it must be the first command; a good token gets
+        no reply, a bad one a protocol_error that the reader reports)."""
+        host = urlsplit(self.url).hostname or ""
+        local = host in ("127.0.0.1", "localhost", "::1")
+        try:
+            self._ws = await connect(
+                self.url,
+                origin=ORIGIN,
+                user_agent_header=USER_AGENT,
+                max_size=None,  # a full history is one frame of several hundred KB
+                ping_interval=None,  # the protocol has its own heartbeats; browsers send no pings
+                open_timeout=self.open_timeout_s,
+                close_timeout=2,
+                proxy=None if local else True,
+            )
+        except InvalidStatus as exc:
+            status = exc.response.status_code
+            raise ConnectionLostError(
+                f"TradingView refused the WebSocket upgrade with HTTP {status}"
+                + (" (too many connections: rate limited)" if status == 429 else ""),
+                reason=f"HTTP {status}",
+            ) from None
+        except (OSError, InvalidHandshake, TimeoutError, asyncio.TimeoutError) as exc:
+            raise ConnectionLostError(f"cannot connect to {self.url}: {exc}", reason=str(exc)) from None
+        self.stats.connections += 1
+        self.stats.connected = True
+        await self.send("set_auth_token", [self._token])
+        self._reader = asyncio.create_task(self._read_loop(), name=f"tv-reader-{id(self):x}")
+
+    async def close(self) -> None:
+        await self._shutdown(None)
+        if self._reader is not None and self._reader is not asyncio.current_task():
+            self._reader.cancel()
+            try:
+                await self._reader
+            except (asyncio.CancelledError, Exception):
+                pass
+
+    async def _shutdown(self, reason: TradingViewError | None) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.close_reason = reason
+        self.stats.connected = False
+        if self._ws is not None:
+            try:
+                await self._ws.close()
+            except Exception:  # noqa: BLE001 - already broken; nothing left to do
+                pass
+        handlers = list(self.handlers.values())
+        self.handlers.clear()
+        lost = reason or ConnectionLostError("connection closed by the client")
+        for handler in handlers:
+            try:
+                handler.on_connection_lost(lost)
+            except Exception:  # noqa: BLE001 - one bad handler must not keep others unaware
+                log.exception("tradingview_handler_failed")
+        if self._on_closed is not None:
+            self._on_closed(self)
+
+    # ------------------------------------------------------------------ sending
+
+    async def send(self, method: str, params: list) -> None:
+        await self.send_raw(encode_message(method, params))
+
+    async def send_raw(self, text: str) -> None:
+        if self.closed or self._ws is None:
+            raise self.close_reason or ConnectionLostError("connection is closed")
+        try:
+            await self._ws.send(text)
+        except ConnectionClosed as exc:
+            lost = ConnectionLostError(f"connection lost while sending: {exc}")
+            await self._shutdown(lost)
+            raise lost from None
+
+    def register(self, session_id: str, handler: SessionHandler) -> None:
+        self.handlers[session_id] = handler
+
+    def unregister(self, session_id: str) -> None:
+        self.handlers.pop(session_id, None)
+
+    # ------------------------------------------------------------------ reading
+
+    async def _read_loop(self) -> None:
+        ws = self._ws
+        assert ws is not None
+        reason: TradingViewError | None = None
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(self.heartbeat_timeout_s):
+                        message = await ws.recv()
+                except TimeoutError:
+                    log.warning("tradingview_silent", url=self.url, silent_s=self.heartbeat_timeout_s)
+                    reason = ConnectionLostError(
+                        f"no frame from TradingView for {self.heartbeat_timeout_s:g} s (heartbeats stopped)"
+                    )
+                    return
+                if isinstance(message, bytes):
+                    message = message.decode("utf-8", "replace")
+                reason = await self._dispatch(message)
+                if reason is not None:
+                    return
+        except ConnectionClosed as exc:
+            code = exc.rcvd.code if exc.rcvd else None
+            reason = ConnectionLostError(f"TradingView closed the connection (code {code})", reason=str(code))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a handler bug must not leave sessions hanging
+            log.exception("tradingview_reader_failed")
+            reason = ConnectionLostError(f"reader failed: {exc!r}")
+        finally:
+            if not self.closed:
+                await self._shutdown(reason or ConnectionLostError("connection closed"))
+
+    async def _dispatch(self, message: str) -> TradingViewError | None:
+        frames = decode_message(message)
+        now = utcnow()
+        self.stats.last_message_at = now
+        self.stats.frames_received += len(frames)
+        self.frames_received += len(frames)
+        touched: dict[int, SessionHandler] = {}
+        for frame in frames:
+            kind = frame.kind
+            if kind == "message":
+                handler = self.handlers.get(frame.session) if frame.params else None
+                if handler is not None:
+                    handler.on_frame(frame)
+                    touched[id(handler)] = handler
+                elif frame.method == "protocol_error":
+                    # Not tied to a session, and the server closes the socket after it.
+                    error = protocol_error_from(frame)
+                    log.error("tradingview_protocol_error", reason=error.reason)
+                    return error
+                else:
+                    log.debug("tradingview_unrouted_frame", method=frame.method, session=frame.session)
+            elif kind == "heartbeat":
+                await self.send_raw(encode_frame(frame.raw))
+            elif kind == "hello":
+                self.hello = frame.data
+            else:
+                self.stats.decode_errors += 1
+                log.warning("tradingview_bad_frame", error=frame.error, sample=frame.raw[:120])
+        for handler in touched.values():
+            # Lets the quote session build ticks once per message, after merging all its frames.
+            end = getattr(handler, "on_batch_end", None)
+            if end is not None:
+                end()
+        return None

@@ -1,0 +1,222 @@
+"""Historical bars over a chart session (protocol notes §3).
+
+Sequence per request, on a shared connection:
+
+    chart_create_session [cs, ""]
+    resolve_symbol       [cs, "sds_sym_1", "=" + {"adjustment", "session", "symbol"}]
+    create_series        [cs, "sds_1", "s1", "sds_sym_1", <resolution>, <first batch>]
+    ...                  series_loading, symbol_resolved, timescale_update, series_completed
+    request_more_data    [cs, "sds_1", n]   until N bars, ``data_completed: "end"``, or a page
+                                             that adds nothing (the plan's depth, e.g. 5000)
+    chart_delete_session [cs]
+
+Bars are keyed by their time (indexes shift when older pages arrive), deduplicated, sorted and
+validated into :class:`Bar`. ``symbol_error`` / ``series_error`` end the request at once: the
+server never sends ``series_completed`` after them (tvdatafeed's 80 s hang).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from dataclasses import dataclass, field
+
+from pocketquant_pipelines.errors import InvalidBarError
+from pocketquant_pipelines.logging import get_logger
+from pocketquant_pipelines.market.bars import Bar
+from pocketquant_pipelines.market.intervals import Interval
+from pocketquant_pipelines.market.timeutil import from_epoch
+from pocketquant_pipelines.tradingview.codec import Frame, sentinel_to_none
+from pocketquant_pipelines.tradingview.connection import Connection, new_session_id
+from pocketquant_pipelines.tradingview.errors import (
+    CriticalError,
+    HistoryTimeoutError,
+    SeriesError,
+    SymbolNotFoundError,
+    TradingViewError,
+)
+from pocketquant_pipelines.tradingview.models import HistoryResult, SymbolMetadata
+
+log = get_logger("pocketquant.tradingview.history")
+
+SYMBOL_REF = "sds_sym_1"
+SERIES_ID = "sds_1"
+TURNAROUND = "s1"
+MAX_BATCH = 5000  # the anonymous depth; also a sane page size for request_more_data
+MAX_BARS = 1_000_000
+
+
+def symbol_descriptor(symbol: str, session: str = "regular", adjustment: str = "splits") -> str:
+    """The ``resolve_symbol`` descriptor: "=" + JSON, itself sent as a JSON string (§3.3)."""
+    return "=" + json.dumps(
+        {"adjustment": adjustment, "session": session, "symbol": symbol}, separators=(",", ":")
+    )
+
+
+def series_rows(series: dict) -> list[list]:
+    """The raw ``v`` arrays of a series update: [time, o, h, l, c(, volume)]."""
+    return [item["v"] for item in series.get("s") or ()]
+
+
+def rows_to_bars(symbol: str, interval: Interval, rows: list[list]) -> tuple[list[Bar], int]:
+    """Validated bars from ``v`` rows, and how many rows were rejected (bad OHLC, short rows).
+
+    A 5-element row has no volume (indices); a 1e+100 volume is the no-value sentinel.
+    """
+    bars: list[Bar] = []
+    rejected = 0
+    for v in rows:
+        try:
+            volume = sentinel_to_none(v[5]) if len(v) > 5 else None
+            bars.append(Bar(symbol, interval, from_epoch(v[0]), v[1], v[2], v[3], v[4], volume))
+        except (InvalidBarError, IndexError, TypeError, ValueError, OverflowError, OSError):
+            rejected += 1
+    return bars, rejected
+
+
+def metadata_from(symbol: str, info: dict) -> SymbolMetadata:
+    plots = info.get("visible_plots_set") or info.get("visible-plots-set")
+    pricescale = info.get("pricescale")
+    return SymbolMetadata(
+        symbol=symbol,
+        name=info.get("name"),
+        description=info.get("description"),
+        type=info.get("type"),
+        currency=info.get("currency_code") or info.get("currency_id"),
+        timezone=info.get("timezone"),
+        session=info.get("session"),
+        pricescale=int(pricescale) if isinstance(pricescale, (int, float)) and math.isfinite(pricescale) else None,
+        has_volume=plots != "ohlc",
+        raw=info,
+    )
+
+
+def error_from_frame(frame: Frame, symbol: str, interval: Interval | str | None = None) -> TradingViewError | None:
+    """The typed error for a chart-session error frame, carrying the server's words."""
+    p = frame.params
+    where = f"{symbol} {interval}" if interval is not None else symbol
+    if frame.method == "symbol_error":
+        reason = str(p[2]) if len(p) > 2 else "symbol error"
+        return SymbolNotFoundError(f"TradingView cannot resolve {symbol}: {reason}", symbol=symbol, reason=reason)
+    if frame.method == "series_error":
+        reason = str(p[3]) if len(p) > 3 else "series error"
+        if reason == "resolve error":
+            return SymbolNotFoundError(
+                f"TradingView cannot resolve {symbol}: {reason}", symbol=symbol, reason=reason
+            )
+        return SeriesError(f"TradingView refused the series {where}: {reason}", symbol=symbol, reason=reason)
+    if frame.method == "critical_error":
+        reason = ": ".join(str(x) for x in p[1:]) or "critical error"
+        return CriticalError(f"TradingView critical error for {where}: {reason}", symbol=symbol, reason=reason)
+    return None
+
+
+@dataclass
+class _ChartHandler:
+    """Feeds a chart session's frames (or the loss of its socket) to the fetch coroutine."""
+
+    queue: asyncio.Queue = field(default_factory=asyncio.Queue)
+
+    def on_frame(self, frame: Frame) -> None:
+        self.queue.put_nowait(frame)
+
+    def on_connection_lost(self, exc: TradingViewError) -> None:
+        self.queue.put_nowait(exc)
+
+
+async def fetch_on_connection(
+    conn: Connection,
+    symbol: str,
+    interval: Interval,
+    bars: int,
+    *,
+    session: str = "regular",
+    adjustment: str = "splits",
+    request_timeout_s: float = 30.0,
+) -> HistoryResult:
+    """Run one history request on ``conn`` (which stays open for other sessions)."""
+    cs = new_session_id("cs")
+    handler = _ChartHandler()
+    conn.register(cs, handler)
+    by_time: dict[float, list] = {}
+    metadata: SymbolMetadata | None = None
+    update_mode: str | None = None
+    pages = 0
+    rejected = 0
+    depth_reached = False
+    page_added: int | None = None  # rows added by the page in flight
+    try:
+        await conn.send("chart_create_session", [cs, ""])
+        await conn.send("resolve_symbol", [cs, SYMBOL_REF, symbol_descriptor(symbol, session, adjustment)])
+        await conn.send(
+            "create_series", [cs, SERIES_ID, TURNAROUND, SYMBOL_REF, interval.tv_resolution, min(bars, MAX_BATCH)]
+        )
+        page_added = 0
+        while True:
+            try:
+                async with asyncio.timeout(request_timeout_s):
+                    item = await handler.queue.get()
+            except TimeoutError:
+                raise HistoryTimeoutError(
+                    f"no reply from TradingView for {symbol} {interval} within {request_timeout_s:g} s"
+                    f" ({len(by_time)} bars so far)",
+                    symbol=symbol,
+                ) from None
+            if isinstance(item, TradingViewError):
+                raise type(item)(f"{item} (while fetching {symbol} {interval})", symbol=symbol,
+                                 reason=item.reason) from item
+            frame: Frame = item
+            method = frame.method
+            if method == "timescale_update":
+                series = frame.params[1].get(SERIES_ID) if len(frame.params) > 1 and isinstance(frame.params[1], dict) else None
+                if series is not None:
+                    before = len(by_time)
+                    for v in series_rows(series):
+                        if v:
+                            by_time.setdefault(v[0], v)
+                    page_added = (page_added or 0) + len(by_time) - before
+                    pages += 1
+            elif method == "series_completed":
+                p = frame.params
+                if len(p) > 2 and isinstance(p[2], str):
+                    update_mode = p[2]
+                extra = p[-1] if p and isinstance(p[-1], dict) else {}
+                have = len(by_time)
+                if have >= bars:
+                    break
+                if extra.get("data_completed") == "end" or page_added == 0:
+                    depth_reached = True
+                    break
+                page_added = 0
+                await conn.send("request_more_data", [cs, SERIES_ID, min(bars - have, MAX_BATCH)])
+            elif method == "symbol_resolved":
+                if len(frame.params) > 2 and isinstance(frame.params[2], dict):
+                    metadata = metadata_from(symbol, frame.params[2])
+            elif method in ("symbol_error", "series_error", "critical_error"):
+                error = error_from_frame(frame, symbol, interval)
+                log.warning("tradingview_history_error", symbol=symbol, interval=str(interval),
+                            method=method, reason=error.reason)
+                raise error
+            # series_loading, series_timeframe, du, study frames...: nothing to do
+    finally:
+        conn.unregister(cs)
+        if not conn.closed:
+            try:
+                await conn.send("chart_delete_session", [cs])
+            except TradingViewError:
+                pass
+    rows = [by_time[t] for t in sorted(by_time)][-bars:]
+    result_bars, rejected = rows_to_bars(symbol, interval, rows)
+    if rejected:
+        log.warning("tradingview_bars_rejected", symbol=symbol, interval=str(interval), count=rejected)
+    return HistoryResult(
+        symbol=symbol,
+        interval=interval,
+        bars=result_bars,
+        metadata=metadata or SymbolMetadata(symbol=symbol),
+        requested=bars,
+        depth_reached=depth_reached and len(result_bars) < bars,
+        update_mode=update_mode,
+        pages=max(pages, 1),
+    )

@@ -1,0 +1,275 @@
+"""A live quote stream that survives disconnects.
+
+``QuoteStream`` owns one socket (quotes are long-lived; history requests share other sockets)
+and a supervisor task that connects, authenticates, creates the quote session, sets the fields,
+adds every subscribed symbol, and on any loss waits (exponential backoff with jitter) and does
+it all again. Ticks come out of ``async for tick in stream``; per-symbol errors are collected in
+``errors`` (and passed to ``on_error``) without stopping the other symbols.
+
+Permanent failures end the stream with the error raised from the iterator: a rejected token
+(AuthError: ``protocol_error "bad auth token"`` or a failed sign-in). Everything else (drops,
+silence, other protocol errors, HTTP 429 on the upgrade) is retried forever with backoff,
+because a streamer should outlive a network outage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+
+from pocketquant_pipelines.logging import get_logger
+from pocketquant_pipelines.market.ticks import Tick
+from pocketquant_pipelines.market.timeutil import utcnow
+from pocketquant_pipelines.tradingview.codec import Frame
+from pocketquant_pipelines.tradingview.connection import Connection, backoff_delays, new_session_id
+from pocketquant_pipelines.tradingview.errors import (
+    AuthError,
+    ConnectionLostError,
+    TradingViewError,
+)
+from pocketquant_pipelines.tradingview.models import ClientStats
+from pocketquant_pipelines.tradingview.quotes import QUOTE_FIELDS, QuoteError, SymbolQuote
+
+if TYPE_CHECKING:
+    from pocketquant_pipelines.tradingview.client import TradingViewClient
+
+log = get_logger("pocketquant.tradingview.quotes")
+
+_END = object()
+
+
+class QuoteStream:
+    def __init__(
+        self,
+        client: "TradingViewClient",
+        symbols: Iterable[str] = (),
+        *,
+        fields: Iterable[str] = QUOTE_FIELDS,
+        on_error: Callable[[QuoteError], None] | None = None,
+    ) -> None:
+        self._client = client
+        self._fields = list(fields)
+        self._on_error = on_error
+        self._subscribed: dict[str, None] = {}  # ordered set of subscribed strings
+        self.quotes: dict[str, SymbolQuote] = {}
+        for symbol in symbols:
+            self._add(symbol)
+        self.errors: list[QuoteError] = []
+        self.stats = ClientStats()
+        self.state = "idle"  # idle | connecting | streaming | reconnecting | closed | failed
+        self._queue: asyncio.Queue = asyncio.Queue()
+        self._conn: Connection | None = None
+        self._qs: str | None = None
+        self._task: asyncio.Task | None = None
+        self._lost: asyncio.Future | None = None
+        self._touched: dict[str, None] = {}
+        self._closing = False
+        self._got_data = False
+        self.ticks_emitted = 0
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def symbols(self) -> list[str]:
+        return list(self._subscribed)
+
+    def snapshot(self, symbol: str) -> dict:
+        """The merged full quote state of one subscribed symbol (every field received so far)."""
+        return dict(self.quotes[symbol].fields)
+
+    async def start(self) -> None:
+        if self._task is None and not self._closing:
+            self.state = "connecting"
+            self._task = asyncio.create_task(self._supervise(), name="tv-quote-stream")
+
+    async def subscribe(self, *symbols: str) -> None:
+        new = [s for s in (self._clean(x) for x in symbols) if s not in self._subscribed]
+        for symbol in new:
+            self._add(symbol)
+        await self.start()
+        if new and self._connected():
+            try:
+                await self._conn.send("quote_add_symbols", [self._qs, *new])
+            except ConnectionLostError:
+                pass  # the supervisor resubscribes everything after reconnecting
+
+    async def unsubscribe(self, *symbols: str) -> None:
+        gone = [s for s in (self._clean(x) for x in symbols) if s in self._subscribed]
+        for symbol in gone:
+            del self._subscribed[symbol]
+            self.quotes.pop(symbol, None)
+        if gone and self._connected():
+            try:
+                await self._conn.send("quote_remove_symbols", [self._qs, *gone])
+            except ConnectionLostError:
+                pass
+
+    async def close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        if self._conn is not None:
+            await self._conn.close()
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+        if self.state != "failed":
+            self.state = "closed"
+        self._queue.put_nowait(_END)
+
+    async def __aenter__(self) -> "QuoteStream":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    def __aiter__(self) -> "QuoteStream":
+        return self
+
+    async def __anext__(self) -> Tick:
+        await self.start()
+        item = await self._queue.get()
+        if item is _END:
+            self._queue.put_nowait(_END)  # later calls end too
+            raise StopAsyncIteration
+        if isinstance(item, BaseException):
+            self._queue.put_nowait(_END)
+            raise item
+        return item
+
+    # ------------------------------------------------------------------ session handler
+
+    def on_frame(self, frame: Frame) -> None:
+        method = frame.method
+        p = frame.params
+        if method == "qsd" and len(p) > 1 and isinstance(p[1], dict):
+            data = p[1]
+            symbol = data.get("n")
+            if symbol not in self._subscribed:
+                return  # late frame for an unsubscribed symbol
+            if data.get("s") == "error":
+                self._symbol_error(symbol, str(data.get("errmsg") or "error"))
+                return
+            values = data.get("v")
+            if isinstance(values, dict):
+                self.quotes[symbol].merge(values)
+                self._touched[symbol] = None
+                self._got_data = True
+        elif method == "quote_completed":
+            self._got_data = True
+        elif method == "critical_error":
+            reason = ": ".join(str(x) for x in p[1:]) or "critical error"
+            self._record(QuoteError(symbol="*", reason=reason, at=utcnow()))
+            log.error("tradingview_quote_critical_error", reason=reason)
+
+    def on_batch_end(self) -> None:
+        if not self._touched:
+            return
+        now = utcnow()
+        for symbol in self._touched:
+            quote = self.quotes.get(symbol)
+            tick = quote.next_tick(now) if quote is not None else None
+            if tick is not None:
+                self.ticks_emitted += 1
+                self._queue.put_nowait(tick)
+        self._touched.clear()
+
+    def on_connection_lost(self, exc: TradingViewError) -> None:
+        if self._lost is not None and not self._lost.done():
+            self._lost.set_result(exc)
+
+    # ------------------------------------------------------------------ internals
+
+    @staticmethod
+    def _clean(symbol: str) -> str:
+        from pocketquant_pipelines.market.symbols import normalize_symbol
+
+        text = symbol.strip()
+        # "={...}" descriptors are passed through; the server echoes them verbatim in "n".
+        return text if text.startswith("=") else normalize_symbol(text)
+
+    def _add(self, symbol: str) -> None:
+        symbol = self._clean(symbol)
+        self._subscribed[symbol] = None
+        self.quotes[symbol] = SymbolQuote(symbol)
+
+    def _connected(self) -> bool:
+        return self._conn is not None and not self._conn.closed and self._qs is not None
+
+    def _record(self, error: QuoteError) -> None:
+        self.errors.append(error)
+        if self._on_error is not None:
+            try:
+                self._on_error(error)
+            except Exception:  # noqa: BLE001 - a user callback must not stop the stream
+                log.exception("quote_error_callback_failed")
+
+    def _symbol_error(self, symbol: str, reason: str) -> None:
+        # Permanent for this symbol: drop it so reconnects do not re-add it; others go on.
+        self._subscribed.pop(symbol, None)
+        self.quotes.pop(symbol, None)
+        self._record(QuoteError(symbol=symbol, reason=reason, at=utcnow()))
+        log.warning("tradingview_quote_symbol_error", symbol=symbol, reason=reason)
+
+    def _fail(self, exc: BaseException) -> None:
+        self.state = "failed"
+        self._queue.put_nowait(exc)
+
+    async def _supervise(self) -> None:
+        client = self._client
+        delays = backoff_delays(client.backoff_initial_s, client.backoff_max_s)
+        ever_connected = False
+        while not self._closing:
+            try:
+                token = await client.auth_token()
+                conn = Connection(client.url, token, stats=self.stats,
+                                  heartbeat_timeout_s=client.heartbeat_timeout_s,
+                                  open_timeout_s=client.request_timeout_s)
+                await conn.open()
+            except AuthError as exc:
+                self._fail(exc)
+                return
+            except ConnectionLostError as exc:
+                delay = next(delays)
+                log.warning("tradingview_connect_failed", reason=str(exc), retry_in_s=round(delay, 3))
+                self.state = "reconnecting" if ever_connected else "connecting"
+                await asyncio.sleep(delay)
+                continue
+            self._conn = conn
+            self._qs = new_session_id("qs")
+            self._lost = asyncio.get_running_loop().create_future()
+            self._got_data = False
+            conn.register(self._qs, self)
+            try:
+                await conn.send("quote_create_session", [self._qs])
+                await conn.send("quote_set_fields", [self._qs, *self._fields])
+                if self._subscribed:
+                    # No {"flags":["force_permission"]}: it now earns a critical_error (§3.1).
+                    await conn.send("quote_add_symbols", [self._qs, *self._subscribed])
+            except TradingViewError as exc:
+                self.on_connection_lost(exc)
+            if ever_connected:
+                self.stats.reconnects += 1
+                log.info("tradingview_quotes_reconnected", reconnects=self.stats.reconnects,
+                         symbols=len(self._subscribed))
+            ever_connected = True
+            self.state = "streaming"
+            reason = await self._lost
+            self._qs = None
+            if self._closing:
+                return
+            if isinstance(reason, AuthError):
+                log.error("tradingview_quotes_failed", reason=str(reason))
+                self._fail(reason)
+                return
+            if self._got_data:
+                delays = backoff_delays(client.backoff_initial_s, client.backoff_max_s)
+            delay = next(delays)
+            self.state = "reconnecting"
+            log.warning("tradingview_quotes_disconnected", reason=str(reason), retry_in_s=round(delay, 3))
+            await asyncio.sleep(delay)

@@ -1,0 +1,102 @@
+"""Live quotes over a quote session (protocol notes §4), turned into ticks.
+
+Tick rules (§4.4), per subscribed symbol string (the server's ``n`` echoes it exactly):
+
+* every ``qsd`` is merged field by field into the symbol's state (partial updates carry only
+  what changed); all frames of one WebSocket message are merged before ticks are built, so an
+  ``lp_time`` packed beside its ``lp`` dates the tick correctly;
+* a tick is emitted when ``lp`` or the cumulative ``volume`` changed since the last emitted
+  tick — never for a repeated snapshot, which is what a resubscription after a reconnect sends;
+* tick time = ``lp_time`` when the server sent one, else the receive time;
+* per-tick volume = the increase of the cumulative session ``volume``. The first observation of
+  a symbol only sets the baseline (per-tick volume 0: the volume before we subscribed belongs to
+  bars the history sync owns). A decrease means the session rolled over: the new cumulative
+  value *is* the volume traded since the reset, so it is the tick's volume and the new baseline.
+  Symbols without volume (indices: absent or ``1e+100``) get ``volume=None``;
+* the baseline and the last emitted values survive reconnects, so no tick is emitted twice and
+  the per-tick volumes add up to the server's cumulative volume.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from pocketquant_pipelines.market.timeutil import from_epoch
+from pocketquant_pipelines.market.ticks import Tick
+from pocketquant_pipelines.tradingview.codec import sentinel_to_none
+
+QUOTE_FIELDS = (
+    "lp", "lp_time", "volume", "bid", "ask", "bid_size", "ask_size", "ch", "chp",
+    "description", "local_description", "type", "currency_code", "timezone", "update_mode",
+    "original_name", "pro_name", "short_name", "exchange", "pricescale", "minmov",
+    "current_session", "prev_close_price", "open_price", "high_price", "low_price",
+    "rtc", "rtc_time", "rch", "rchp",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class QuoteError:
+    symbol: str
+    reason: str
+    at: datetime | None = None
+
+
+@dataclass
+class SymbolQuote:
+    """Merged quote state of one subscribed symbol and its tick-building memory."""
+
+    symbol: str
+    fields: dict = field(default_factory=dict)
+    last_price: float | None = None
+    last_volume: float | None = None      # cumulative volume at the last emitted tick
+    baseline: float | None = None          # cumulative volume the next delta is measured from
+    ticks: int = 0
+    resets: int = 0
+
+    def merge(self, values: dict) -> None:
+        self.fields.update(values)
+
+    def next_tick(self, received_at: datetime) -> Tick | None:
+        """The tick the merged state implies, or None if nothing a tick reports changed."""
+        price = self.fields.get("lp")
+        if not isinstance(price, (int, float)) or isinstance(price, bool) or sentinel_to_none(price) is None:
+            return None
+        raw_volume = self.fields.get("volume")
+        cumulative = sentinel_to_none(raw_volume) if isinstance(raw_volume, (int, float)) else None
+        if price == self.last_price and cumulative == self.last_volume:
+            return None
+        if cumulative is None:
+            per_tick = None
+        elif self.baseline is None:
+            per_tick = 0.0
+        elif cumulative < self.baseline:
+            per_tick = float(cumulative)  # session rolled over: all of it is new
+            self.resets += 1
+        else:
+            per_tick = float(cumulative - self.baseline)
+        if cumulative is not None:
+            self.baseline = cumulative
+        self.last_price = price
+        self.last_volume = cumulative
+        lp_time = self.fields.get("lp_time")
+        when = received_at
+        if isinstance(lp_time, (int, float)) and not isinstance(lp_time, bool) and 0 < lp_time < 1e11:
+            when = from_epoch(lp_time)
+        self.ticks += 1
+        return Tick(
+            symbol=self.symbol,
+            time=when,
+            price=float(price),
+            volume=per_tick,
+            bid=_number(self.fields.get("bid")),
+            ask=_number(self.fields.get("ask")),
+            cumulative_volume=None if cumulative is None else float(cumulative),
+        )
+
+
+def _number(value) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = sentinel_to_none(value)
+        return None if value is None else float(value)
+    return None
