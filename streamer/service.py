@@ -271,13 +271,13 @@ class StreamerService:
         new = [s for s in added if s not in removed]
         gone = [s for s in removed if s not in wanted]
         if gone and self._stream is not None:
-            await _maybe_await(self._stream.unsubscribe(gone))
+            await _maybe_await(self._stream.unsubscribe(*gone))
         if new:
             if self._stream is None:
                 self._start_stream(sorted(self.symbols))
             else:
                 # resubscribing a symbol whose session changed is harmless (a fresh snapshot)
-                await _maybe_await(self._stream.subscribe(sorted(new)))
+                await _maybe_await(self._stream.subscribe(*sorted(new)))
         if added or removed:
             log.info("subscriptions_changed", added=sorted(set(added) - set(removed)), removed=gone,
                      total=len(self.symbols))

@@ -29,6 +29,10 @@ _BACKOFF_START_S = 0.2
 _BACKOFF_MAX_S = 10.0
 
 
+def _key_text(bar: Bar) -> str:
+    return f"{bar.interval.value}|{bar.symbol}@{bar.time.isoformat()}"
+
+
 class StoreWriter:
     def __init__(
         self, store: BarStore, metrics: StreamerMetrics, *, batch_interval_s: float = 1.0,
@@ -66,7 +70,7 @@ class StoreWriter:
         if dropped:
             self.metrics.bars_dropped.inc(len(dropped))
             log.error("store_buffer_full_bars_dropped", count=len(dropped), bound=self.max_pending,
-                      first=[str(k) for k in (dropped[0].key, dropped[-1].key)])
+                      oldest=_key_text(dropped[0]), newest=_key_text(dropped[-1]))
         if self._pending and len(self._pending) >= self.max_batch:
             self._wake.set()
 
