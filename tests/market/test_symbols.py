@@ -1,0 +1,64 @@
+"""EXCHANGE:CODE symbols: what is accepted, how it is normalised, and errors naming the value."""
+
+import pytest
+
+from pocketquant_pipelines.errors import InvalidInputError, InvalidSymbolError
+from pocketquant_pipelines.market.symbols import Symbol, normalize_symbol
+
+
+@pytest.mark.parametrize("text, exchange, code", [
+    ("NASDAQ:AAPL", "NASDAQ", "AAPL"),
+    ("BINANCE:BTCUSDT", "BINANCE", "BTCUSDT"),
+    ("CME_MINI:NQ1!", "CME_MINI", "NQ1!"),
+    ("NYSE:BRK.B", "NYSE", "BRK.B"),
+    ("BINANCE:BTCUSDT.P", "BINANCE", "BTCUSDT.P"),
+    ("CME:6E1!", "CME", "6E1!"),
+    ("SP:SPX", "SP", "SPX"),
+    ("nasdaq:aapl", "NASDAQ", "AAPL"),  # lowercase is normalised
+    ("Binance:btcUSDT", "BINANCE", "BTCUSDT"),
+])
+def test_good_symbols(text, exchange, code):
+    symbol = Symbol.parse(text)
+    assert (symbol.exchange, symbol.code) == (exchange, code)
+    assert str(symbol) == f"{exchange}:{code}" == normalize_symbol(text)
+    assert Symbol.parse(symbol) is symbol
+    assert Symbol.parse(str(symbol)) == symbol  # the canonical form is a fixed point
+
+
+def test_symbols_order_and_hash_by_value():
+    assert Symbol.parse("nasdaq:aapl") == Symbol.parse("NASDAQ:AAPL")
+    assert len({Symbol.parse("nasdaq:aapl"), Symbol.parse("NASDAQ:AAPL")}) == 1
+    assert sorted([Symbol.parse("NYSE:A"), Symbol.parse("NASDAQ:Z")])[0].exchange == "NASDAQ"
+
+
+@pytest.mark.parametrize("bad, why", [
+    ("NASDAQ: AAPL", "whitespace"),
+    (" NASDAQ:AAPL", "whitespace"),
+    ("NASDAQ:AAPL\n", "whitespace"),
+    ("NASDAQ:AA\tPL", "whitespace"),
+    ("NASDAQ:AAPL|X", "'|'"),
+    ("NASDAQ:AAPL,MSFT", "','"),
+    ("NASDAQ:[AAPL]", "'['"),
+    ("NASDAQ:AAPL]", "']'"),
+    ("NASDAQ:A...B", "'...'"),
+    ("NASDAQAAPL", "exactly one ':'"),
+    ("NASDAQ:AAPL:X", "exactly one ':'"),
+    ("", "empty"),
+    (":AAPL", "exchange ''"),
+    ("NASDAQ:", "code ''"),
+    ("NAS-DAQ:AAPL", "exchange 'NAS-DAQ'"),
+    ("NASDAQ:AA*PL", "code 'AA*PL'"),
+])
+def test_bad_symbols_are_rejected_naming_the_value(bad, why):
+    with pytest.raises(InvalidSymbolError) as info:
+        Symbol.parse(bad)
+    message = str(info.value)
+    assert repr(bad) in message and why in message
+    assert isinstance(info.value, InvalidInputError) and isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize("bad", [None, 42, b"NASDAQ:AAPL"])
+def test_non_strings_are_rejected_naming_the_value(bad):
+    with pytest.raises(InvalidSymbolError) as info:
+        normalize_symbol(bad)
+    assert repr(bad) in str(info.value)
