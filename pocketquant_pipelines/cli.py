@@ -11,6 +11,7 @@ from pocketquant_pipelines.errors import PocketQuantError
 # Add a module here when you add a command group.
 COMMAND_MODULES = [
     "pocketquant_pipelines.commands.tv",        # fetch, quotes, simulate
+    "pocketquant_pipelines.commands.catalog",   # symbols, sync, bars, status
 ]
 
 

@@ -34,12 +34,9 @@ from pocketquant_pipelines.market.intervals import Interval
 from pocketquant_pipelines.market.symbols import normalize_symbol
 from pocketquant_pipelines.market.timeutil import ensure_utc, utcnow
 from pocketquant_pipelines.storage.base import BarStore, Source
+from pocketquant_pipelines.tradingview.history import MAX_BARS  # the client's own limit
 
 log = get_logger("pocketquant.sync")
-
-#: Largest bar count one sync may request. TradingView's own plans stop at 5k-40k bars per
-#: series; beyond that a request is a typo, not a wish.
-MAX_BARS = 100_000
 
 
 def validate_bars(bars: object, what: str = "bars") -> int | None:
@@ -60,6 +57,7 @@ class SyncOutcome:
     mode: str                         # "first" | "incremental" | "explicit"
     requested_bars: int               # bars asked of the server
     fetched: int                      # bars the server returned
+    fetched_duplicate_times: int      # bar starts repeated within the fetched batch (should be 0)
     inserted: int
     updated: int
     unchanged: int
@@ -122,19 +120,6 @@ def plan_request(
     return "incremental", max(overlap_bars + 1, min(needed, first_bars))
 
 
-def _session_arg(store: BarStore, symbol: str):
-    """The registry's session for the symbol, when known (the client uses it to align bars)."""
-    info = store.get_symbol(symbol)
-    if info is None or not info.session or not info.timezone:
-        return None
-    try:
-        from pocketquant_pipelines.market.sessions import Session
-
-        return Session.parse(info.session, info.timezone)
-    except (NotImplementedError, ValueError):
-        return None
-
-
 def _record_metadata(store: BarStore, symbol: str, meta) -> None:
     """Store what symbol_resolved told us into the registry (only fields it actually sent)."""
     if meta is None:
@@ -154,7 +139,7 @@ def _record_metadata(store: BarStore, symbol: str, meta) -> None:
 async def sync_history_async(
     store: BarStore, client, symbol: str, interval: Interval | str, bars: int | None = None, *,
     first_bars: int, overlap_bars: int, now: datetime | None = None,
-    source: str | None = None, adjustment: str | None = None,
+    source: str | None = None, session: str | None = None, adjustment: str | None = None,
 ) -> SyncOutcome:
     """The sync itself; ``client`` is a TradingViewClient (``await client.fetch_history``).
 
@@ -172,11 +157,10 @@ async def sync_history_async(
     mode, count = plan_request(store, symbol, interval, bars, first_bars=first_bars,
                                overlap_bars=overlap_bars, now=now)
     kwargs = {}
-    session = _session_arg(store, symbol)
     if session is not None:
-        kwargs["session"] = session
+        kwargs["session"] = session  # TradingView's "regular" | "extended" hours
     if adjustment is not None:
-        kwargs["adjustment"] = adjustment
+        kwargs["adjustment"] = adjustment  # "splits" | "dividends"
     log.debug("sync_started", symbol=symbol, interval=interval.value, mode=mode, bars=count)
     result = await client.fetch_history(symbol, interval, count, **kwargs)
     fetched = list(result.bars)
@@ -194,6 +178,7 @@ async def sync_history_async(
         mode=mode,
         requested_bars=int(count),
         fetched=len(fetched),
+        fetched_duplicate_times=len(fetched) - len({b.time for b in fetched}),
         inserted=int(upsert.inserted) if upsert else 0,
         updated=int(upsert.updated) if upsert else 0,
         unchanged=int(upsert.unchanged) if upsert else 0,
@@ -203,7 +188,7 @@ async def sync_history_async(
         stored_first_time=stored_frame_first,
         stored_last_time=store.last_bar_time(symbol, interval),
         depth_reached=bool(getattr(result, "depth_reached", False)),
-        source=source or source_from_url(getattr(client, "ws_url", None)),
+        source=source or source_from_url(getattr(client, "url", None)),
         duration_s=round(time.perf_counter() - started, 4),
         synced_at=utcnow(),
     )
@@ -216,11 +201,11 @@ async def sync_history_async(
 def sync_history(
     store: BarStore, client, symbol: str, interval: Interval | str, bars: int | None = None, *,
     first_bars: int, overlap_bars: int, now: datetime | None = None,
-    source: str | None = None, adjustment: str | None = None,
+    source: str | None = None, session: str | None = None, adjustment: str | None = None,
 ) -> SyncOutcome:
     """Blocking form of :func:`sync_history_async` for scripts and the CLI (not for use
     inside a running event loop)."""
     return asyncio.run(sync_history_async(
         store, client, symbol, interval, bars, first_bars=first_bars, overlap_bars=overlap_bars,
-        now=now, source=source, adjustment=adjustment,
+        now=now, source=source, session=session, adjustment=adjustment,
     ))

@@ -1,0 +1,254 @@
+"""Asset checks on ``historical_bars`` partitions.
+
+* ``ohlc_sanity`` (blocking, ERROR): low <= min(open, close) <= max(open, close) <= high,
+  volume >= 0, finite prices.
+* ``no_duplicate_bars`` (blocking, ERROR): bar start times are unique and ascending in the
+  stored series, and the last fetched batch repeated no bar start.
+* ``no_gaps`` (WARN): every bar start the symbol's session would produce between the first
+  and last stored bar is present. Closed markets (nights, weekends) produce no starts, so they
+  are not gaps. Missing ranges are listed in the metadata.
+* ``fresh_last_bar`` (WARN): the last stored bar is not older than the latest bar the session
+  has produced by now (one bar of slack for the bar in progress).
+
+The judgements are plain functions over a bar frame (``evaluate_*``) so they are tested on
+DataFrames directly; the Dagster checks below and the range-run path in ``history.py`` call
+the same functions. Partitioned asset checks run as their own steps in single-partition runs;
+in a range run (a backfill) Dagster would skip those steps, so ``historical_bars`` evaluates
+the checks itself per synced key and yields one ``AssetCheckEvaluation`` per partition.
+"""
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from pocketquant_pipelines.defs.keys import HISTORICAL_BARS
+from pocketquant_pipelines.defs.partitions import bars_partitions, split_key
+from pocketquant_pipelines.defs.resources import BarStoreResource
+from pocketquant_pipelines.market.intervals import Interval
+from pocketquant_pipelines.market.sessions import SESSION_24X7, Session, bar_starts_between
+from pocketquant_pipelines.market.timeutil import utcnow
+
+MAX_LISTED = 20  # examples / ranges shown in metadata
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    name: str
+    passed: bool
+    severity: str            # "ERROR" | "WARN"
+    blocking: bool
+    description: str
+    metadata: dict = field(default_factory=dict)
+
+    def to_result(self) -> dg.AssetCheckResult:
+        return dg.AssetCheckResult(
+            check_name=self.name, passed=self.passed, metadata=self.metadata,
+            severity=dg.AssetCheckSeverity(self.severity), description=self.description,
+        )
+
+    def to_evaluation(self, partition: str) -> dg.AssetCheckEvaluation:
+        return dg.AssetCheckEvaluation(
+            asset_key=HISTORICAL_BARS, check_name=self.name, passed=self.passed,
+            metadata=self.metadata, severity=dg.AssetCheckSeverity(self.severity),
+            description=self.description, blocking=self.blocking, partition=partition,
+        )
+
+
+def _iso(ts) -> str:
+    return pd.Timestamp(ts).isoformat()
+
+
+# --------------------------------------------------------------------------- OHLC sanity
+def evaluate_ohlc(frame: pd.DataFrame) -> CheckOutcome:
+    o, h, l, c = (frame[col].to_numpy(dtype="float64") for col in ("open", "high", "low", "close"))
+    v = frame["volume"].to_numpy(dtype="float64")
+    with np.errstate(invalid="ignore"):
+        finite = np.isfinite(o) & np.isfinite(h) & np.isfinite(l) & np.isfinite(c)
+        ok = (finite & (l <= np.minimum(o, c)) & (np.maximum(o, c) <= h)
+              & (np.isnan(v) | (v >= 0)))
+    bad = np.flatnonzero(~ok)
+    examples = [
+        {"time": _iso(frame.index[i]), "open": float(o[i]), "high": float(h[i]),
+         "low": float(l[i]), "close": float(c[i]),
+         "volume": None if np.isnan(v[i]) else float(v[i])}
+        for i in bad[:MAX_LISTED]
+    ]
+    return CheckOutcome(
+        "ohlc_sanity", passed=len(bad) == 0, severity="ERROR", blocking=True,
+        description=("all bars satisfy low <= open/close <= high and volume >= 0" if len(bad) == 0
+                     else f"{len(bad)} bar(s) violate low <= open/close <= high or volume >= 0"),
+        metadata={"bars_checked": int(len(frame)), "bad_bars": int(len(bad)),
+                  "examples": dg.MetadataValue.json(examples)},
+    )
+
+
+# --------------------------------------------------------------------------- duplicates
+def evaluate_duplicates(frame: pd.DataFrame, fetched_duplicate_times: int = 0) -> CheckOutcome:
+    index = pd.DatetimeIndex(frame.index)
+    dup_mask = index.duplicated(keep=False)
+    dup_times = sorted({_iso(t) for t in index[dup_mask]})
+    ascending = bool(index.is_monotonic_increasing)
+    problems = []
+    if dup_times:
+        problems.append(f"{len(dup_times)} bar start(s) stored more than once")
+    if not ascending:
+        problems.append("stored bars are not in ascending time order")
+    if fetched_duplicate_times:
+        problems.append(f"the last fetch repeated {fetched_duplicate_times} bar start(s)")
+    return CheckOutcome(
+        "no_duplicate_bars", passed=not problems, severity="ERROR", blocking=True,
+        description="; ".join(problems) or "every bar start is unique",
+        metadata={"bars_checked": int(len(frame)), "duplicate_times": int(len(dup_times)),
+                  "fetched_duplicate_times": int(fetched_duplicate_times),
+                  "ascending": ascending,
+                  "examples": dg.MetadataValue.json(dup_times[:MAX_LISTED])},
+    )
+
+
+# --------------------------------------------------------------------------- gaps
+def _ranges(missing: list[datetime], expected: list[datetime]) -> list[tuple[datetime, datetime, int]]:
+    """Collapse missing starts into runs of consecutive expected starts: (first, last, count)."""
+    pos = {t: i for i, t in enumerate(expected)}
+    out: list[list] = []
+    for t in missing:
+        i = pos[t]
+        if out and out[-1][3] == i - 1:
+            out[-1][1], out[-1][2], out[-1][3] = t, out[-1][2] + 1, i
+        else:
+            out.append([t, t, 1, i])
+    return [(a, b, n) for a, b, n, _ in out]
+
+
+def evaluate_gaps(frame: pd.DataFrame, interval: Interval | str,
+                  session: Session = SESSION_24X7) -> CheckOutcome:
+    interval = Interval.parse(interval)
+    if len(frame) < 2:
+        return CheckOutcome("no_gaps", True, "WARN", False, "fewer than two bars: nothing to judge",
+                            {"bars_checked": int(len(frame)), "missing_bars": 0})
+    stored = [t.to_pydatetime() for t in pd.DatetimeIndex(frame.index).tz_convert("UTC")]
+    first, last = stored[0], stored[-1]
+    expected = bar_starts_between(first, last + timedelta(microseconds=1), interval, session)
+    have = set(stored)
+    missing = [t for t in expected if t not in have]
+    expected_set = set(expected)
+    unexpected = [t for t in stored if t not in expected_set]
+    ranges = _ranges(missing, expected)
+    listed = [{"from": a.isoformat(), "to": b.isoformat(), "bars": n} for a, b, n in ranges[:MAX_LISTED]]
+    text = (f"{len(missing)} expected bar(s) missing in {len(ranges)} range(s) "
+            f"for session {session.spec} ({session.timezone})" if missing
+            else f"no gaps against session {session.spec} ({session.timezone})")
+    return CheckOutcome(
+        "no_gaps", passed=not missing, severity="WARN", blocking=False, description=text,
+        metadata={"bars_checked": int(len(frame)), "expected_bars": int(len(expected)),
+                  "missing_bars": int(len(missing)), "missing_ranges": dg.MetadataValue.json(listed),
+                  "off_session_bars": int(len(unexpected)),
+                  "session": f"{session.spec} {session.timezone}"},
+    )
+
+
+# --------------------------------------------------------------------------- freshness
+def expected_latest_start(now: datetime, interval: Interval, session: Session) -> datetime | None:
+    """Start of the newest bar the session has opened by ``now`` (None if none in lookback)."""
+    lookback = max(timedelta(days=14), timedelta(seconds=3 * interval.nominal_seconds))
+    starts = bar_starts_between(now - lookback, now + timedelta(microseconds=1), interval, session)
+    return starts[-1] if starts else None
+
+
+def evaluate_freshness(frame: pd.DataFrame, interval: Interval | str,
+                       session: Session = SESSION_24X7, now: datetime | None = None) -> CheckOutcome:
+    interval = Interval.parse(interval)
+    now = now or utcnow()
+    if len(frame) == 0:
+        return CheckOutcome("fresh_last_bar", False, "WARN", False, "no bars stored",
+                            {"last_bar_time": dg.MetadataValue.null()})
+    last = pd.Timestamp(frame.index[-1]).to_pydatetime()
+    latest = expected_latest_start(now, interval, session)
+    if latest is None:
+        return CheckOutcome("fresh_last_bar", True, "WARN", False,
+                            "the session produced no bar in the lookback window",
+                            {"last_bar_time": dg.MetadataValue.timestamp(last)})
+    # one bar of slack: the newest bar may still be in progress and not yet served
+    slack_starts = bar_starts_between(latest - timedelta(seconds=4 * interval.nominal_seconds + 86400 * 4),
+                                      latest + timedelta(microseconds=1), interval, session)
+    threshold = slack_starts[-2] if len(slack_starts) >= 2 else latest
+    fresh = last >= threshold
+    lag_s = max(0.0, (latest - last).total_seconds())
+    return CheckOutcome(
+        "fresh_last_bar", passed=fresh, severity="WARN", blocking=False,
+        description=(f"last bar {last.isoformat()} is current (expected >= {threshold.isoformat()})"
+                     if fresh else f"last bar {last.isoformat()} is stale: the session has produced "
+                     f"bars up to {latest.isoformat()}"),
+        metadata={"last_bar_time": dg.MetadataValue.timestamp(last),
+                  "expected_latest_bar": dg.MetadataValue.timestamp(latest),
+                  "lag_seconds": float(lag_s), "checked_at": dg.MetadataValue.timestamp(now)},
+    )
+
+
+# --------------------------------------------------------------------------- wiring
+def session_for(store, symbol: str) -> Session:
+    """The symbol's session from the registry (what symbol_resolved said), else 24x7."""
+    info = store.get_symbol(symbol)
+    if info is not None and info.session and info.timezone:
+        try:
+            return Session.parse(info.session, info.timezone)
+        except ValueError:
+            pass
+    return SESSION_24X7
+
+
+def evaluate_all(store, symbol: str, interval: Interval, fetched_duplicate_times: int = 0,
+                 names: Iterable[str] | None = None, now: datetime | None = None) -> list[CheckOutcome]:
+    frame = store.read_bars(symbol, interval)
+    session = session_for(store, symbol)
+    wanted = set(names) if names is not None else set(CHECK_NAMES)
+    out = []
+    if "ohlc_sanity" in wanted:
+        out.append(evaluate_ohlc(frame))
+    if "no_duplicate_bars" in wanted:
+        out.append(evaluate_duplicates(frame, fetched_duplicate_times))
+    if "no_gaps" in wanted:
+        out.append(evaluate_gaps(frame, interval, session))
+    if "fresh_last_bar" in wanted:
+        out.append(evaluate_freshness(frame, interval, session, now=now))
+    return out
+
+
+CHECK_NAMES = ("ohlc_sanity", "no_duplicate_bars", "no_gaps", "fresh_last_bar")
+
+
+def _latest_fetched_duplicates(instance: dg.DagsterInstance, key: str) -> int:
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=HISTORICAL_BARS, asset_partitions=[key]), limit=1
+    ).records
+    if not records:
+        return 0
+    value = records[0].asset_materialization.metadata.get("fetched_duplicate_times")
+    return int(value.value) if value is not None else 0
+
+
+@dg.multi_asset_check(
+    specs=[
+        dg.AssetCheckSpec("ohlc_sanity", asset=HISTORICAL_BARS, blocking=True,
+                          partitions_def=bars_partitions,
+                          description="low <= min(open, close) <= max(open, close) <= high, volume >= 0"),
+        dg.AssetCheckSpec("no_duplicate_bars", asset=HISTORICAL_BARS, blocking=True,
+                          partitions_def=bars_partitions,
+                          description="unique, ascending bar start times (stored and last fetched)"),
+        dg.AssetCheckSpec("no_gaps", asset=HISTORICAL_BARS, partitions_def=bars_partitions,
+                          description="no missing bars inside the symbol's trading sessions (WARN)"),
+        dg.AssetCheckSpec("fresh_last_bar", asset=HISTORICAL_BARS, partitions_def=bars_partitions,
+                          description="the last bar is as recent as the session allows (WARN)"),
+    ],
+    can_subset=True,
+)
+def historical_bars_checks(context: dg.AssetCheckExecutionContext, bar_store: BarStoreResource):
+    key = str(context.partition_key)
+    symbol, interval = split_key(key)
+    selected = {k.name for k in context.selected_asset_check_keys}
+    for outcome in evaluate_all(bar_store.get(), symbol, interval,
+                                _latest_fetched_duplicates(context.instance, key), selected):
+        yield outcome.to_result()

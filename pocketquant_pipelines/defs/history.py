@@ -1,0 +1,223 @@
+"""``historical_bars``: incremental historical sync per (symbol, interval) partition.
+
+One run can cover one partition (the UI's "Materialize" of a key, sensors, small schedules)
+or a range of partitions (asset backfills: ``BackfillPolicy.single_run()`` groups a backfill
+into a few range runs). Either way the asset iterates ``context.partition_keys`` and fetches
+them concurrently on one TradingView client, so a 1300-partition backfill costs a handful of
+process starts instead of 1300.
+
+Sync status per partition:
+* single-partition run -> one MaterializeResult with the outcome as metadata;
+* range run -> one ``AssetMaterialization(partition=key)`` per synced key, each with *its own*
+  metadata (a returned MaterializeResult would stamp identical metadata on every key).
+* a failed key -> an ``AssetObservation`` with ``sync_error`` for that key (so `pocketquant
+  status` and the UI show the reason per partition), then the run fails with a ``dg.Failure``
+  naming every failed key and the server's reason. Other keys are not stopped by one failure.
+
+Retries: transient errors (connection lost, timeout) are retried in-process per key with
+backoff, and a single-partition run also has a RetryPolicy. Permanent errors (unknown symbol,
+bad parameters) fail at once with ``allow_retries=False``.
+
+Bar count: run config ``bars`` (validated), else the run tag ``pocketquant/bars`` (backfills
+launched by sensors cannot carry run config), else automatic (first sync depth /
+incremental; see ``pocketquant_pipelines.sync``).
+"""
+
+import asyncio
+import random
+from datetime import datetime
+
+import dagster as dg
+from pydantic import Field, field_validator
+
+from pocketquant_pipelines.defs.checks import evaluate_all
+from pocketquant_pipelines.defs.keys import BARS_TAG, HISTORICAL_BARS
+from pocketquant_pipelines.defs.partitions import bars_partitions, split_key
+from pocketquant_pipelines.defs.resources import BarStoreResource, TradingViewResource
+from pocketquant_pipelines.errors import InvalidInputError
+from pocketquant_pipelines.sync import MAX_BARS, SyncOutcome, sync_history_async, validate_bars
+
+TRANSIENT_ATTEMPTS = 3   # per key inside one run, before the key counts as failed
+TRANSIENT_BASE_DELAY_S = 1.0
+
+
+class HistoryConfig(dg.Config):
+    bars: int | None = Field(
+        default=None,
+        description=f"Bars to request per partition (1..{MAX_BARS}); empty = automatic "
+        "(first sync: SYNC_FIRST_BARS, later: from the last stored bar to now + overlap).",
+    )
+
+    @field_validator("bars")
+    @classmethod
+    def _check_bars(cls, value):
+        try:
+            return validate_bars(value)
+        except InvalidInputError as exc:
+            raise ValueError(str(exc)) from None
+
+
+def _ts(value: datetime | None):
+    return dg.MetadataValue.timestamp(value) if value is not None else dg.MetadataValue.null()
+
+
+def outcome_metadata(outcome: SyncOutcome) -> dict:
+    """Dagster metadata of one sync outcome (plain Python types only: no numpy)."""
+    coverage = (
+        f"{outcome.stored_first_time.isoformat()} .. {outcome.stored_last_time.isoformat()}"
+        if outcome.stored_first_time and outcome.stored_last_time else "empty"
+    )
+    return {
+        "dagster/row_count": int(outcome.stored_bars),
+        "symbol": outcome.symbol,
+        "interval": outcome.interval,
+        "mode": outcome.mode,
+        "source": outcome.source,
+        "requested_bars": int(outcome.requested_bars),
+        "bars_fetched": int(outcome.fetched),
+        "fetched_duplicate_times": int(outcome.fetched_duplicate_times),
+        "bars_inserted": int(outcome.inserted),
+        "bars_updated": int(outcome.updated),
+        "bars_unchanged": int(outcome.unchanged),
+        "first_bar_time": _ts(outcome.first_bar_time),
+        "last_bar_time": _ts(outcome.last_bar_time),
+        "stored_bars": int(outcome.stored_bars),
+        "stored_first_time": _ts(outcome.stored_first_time),
+        "stored_last_time": _ts(outcome.stored_last_time),
+        "coverage": coverage,
+        "depth_reached": bool(outcome.depth_reached),
+        "duration_s": float(outcome.duration_s),
+        "synced_at": _ts(outcome.synced_at),
+    }
+
+
+def _is_transient(exc: BaseException) -> bool:
+    from pocketquant_pipelines.tradingview.errors import TRANSIENT_ERRORS
+
+    return isinstance(exc, TRANSIENT_ERRORS)
+
+
+def _reason(exc: BaseException) -> str:
+    reason = getattr(exc, "reason", None)
+    text = str(exc)
+    if reason and reason not in text:
+        return f"{text} (server: {reason})"
+    return text or type(exc).__name__
+
+
+def resolve_bars(config: HistoryConfig, tags: dict) -> int | None:
+    if config.bars is not None:
+        return config.bars
+    raw = tags.get(BARS_TAG)
+    if raw in (None, ""):
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidInputError(f"run tag {BARS_TAG}={raw!r} is not an integer bar count") from None
+    return validate_bars(value, BARS_TAG)
+
+
+async def _sync_one(store, client, symbol, interval, bars, settings, source, log):
+    """One key with per-key transient retries; returns the outcome or raises the last error."""
+    for attempt in range(1, TRANSIENT_ATTEMPTS + 1):
+        try:
+            return await sync_history_async(
+                store, client, symbol, interval, bars,
+                first_bars=settings.sync_first_bars, overlap_bars=settings.sync_overlap_bars,
+                source=source,
+            )
+        except Exception as exc:  # noqa: BLE001 - classified below
+            if not _is_transient(exc) or attempt == TRANSIENT_ATTEMPTS:
+                raise
+            delay = TRANSIENT_BASE_DELAY_S * 2 ** (attempt - 1) * (0.5 + random.random())
+            log.warning(f"{interval.value}|{symbol}: transient error ({_reason(exc)}); "
+                        f"retry {attempt}/{TRANSIENT_ATTEMPTS - 1} in {delay:.1f}s")
+            await asyncio.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+@dg.asset(
+    key=HISTORICAL_BARS,
+    partitions_def=bars_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    pool="tradingview",
+    retry_policy=dg.RetryPolicy(max_retries=2, delay=10, backoff=dg.Backoff.EXPONENTIAL,
+                                jitter=dg.Jitter.PLUS_MINUS),
+    output_required=False,
+    group_name="market_data",
+    kinds={"python", "sqlite"},
+    owners=[],
+    description="OHLCV bars from TradingView's chart session, synced incrementally into the "
+    "bar store (one partition per symbol x interval). Metadata = the sync status.",
+    metadata={"partition_key_format": "<interval>|<symbol>, e.g. 1d|NASDAQ:AAPL"},
+)
+async def historical_bars(
+    context: dg.AssetExecutionContext,
+    config: HistoryConfig,
+    bar_store: BarStoreResource,
+    tradingview: TradingViewResource,
+):
+    keys = [str(k) for k in context.partition_keys]
+    try:
+        bars = resolve_bars(config, dict(context.run.tags))
+    except InvalidInputError as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from None
+    settings = tradingview.settings()
+    source = tradingview.source
+    store = bar_store.get()
+    single = context.has_partition_key
+    context.log.info(f"syncing {len(keys)} partition(s) from {source} "
+                     f"({'automatic' if bars is None else bars} bars each)")
+
+    async with tradingview.open_client() as client:
+        sem = asyncio.Semaphore(max(1, settings.tradingview_concurrency))
+
+        async def run(key: str):
+            symbol, interval = split_key(key)
+            async with sem:
+                try:
+                    return key, await _sync_one(store, client, symbol, interval, bars,
+                                                settings, source, context.log), None
+                except Exception as exc:  # noqa: BLE001 - reported per key below
+                    return key, None, exc
+
+        results = await asyncio.gather(*(run(k) for k in keys))
+
+    failures: list[tuple[str, BaseException]] = []
+    for key, outcome, exc in results:
+        if exc is not None:
+            failures.append((key, exc))
+            yield dg.AssetObservation(
+                asset_key=HISTORICAL_BARS, partition=key,
+                metadata={"sync_error": _reason(exc), "error_type": type(exc).__name__,
+                          "transient": _is_transient(exc)},
+            )
+            continue
+        if single:
+            # the partitioned check steps run after this step in single-partition runs
+            yield dg.MaterializeResult(metadata=outcome_metadata(outcome))
+            continue
+        yield dg.AssetMaterialization(asset_key=HISTORICAL_BARS, partition=key,
+                                      metadata=outcome_metadata(outcome))
+        # range run: Dagster skips the check steps (no output), so evaluate them here, per key;
+        # a failed blocking check fails the step after every key has been reported
+        symbol, interval = split_key(key)
+        for check in evaluate_all(store, symbol, interval, outcome.fetched_duplicate_times):
+            yield check.to_evaluation(key)
+
+    if failures:
+        lines = [f"{key}: {type(exc).__name__}: {_reason(exc)}" for key, exc in failures]
+        transient_only = all(_is_transient(exc) for _, exc in failures)
+        raise dg.Failure(
+            description=f"{len(failures)} of {len(keys)} partition(s) failed to sync:\n"
+            + "\n".join(lines),
+            metadata={
+                "failed_partitions": dg.MetadataValue.json(
+                    {key: _reason(exc) for key, exc in failures}),
+                "failed_count": len(failures),
+                "synced_count": len(keys) - len(failures),
+            },
+            # a single key that kept failing transiently may still succeed on a later attempt
+            allow_retries=transient_only and single,
+        )

@@ -1,0 +1,97 @@
+"""``symbol_registry_sensor``: the one owner of the ``symbols`` dynamic partitions.
+
+Each tick it mirrors the bar store's symbol registry (``pocketquant symbols add/remove``)
+into the dynamic partitions — adds and removes — and requests the first sync of every
+(symbol, interval) that has never been synced.
+
+"Never synced" is read from Dagster's partition status (no materialization, no failure, not
+in progress), not from "was just added": a symbol added while the sensor was stopped, or whose
+first backfill was lost, is still picked up, and a key whose sync failed is left alone (the
+failure is visible; re-run it from the UI). The cursor remembers keys already requested but
+not yet started, so a backfill waiting in the queue is not requested twice.
+
+The first sync is requested as one *backfill* (sensors can launch backfills), so the
+``single_run`` backfill policy turns N new symbols x 13 intervals into a few range runs.
+"""
+
+import json
+
+import dagster as dg
+from dagster._core.definitions.assets.graph.asset_graph_subset import AssetGraphSubset
+
+from pocketquant_pipelines.defs.keys import HISTORICAL_BARS, TRIGGER_TAG
+from pocketquant_pipelines.defs.partitions import (
+    INTERVAL_KEYS,
+    SYMBOLS_PARTITIONS_NAME,
+    bars_partitions,
+    keys_for,
+    symbol_partitions,
+)
+from pocketquant_pipelines.defs.resources import BarStoreResource
+from pocketquant_pipelines.market.symbols import Symbol
+
+MAX_PENDING_IN_CURSOR = 50_000
+
+
+def backfill_request(keys: list[str], tags: dict[str, str], bars: int | None = None) -> dg.RunRequest:
+    """A RunRequest the sensor daemon turns into an asset backfill of ``historical_bars``."""
+    subset = AssetGraphSubset(
+        partitions_subsets_by_asset_key={
+            HISTORICAL_BARS: bars_partitions.empty_subset().with_partition_keys(keys)
+        },
+        non_partitioned_asset_keys=set(),
+    )
+    run_config = (dg.RunConfig(ops={"historical_bars": {"config": {"bars": bars}}}).to_config_dict()
+                  if bars is not None else None)
+    return dg.RunRequest(asset_graph_subset=subset, tags=tags, run_config=run_config)
+
+
+def _valid(symbol: str) -> bool:
+    try:
+        return str(Symbol.parse(symbol)) == symbol
+    except ValueError:
+        return False
+
+
+def evaluate_registry(instance: dg.DagsterInstance, registry: list[str], cursor: str | None):
+    """Pure decision of one tick: (to_add, to_remove, keys_to_sync, new_cursor)."""
+    state = json.loads(cursor) if cursor else {}
+    pending = set(state.get("pending", []))
+    current = list(instance.get_dynamic_partitions(SYMBOLS_PARTITIONS_NAME))
+    wanted = [s for s in registry if _valid(s)]
+    to_add = [s for s in wanted if s not in set(current)]
+    to_remove = [s for s in current if s not in set(wanted)]
+
+    candidates = keys_for(wanted, INTERVAL_KEYS)
+    status = instance.get_status_by_partition(HISTORICAL_BARS, candidates, bars_partitions) or {}
+    never = [k for k in candidates if status.get(k) is None]
+    to_sync = [k for k in never if k not in pending]
+    # keys that got any status (started, done, failed) or left the registry are no longer pending
+    still_pending = sorted((pending & set(never)) | set(to_sync))[:MAX_PENDING_IN_CURSOR]
+    return to_add, to_remove, to_sync, json.dumps({"pending": still_pending})
+
+
+@dg.sensor(
+    name="symbol_registry_sensor",
+    minimum_interval_seconds=15,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    target=dg.AssetSelection.assets(HISTORICAL_BARS),
+    description="Mirrors the symbol registry into the 'symbols' partitions (adds and removes) "
+    "and backfills the first sync of every never-synced (symbol, interval).",
+)
+def symbol_registry_sensor(context: dg.SensorEvaluationContext, bar_store: BarStoreResource):
+    registry = [info.symbol for info in bar_store.get().list_symbols()]
+    to_add, to_remove, to_sync, cursor = evaluate_registry(context.instance, registry, context.cursor)
+    requests = []
+    if to_add:
+        requests.append(symbol_partitions.build_add_request(list(to_add)))
+    if to_remove:
+        requests.append(symbol_partitions.build_delete_request(list(to_remove)))
+    run_requests = []
+    if to_sync:
+        run_requests.append(backfill_request(to_sync, {TRIGGER_TAG: "first_sync"}))
+    if not (requests or run_requests) and cursor == context.cursor:
+        return dg.SkipReason(f"registry in sync ({len(registry)} symbols), nothing to request")
+    context.log.info(f"symbols +{len(to_add)} -{len(to_remove)}; first sync of {len(to_sync)} partition(s)")
+    return dg.SensorResult(dynamic_partitions_requests=requests, run_requests=run_requests,
+                           cursor=cursor)
