@@ -174,11 +174,16 @@ class Connection:
         try:
             await self._ws.send(text)
         except ConnectionClosed as exc:
-            lost = ConnectionLostError(f"connection lost while sending: {exc}")
-            await self._shutdown(lost)
-            raise lost from None
+            # The reader task owns the shutdown: it drains what the server sent before closing
+            # (e.g. protocol_error "bad auth token") and tells the handlers the real reason.
+            raise ConnectionLostError(f"connection lost while sending: {exc}") from None
 
     def register(self, session_id: str, handler: SessionHandler) -> None:
+        """Route ``session_id``'s frames to ``handler``. On a connection that is already closed
+        the handler is told at once, so nobody waits for frames that cannot come."""
+        if self.closed:
+            handler.on_connection_lost(self.close_reason or ConnectionLostError("connection is closed"))
+            return
         self.handlers[session_id] = handler
 
     def unregister(self, session_id: str) -> None:
@@ -211,6 +216,8 @@ class Connection:
             reason = ConnectionLostError(f"TradingView closed the connection (code {code})", reason=str(code))
         except asyncio.CancelledError:
             raise
+        except TradingViewError as exc:
+            reason = exc
         except Exception as exc:  # noqa: BLE001 - a handler bug must not leave sessions hanging
             log.exception("tradingview_reader_failed")
             reason = ConnectionLostError(f"reader failed: {exc!r}")
@@ -240,7 +247,10 @@ class Connection:
                 else:
                     log.debug("tradingview_unrouted_frame", method=frame.method, session=frame.session)
             elif kind == "heartbeat":
-                await self.send_raw(encode_frame(frame.raw))
+                try:
+                    await self.send_raw(encode_frame(frame.raw))
+                except ConnectionLostError:
+                    pass  # the next recv() reports the close with its code
             elif kind == "hello":
                 self.hello = frame.data
             else:

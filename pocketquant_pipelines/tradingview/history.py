@@ -30,6 +30,7 @@ from pocketquant_pipelines.market.timeutil import from_epoch
 from pocketquant_pipelines.tradingview.codec import Frame, sentinel_to_none
 from pocketquant_pipelines.tradingview.connection import Connection, new_session_id
 from pocketquant_pipelines.tradingview.errors import (
+    ConnectionLostError,
     CriticalError,
     HistoryTimeoutError,
     SeriesError,
@@ -146,12 +147,18 @@ async def fetch_on_connection(
     rejected = 0
     depth_reached = False
     page_added: int | None = None  # rows added by the page in flight
+
+    async def send(method: str, params: list) -> None:
+        try:
+            await conn.send(method, params)
+        except ConnectionLostError:
+            pass  # the reader reports the loss (with the server's last words) through the queue
+
     try:
-        await conn.send("chart_create_session", [cs, ""])
-        await conn.send("resolve_symbol", [cs, SYMBOL_REF, symbol_descriptor(symbol, session, adjustment)])
-        await conn.send(
-            "create_series", [cs, SERIES_ID, TURNAROUND, SYMBOL_REF, interval.tv_resolution, min(bars, MAX_BATCH)]
-        )
+        await send("chart_create_session", [cs, ""])
+        await send("resolve_symbol", [cs, SYMBOL_REF, symbol_descriptor(symbol, session, adjustment)])
+        await send("create_series", [cs, SERIES_ID, TURNAROUND, SYMBOL_REF, interval.tv_resolution,
+                                     min(bars, MAX_BATCH)])
         page_added = 0
         while True:
             try:
@@ -189,7 +196,7 @@ async def fetch_on_connection(
                     depth_reached = True
                     break
                 page_added = 0
-                await conn.send("request_more_data", [cs, SERIES_ID, min(bars - have, MAX_BATCH)])
+                await send("request_more_data", [cs, SERIES_ID, min(bars - have, MAX_BATCH)])
             elif method == "symbol_resolved":
                 if len(frame.params) > 2 and isinstance(frame.params[2], dict):
                     metadata = metadata_from(symbol, frame.params[2])

@@ -251,8 +251,8 @@ class QuoteStream:
                 if self._subscribed:
                     # No {"flags":["force_permission"]}: it now earns a critical_error (§3.1).
                     await conn.send("quote_add_symbols", [self._qs, *self._subscribed])
-            except TradingViewError as exc:
-                self.on_connection_lost(exc)
+            except TradingViewError:
+                pass  # the reader reports the loss, with the server's last words, via _lost
             if ever_connected:
                 self.stats.reconnects += 1
                 log.info("tradingview_quotes_reconnected", reconnects=self.stats.reconnects,

@@ -1,0 +1,214 @@
+"""History benchmark: our asyncio client vs tvdatafeed 2.1.1, same simulator, same data.
+
+    .venv/bin/python bench/history.py                       # 5000 1-minute bars, 5 rounds
+    .venv/bin/python bench/history.py --bars 5000 --symbol BINANCE:BTCUSDT --rounds 5
+
+What it does:
+
+1. Starts the protocol simulator as a subprocess (``pocketquant simulate``) on a free port, so the
+   server's CPU does not share the GIL with the clients being measured.
+2. Fetches N bars of one symbol with
+   * ``ours (cold)``: ``fetch_history_sync`` (new client + socket per call, like tvdatafeed),
+   * ``ours (warm)``: ``BlockingTradingViewClient`` (socket kept open between calls),
+   * ``tvdatafeed``: ``TvDatafeed().get_hist`` (new socket per call; it hardcodes
+     ``wss://data.tradingview.com``, so this script, and only this script, replaces the
+     ``create_connection`` it imported with one that dials the simulator).
+   and prints wall time (best of the rounds), bars/s and the speed-up.
+3. Checks both returned the same bars. tvdatafeed builds its index with
+   ``datetime.fromtimestamp(ts)``: naive *local* time. We run with ``TZ=UTC`` so that local time is
+   UTC, then localize the index to UTC (without that, DST hours would be ambiguous). The last bar
+   may still be forming between the two fetches, so it is left out of the comparison.
+4. Micro-benchmark: decoding the captured ``timescale_update`` message (the codec plus the bar
+   rows), in bars per second; and the same plus validation into ``Bar`` objects.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ["TZ"] = "UTC"  # tvdatafeed reads timestamps as local time; make local time UTC
+time.tzset()
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from pocketquant_pipelines.market.intervals import Interval  # noqa: E402
+from pocketquant_pipelines.tradingview.client import (  # noqa: E402
+    BlockingTradingViewClient,
+    fetch_history_sync,
+)
+from pocketquant_pipelines.tradingview.codec import decode_message, encode_message  # noqa: E402
+from pocketquant_pipelines.tradingview.history import (  # noqa: E402
+    rows_to_bars,
+    series_rows,
+    symbol_descriptor,
+)
+
+TVDF_INTERVALS = {
+    "1m": "in_1_minute", "3m": "in_3_minute", "5m": "in_5_minute", "15m": "in_15_minute",
+    "30m": "in_30_minute", "45m": "in_45_minute", "1h": "in_1_hour", "2h": "in_2_hour",
+    "3h": "in_3_hour", "4h": "in_4_hour", "1d": "in_daily", "1w": "in_weekly", "1M": "in_monthly",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_simulator(seed: int) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pocketquant_pipelines", "simulate", "--host", "127.0.0.1",
+         "--port", str(port), "--seed", str(seed)],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"simulator exited with {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc, f"ws://127.0.0.1:{port}/socket.io/websocket"
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise SystemExit("simulator did not start within 30 s")
+
+
+def best_of(rounds: int, fn):
+    times, result = [], None
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - t0)
+    return min(times), result
+
+
+def tvdatafeed_fetcher(url: str, symbol: str, interval: str, bars: int):
+    import websocket
+    from tvDatafeed import Interval as TvInterval
+    from tvDatafeed import TvDatafeed
+    from tvDatafeed import main as tvmain
+
+    def dial_simulator(_hardcoded_url, **kwargs):
+        return websocket.create_connection(url, **kwargs)
+
+    tvmain.create_connection = dial_simulator  # bench-only redirect of the hardcoded wss URL
+    exchange, code = symbol.split(":")
+    tv_interval = getattr(TvInterval, TVDF_INTERVALS[interval])
+
+    def fetch():
+        return TvDatafeed().get_hist(symbol=code, exchange=exchange, interval=tv_interval, n_bars=bars)
+
+    return fetch
+
+
+def capture_timescale_message(url: str, symbol: str, interval: str, bars: int) -> str:
+    """The raw WebSocket message carrying the history, as the simulator sends it."""
+    from websockets.sync.client import connect
+
+    with connect(url, max_size=None, origin="https://www.tradingview.com", proxy=None) as ws:
+        for method, params in [
+            ("set_auth_token", ["unauthorized_user_token"]),
+            ("chart_create_session", ["cs_bench", ""]),
+            ("resolve_symbol", ["cs_bench", "sds_sym_1", symbol_descriptor(symbol)]),
+            ("create_series", ["cs_bench", "sds_1", "s1", "sds_sym_1", Interval.parse(interval).tv_resolution, bars]),
+        ]:
+            ws.send(encode_message(method, params))
+        while True:
+            message = ws.recv(timeout=30)
+            if '"timescale_update"' in message and '"sds_1"' in message:
+                return message
+
+
+def decode_bench(message: str, symbol: str, interval: Interval, rounds: int = 20) -> tuple[int, float, float]:
+    def rows():
+        for frame in decode_message(message):
+            if frame.method == "timescale_update" and "sds_1" in frame.params[1]:
+                return series_rows(frame.params[1]["sds_1"])
+        raise SystemExit("no timescale_update in the captured message")
+
+    n = len(rows())
+    t_decode, _ = best_of(rounds, rows)
+    t_bars, _ = best_of(max(3, rounds // 4), lambda: rows_to_bars(symbol, interval, rows()))
+    return n, n / t_decode, n / t_bars
+
+
+def compare(ours, df) -> str:
+    import pandas as pd
+
+    index = pd.DatetimeIndex(df.index).tz_localize("UTC")  # naive local time, and local time is UTC here
+    theirs = {
+        ts.to_pydatetime(): (row.open, row.high, row.low, row.close, row.volume)
+        for ts, row in zip(index, df.itertuples(), strict=True)
+    }
+    mine = {b.time: (b.open, b.high, b.low, b.close, 0.0 if b.volume is None else b.volume) for b in ours.bars}
+    common_last = min(max(theirs), max(mine))
+    t_keys = sorted(t for t in theirs if t < common_last)
+    m_keys = sorted(t for t in mine if t < common_last)
+    if t_keys != m_keys:
+        return f"DIFFERENT bar times: ours {len(m_keys)}, tvdatafeed {len(t_keys)}"
+    bad = [t for t in t_keys if theirs[t] != mine[t]]
+    if bad:
+        return f"DIFFERENT values at {len(bad)} bars, first {bad[0].isoformat()}: {mine[bad[0]]} vs {theirs[bad[0]]}"
+    return f"identical ({len(t_keys)} bars compared; the still-forming last bar left out)"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--symbol", default="BINANCE:BTCUSDT")
+    parser.add_argument("--interval", default="1m")
+    parser.add_argument("--bars", type=int, default=5000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--ws-url", default=None, help="use a running simulator instead of starting one")
+    args = parser.parse_args()
+
+    from pocketquant_pipelines.logging import configure_logging
+
+    configure_logging("console", "ERROR")
+    proc = None
+    url = args.ws_url
+    if url is None:
+        proc, url = start_simulator(args.seed)
+    try:
+        interval = Interval.parse(args.interval)
+        fetch_history_sync(args.symbol, interval, args.bars, url=url)  # warm the simulator's caches
+        t_cold, ours = best_of(args.rounds, lambda: fetch_history_sync(args.symbol, interval, args.bars, url=url))
+        with BlockingTradingViewClient(url=url) as tv:
+            tv.fetch_history(args.symbol, interval, args.bars)
+            t_warm, _ = best_of(args.rounds, lambda: tv.fetch_history(args.symbol, interval, args.bars))
+        tv_fetch = tvdatafeed_fetcher(url, args.symbol, args.interval, args.bars)
+        t_tv, df = best_of(args.rounds, tv_fetch)
+        same = compare(ours, df) if df is not None else "tvdatafeed returned nothing"
+
+        n = len(ours.bars)
+        print(f"history: {args.symbol} {interval}, {args.bars} bars requested, best of {args.rounds}, simulator {url}")
+        print(f"{'client':<14} {'bars':>6} {'wall ms':>9} {'bars/s':>11} {'vs tvdatafeed':>14}")
+        rows = [("ours (cold)", n, t_cold), ("ours (warm)", n, t_warm),
+                ("tvdatafeed", 0 if df is None else len(df), t_tv)]
+        for name, count, seconds in rows:
+            print(f"{name:<14} {count:>6} {seconds * 1e3:>9.1f} {count / seconds:>11,.0f} {t_tv / seconds:>13.1f}x")
+        print(f"same data: {same}")
+
+        message = capture_timescale_message(url, args.symbol, args.interval, args.bars)
+        count, rate_decode, rate_bars = decode_bench(message, args.symbol, interval)
+        print(f"decode: {count} bars in a {len(message) / 1024:.0f} KB message: {rate_decode:,.0f} bars/s "
+              f"(frames + rows); {rate_bars:,.0f} bars/s into validated Bar objects")
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(timeout=10)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
