@@ -1,0 +1,49 @@
+"""Shared by both live-cache backends: argument checks and the JSON forms of quotes and bars."""
+
+import json
+from collections.abc import Mapping, Sequence
+
+from pocketquant_pipelines.errors import InvalidInputError
+from pocketquant_pipelines.market.bars import Bar, bar_from_dict, bar_to_dict
+from pocketquant_pipelines.market.intervals import Interval
+from pocketquant_pipelines.storage.validation import check_channel, check_payload, check_symbol
+
+
+def dumps(data: Mapping[str, object], what: str) -> str:
+    try:
+        return json.dumps(data, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"{what} {data!r} is not JSON-serialisable: {exc}") from None
+
+
+def quote_json(symbol: object, quote: object) -> tuple[str, str]:
+    return check_symbol(symbol), dumps(check_payload(quote, "quote"), "quote")
+
+
+def current_bars_json(symbol: object, bars: Sequence[Bar]) -> tuple[str, list[tuple[Interval, str]]]:
+    """(canonical symbol, [(interval, bar json)]); every bar must belong to ``symbol``.
+    A later bar of the same interval in the list wins."""
+    symbol = check_symbol(symbol)
+    out: dict[Interval, str] = {}
+    for bar in bars:
+        if not isinstance(bar, Bar):
+            raise InvalidInputError(f"{bar!r} is not a Bar")
+        if check_symbol(bar.symbol) != symbol:
+            raise InvalidInputError(f"bar of {bar.symbol!r} passed to set_current_bars({symbol!r})")
+        interval = Interval.parse(bar.interval)
+        out[interval] = dumps(bar_to_dict(bar), "bar")
+    return symbol, list(out.items())
+
+
+def bar_from_json(raw: str | bytes) -> Bar:
+    return bar_from_dict(json.loads(raw))
+
+
+def publish_json(channel: object, data: object) -> tuple[str, str]:
+    return check_channel(channel), dumps(check_payload(data), "payload")
+
+
+def check_patterns(patterns: tuple[object, ...]) -> tuple[str, ...]:
+    if not patterns:
+        raise InvalidInputError("subscribe() needs at least one channel pattern, e.g. 'pq:quotes:*'")
+    return tuple(check_channel(p) for p in patterns)

@@ -1,0 +1,364 @@
+"""MongoDB bar store (pymongo).
+
+Collections in ``settings.mongodb_database``:
+
+- ``bars``: one document per bar ``{symbol, interval, time, open, high, low, close, volume,
+  source, partial, written_at}``; unique index (symbol, interval, time). A regular
+  collection, not a time-series one: time-series collections allow no unique index, and the
+  unique key is what makes re-syncs idempotent.
+- ``stream_bars``: the stream shadow copy, same shape and index.
+- ``ingest_log``: ``{seq, symbol, interval, source, first_time, last_time, count, written_at,
+  logged_at}``, unique index on seq; ``counters`` holds ``{_id: "ingest_seq", seq}`` ($inc).
+- ``symbols``: the registry, ``_id`` = canonical symbol.
+
+``time``, ``first_time``, ``last_time``, ``written_at``, ``added_at``, ``updated_at`` are int64
+epoch microseconds (UTC), exact and zone-free like the embedded store.
+
+Upsert: fetch the batch's existing keys, compare in Python, then ``bulk_write`` UpdateOne
+(upsert=True) only for new or changed bars; that is what yields the inserted / updated /
+unchanged counts. Without a replica-set transaction a batch is not atomic across documents,
+but every step is idempotent, so a retried batch converges to the same state; the ingest
+entries are written after the bars they describe.
+
+Ingest seq values come from ``$inc`` before the entries are inserted, so two writers can
+commit seq 6 before seq 5. ``ingest_since`` therefore stops at a gap younger than
+``INGEST_GAP_GRACE_S`` (the earlier entry is still on its way) and only steps over an older
+gap (its writer died between $inc and insert).
+"""
+
+import math
+from collections.abc import Sequence
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+
+from pocketquant_pipelines.errors import ConfigError, InvalidInputError, UnknownSymbolError
+from pocketquant_pipelines.logging import get_logger
+from pocketquant_pipelines.market.bars import Bar
+from pocketquant_pipelines.market.intervals import Interval
+from pocketquant_pipelines.market.timeutil import utcnow
+from pocketquant_pipelines.storage.base import (
+    BarStore, IngestEntry, IngestPage, Source, SymbolInfo, UpsertResult,
+)
+from pocketquant_pipelines.storage.frames import (
+    SOURCE_CODE, bars_frame, batch_from_bars, check_source, empty_bars_frame,
+)
+from pocketquant_pipelines.storage.registry_records import (
+    check_update_fields, info_from_record, info_to_record, prepare_new,
+)
+from pocketquant_pipelines.storage.validation import (
+    check_interval, check_limit, check_page_limit, check_symbol, format_seq_cursor, from_us,
+    parse_seq_cursor, time_range_us, to_us,
+)
+
+log = get_logger(__name__)
+
+INGEST_GAP_GRACE_S = 30.0
+_IN_BATCH = 20_000  # keys per $in query when looking up existing bars
+_WRITE_BATCH = 10_000
+_VALUE_FIELDS = ("open", "high", "low", "close", "volume", "source", "partial")
+_READ_PROJECTION = {"_id": 0, "time": 1, "open": 1, "high": 1, "low": 1, "close": 1,
+                    "volume": 1, "source": 1, "partial": 1}
+
+
+class MongoBarStore(BarStore):
+    def __init__(self, url: str | None = None, database: str = "pocketquant", client=None):
+        """Pass ``url`` (a MONGODB_URL) or an existing ``client`` (pymongo.MongoClient, or
+        ``mongomock_ng.MongoClient()`` in tests). The store closes only a client it made."""
+        if not isinstance(database, str) or not database or any(c in database for c in '/\\. "$'):
+            raise ConfigError(f"MONGODB_DATABASE={database!r} is not a valid database name")
+        self._owns_client = client is None
+        if client is None:
+            if not url:
+                raise ConfigError("MongoBarStore needs a MONGODB_URL or a client")
+            import pymongo
+
+            client = pymongo.MongoClient(str.__str__(url), serverSelectionTimeoutMS=10_000,
+                                         appname="pocketquant")
+        self._client = client
+        self.database = database
+        db = client[database]
+        self._bars = db["bars"]
+        self._stream = db["stream_bars"]
+        self._ingest = db["ingest_log"]
+        self._counters = db["counters"]
+        self._symbols = db["symbols"]
+        key = [("symbol", 1), ("interval", 1), ("time", 1)]
+        self._bars.create_index(key, unique=True, name="symbol_interval_time")
+        self._stream.create_index(key, unique=True, name="symbol_interval_time")
+        self._ingest.create_index([("seq", 1)], unique=True, name="seq")
+        self._ingest.create_index([("source", 1), ("seq", 1)], name="source_seq")
+
+    def __repr__(self) -> str:
+        return f"MongoBarStore(database={self.database!r})"
+
+    # --- bars ---------------------------------------------------------------------------------
+    def upsert_bars(self, bars: Sequence[Bar], source: Source = Source.HISTORY,
+                    partial: bool = False) -> UpsertResult:
+        source = check_source(source)
+        if not isinstance(partial, bool):
+            raise InvalidInputError(f"partial {partial!r} must be True or False")
+        batch = batch_from_bars(bars)
+        if not len(batch):
+            return UpsertResult()
+        now_us = to_us(utcnow())
+        total = UpsertResult()
+        pending_entries = []
+        for k, sl in batch.groups():
+            symbol, interval = batch.keys[k]
+            docs = self._docs(symbol, interval, batch, sl, source, partial, now_us)
+            result, changed = self._write(self._bars, symbol, interval, docs)
+            if source is Source.STREAM:
+                self._write(self._stream, symbol, interval, docs)
+            total = total + result
+            if result.written:
+                times = [d["time"] for d in changed]
+                pending_entries.append({
+                    "symbol": symbol, "interval": interval.value, "source": source.value,
+                    "first_time": min(times), "last_time": max(times), "count": result.written,
+                    "written_at": now_us,
+                })
+        if pending_entries:
+            self._append_ingest(pending_entries)
+        log.debug("bars_upserted", store="mongo", source=source.value, series=len(batch.keys),
+                  inserted=total.inserted, updated=total.updated, unchanged=total.unchanged)
+        return total
+
+    @staticmethod
+    def _docs(symbol, interval, batch, sl, source, partial, now_us) -> list[dict]:
+        vol = batch.volume[sl]
+        return [
+            {"symbol": symbol, "interval": interval.value, "time": t, "open": o, "high": h,
+             "low": lo, "close": c, "volume": None if math.isnan(v) else v,
+             "source": source.value, "partial": partial, "written_at": now_us}
+            for t, o, h, lo, c, v in zip(batch.time[sl].tolist(), batch.open[sl].tolist(),
+                                         batch.high[sl].tolist(), batch.low[sl].tolist(),
+                                         batch.close[sl].tolist(), vol.tolist())
+        ]
+
+    def _write(self, coll, symbol: str, interval: Interval, docs: list[dict], retry: bool = True):
+        from pymongo import InsertOne, UpdateOne
+        from pymongo.errors import BulkWriteError
+
+        existing: dict[int, dict] = {}
+        times = [d["time"] for d in docs]
+        for i in range(0, len(times), _IN_BATCH):
+            for d in coll.find({"symbol": symbol, "interval": interval.value,
+                                "time": {"$in": times[i:i + _IN_BATCH]}},
+                               {"_id": 0, "time": 1, **{f: 1 for f in _VALUE_FIELDS}}):
+                existing[d["time"]] = d
+        ops, changed, new_docs = [], [], []
+        inserted = updated = 0
+        for d in docs:
+            old = existing.get(d["time"])
+            if old is None:
+                inserted += 1
+                new_docs.append(d)
+                # Insert, not upsert: cheaper, and the unique index catches a racing writer.
+                ops.append(InsertOne(dict(d)))
+            elif any(old.get(f) != d[f] for f in _VALUE_FIELDS):
+                updated += 1
+                ops.append(UpdateOne({"symbol": symbol, "interval": interval.value,
+                                      "time": d["time"]}, {"$set": dict(d)}, upsert=True))
+            else:
+                continue
+            changed.append(d)  # parallel to ops
+        result = UpsertResult(inserted, updated, len(docs) - inserted - updated)
+        raced: list[dict] = []
+        for i in range(0, len(ops), _WRITE_BATCH):
+            try:
+                coll.bulk_write(ops[i:i + _WRITE_BATCH], ordered=False)
+            except BulkWriteError as exc:
+                errors = exc.details.get("writeErrors", [])
+                if not retry or any(e.get("code") != 11000 for e in errors):
+                    raise
+                raced += [changed[i + e["index"]] for e in errors]
+        if raced:
+            # Another writer inserted these keys between our read and our insert: compare
+            # again against what it wrote, and count them as that comparison says.
+            keys = {d["time"] for d in raced}
+            mine = [d for d in docs if d["time"] in keys]
+            again, again_changed = self._write(coll, symbol, interval, mine, retry=False)
+            result = UpsertResult(result.inserted - len(mine) + again.inserted,
+                                  result.updated + again.updated, result.unchanged + again.unchanged)
+            changed = [d for d in changed if d["time"] not in keys] + again_changed
+        return result, changed
+
+    def _append_ingest(self, entries: list[dict]) -> None:
+        from pymongo import ReturnDocument
+
+        counter = self._counters.find_one_and_update(
+            {"_id": "ingest_seq"}, {"$inc": {"seq": len(entries)}}, upsert=True,
+            return_document=ReturnDocument.AFTER)
+        first_seq = counter["seq"] - len(entries) + 1
+        logged_at = to_us(utcnow())
+        for i, e in enumerate(entries):
+            e["seq"] = first_seq + i
+            e["logged_at"] = logged_at
+        self._ingest.insert_many(entries, ordered=True)
+
+    def _key_filter(self, symbol, interval, start, end) -> dict:
+        symbol, interval = check_symbol(symbol), check_interval(interval)
+        flt: dict = {"symbol": symbol, "interval": interval.value}
+        if start is not None or end is not None:
+            lo, hi = time_range_us(start, end)
+            rng = {}
+            if start is not None:
+                rng["$gte"] = lo
+            if end is not None:
+                rng["$lt"] = hi
+            flt["time"] = rng
+        return flt
+
+    def _read(self, coll, symbol, interval, start, end, limit) -> pd.DataFrame:
+        flt = self._key_filter(symbol, interval, start, end)
+        limit = check_limit(limit)
+        if limit == 0:
+            return empty_bars_frame()
+        if limit is None:
+            docs = list(coll.find(flt, _READ_PROJECTION).sort("time", 1))
+        else:
+            docs = list(coll.find(flt, _READ_PROJECTION).sort("time", -1).limit(limit))
+            docs.reverse()
+        if not docs:
+            return empty_bars_frame()
+        n = len(docs)
+        # pymongo decodes one dict per document; pymongoarrow would avoid that (not a dependency).
+        col = {f: np.fromiter((d[f] for d in docs), np.float64, n) for f in ("open", "high", "low", "close")}
+        volume = np.fromiter((math.nan if d.get("volume") is None else d["volume"] for d in docs),
+                             np.float64, n)
+        time = np.fromiter((d["time"] for d in docs), np.int64, n)
+        src = np.fromiter((SOURCE_CODE[Source(d["source"])] for d in docs), np.int8, n)
+        partial = np.fromiter((bool(d.get("partial")) for d in docs), bool, n)
+        return bars_frame(time, col["open"], col["high"], col["low"], col["close"], volume, src, partial)
+
+    def read_bars(self, symbol: str, interval: Interval | str, start: datetime | None = None,
+                  end: datetime | None = None, limit: int | None = None) -> pd.DataFrame:
+        return self._read(self._bars, symbol, interval, start, end, limit)
+
+    def read_stream_bars(self, symbol: str, interval: Interval | str,
+                         start: datetime | None = None, end: datetime | None = None) -> pd.DataFrame:
+        return self._read(self._stream, symbol, interval, start, end, None)
+
+    def last_bar_time(self, symbol: str, interval: Interval | str) -> datetime | None:
+        doc = self._bars.find_one(self._key_filter(symbol, interval, None, None),
+                                  {"_id": 0, "time": 1}, sort=[("time", -1)])
+        return None if doc is None else from_us(doc["time"])
+
+    def count_bars(self, symbol: str, interval: Interval | str) -> int:
+        return self._bars.count_documents(self._key_filter(symbol, interval, None, None))
+
+    def bar_stats(self) -> list[dict]:
+        rows = self._bars.aggregate([
+            {"$group": {"_id": {"symbol": "$symbol", "interval": "$interval"},
+                        "count": {"$sum": 1}, "first": {"$min": "$time"}, "last": {"$max": "$time"}}},
+        ])
+        stats = [{"symbol": r["_id"]["symbol"], "interval": Interval(r["_id"]["interval"]),
+                  "count": int(r["count"]), "first_time": from_us(r["first"]),
+                  "last_time": from_us(r["last"])} for r in rows]
+        return sorted(stats, key=lambda s: (s["symbol"], s["interval"].value))
+
+    def delete_bars(self, symbol: str, interval: Interval | str | None = None) -> int:
+        flt: dict = {"symbol": check_symbol(symbol)}
+        if interval is not None:
+            flt["interval"] = check_interval(interval).value
+        deleted = self._bars.delete_many(flt).deleted_count
+        self._stream.delete_many(flt)
+        log.info("bars_deleted", store="mongo", symbol=flt["symbol"], interval=flt.get("interval"),
+                 count=deleted)
+        return deleted
+
+    # --- ingest cursor ------------------------------------------------------------------------
+    def ingest_since(self, cursor: str | None, limit: int = 1000,
+                     source: Source | None = None) -> IngestPage:
+        pos = parse_seq_cursor(cursor)
+        limit = check_page_limit(limit)
+        want = None if source is None else check_source(source).value
+        grace_us = int(INGEST_GAP_GRACE_S * 1_000_000)
+        now_us = to_us(utcnow())
+        entries: list[IngestEntry] = []
+        done = False
+        while not done:
+            docs = list(self._ingest.find({"seq": {"$gt": pos}}, {"_id": 0})
+                        .sort("seq", 1).limit(max(limit, 500)))
+            if not docs:
+                break
+            for d in docs:
+                if d["seq"] != pos + 1 and now_us - d["logged_at"] < grace_us:
+                    done = True  # an earlier seq is still being written: wait for it
+                    break
+                pos = d["seq"]
+                if want is None or d["source"] == want:
+                    entries.append(IngestEntry(
+                        d["seq"], d["symbol"], Interval(d["interval"]), Source(d["source"]),
+                        from_us(d["first_time"]), from_us(d["last_time"]), int(d["count"]),
+                        from_us(d["written_at"])))
+                    if len(entries) == limit:
+                        done = True
+                        break
+        return IngestPage(entries, format_seq_cursor(pos))
+
+    def latest_ingest_cursor(self) -> str:
+        doc = self._ingest.find_one({}, {"_id": 0, "seq": 1}, sort=[("seq", -1)])
+        return format_seq_cursor(0 if doc is None else doc["seq"])
+
+    # --- symbol registry ----------------------------------------------------------------------
+    @staticmethod
+    def _to_doc(info: SymbolInfo) -> dict:
+        rec = info_to_record(info)
+        rec["_id"] = rec["symbol"]
+        return rec
+
+    @staticmethod
+    def _from_doc(doc: dict) -> SymbolInfo:
+        doc = dict(doc)
+        doc.pop("_id", None)
+        return info_from_record(doc)
+
+    def add_symbol(self, info: SymbolInfo) -> bool:
+        info = prepare_new(info)
+        res = self._symbols.update_one({"_id": info.symbol}, {"$setOnInsert": self._to_doc(info)},
+                                       upsert=True)
+        added = res.upserted_id is not None
+        if added:
+            log.info("symbol_added", store="mongo", symbol=info.symbol, stream=info.stream)
+        return added
+
+    def get_symbol(self, symbol: str) -> SymbolInfo | None:
+        doc = self._symbols.find_one({"_id": check_symbol(symbol)})
+        return None if doc is None else self._from_doc(doc)
+
+    def list_symbols(self, stream_only: bool = False) -> list[SymbolInfo]:
+        flt = {"stream": True} if stream_only else {}
+        return [self._from_doc(d) for d in self._symbols.find(flt).sort("_id", 1)]
+
+    def update_symbol(self, symbol: str, **fields: object) -> SymbolInfo:
+        from pymongo import ReturnDocument
+
+        symbol = check_symbol(symbol)
+        changes = check_update_fields(fields)
+        changes["updated_at"] = to_us(utcnow())
+        doc = self._symbols.find_one_and_update({"_id": symbol}, {"$set": changes},
+                                                return_document=ReturnDocument.AFTER)
+        if doc is None:
+            raise UnknownSymbolError(symbol)
+        log.info("symbol_updated", store="mongo", symbol=symbol, fields=sorted(fields))
+        return self._from_doc(doc)
+
+    def remove_symbol(self, symbol: str) -> bool:
+        removed = self._symbols.delete_one({"_id": check_symbol(symbol)}).deleted_count == 1
+        if removed:
+            log.info("symbol_removed", store="mongo", symbol=symbol)
+        return removed
+
+    # --- lifecycle ----------------------------------------------------------------------------
+    def ping(self) -> bool:
+        try:
+            return bool(self._client[self.database].command("ping").get("ok"))
+        except Exception:  # noqa: BLE001 - any failure means "not reachable"
+            return False
+
+    def close(self) -> None:
+        if self._owns_client:
+            self._client.close()
