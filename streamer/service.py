@@ -219,10 +219,13 @@ class StreamerService:
         now = self.market_now()
         if now is None:
             return 0
-        cutoff = datetime.fromtimestamp(now - grace_s, UTC)
+        cutoff_epoch = now - grace_s
+        cutoff = datetime.fromtimestamp(cutoff_epoch, UTC)
         n = 0
         for state in list(self.symbols.values()):
-            closed = state.aggregator.close_due(cutoff)
+            agg = state.aggregator
+            fast = getattr(agg, "close_due_epoch", None)
+            closed = fast(cutoff_epoch) if fast is not None else agg.close_due(cutoff)
             if closed:
                 n += len(closed)
                 self._completed(state, closed)

@@ -1,0 +1,207 @@
+"""The service in-process with the real aggregator, the real embedded store and cache, and a
+scripted tick source replaying the simulator's own ticks (the oracle's ticks: the simulator's
+history is built from the very same ticks, so every complete bar must match exactly)."""
+
+import asyncio
+from datetime import UTC, datetime
+
+import pytest
+
+from conftest import ScriptedClient, compare_with_history, replay
+from pocketquant_pipelines.market.intervals import ALL_INTERVALS, Interval
+from pocketquant_pipelines.storage.base import Source, SymbolInfo
+from pocketquant_pipelines.storage.factory import open_bar_store, open_live_cache
+from pocketquant_pipelines.tradingview.simulator.market import SyntheticMarket
+from streamer.service import StreamerService
+
+BTC, AAPL = "BINANCE:BTCUSDT", "NASDAQ:AAPL"
+
+
+@pytest.fixture
+def market():
+    return SyntheticMarket(seed=11)
+
+
+@pytest.fixture
+def store(settings):
+    s = open_bar_store(settings)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def cache(settings):
+    c = open_live_cache(settings)
+    yield c
+    c.close()
+
+
+def register(store, market, *symbols):
+    for symbol in symbols:
+        spec = market.spec(symbol)
+        store.add_symbol(SymbolInfo(symbol, timezone=spec.timezone, session=spec.session, stream=True))
+
+
+def merged_ticks(market, symbols, start, end):
+    ticks = [t for s in symbols for t in market.ticks(s, start, end)]
+    ticks.sort(key=lambda t: t.time)
+    return ticks
+
+
+def make_service(settings, store, cache, client, **kw):
+    return StreamerService(settings, store=store, cache=cache, client=client, health_port=0, **kw)
+
+
+def drain(service):
+    while service.store_writer.depth:
+        assert service.store_writer.write_once()
+
+
+def test_every_complete_bar_equals_history_across_a_month_end(settings, store, cache, market):
+    # AAPL (0930-1600 New York) over all of January into February: every intraday bar, the
+    # days, the weeks and the month of January complete. BTC (24x7) over the last ten days of
+    # January into February: the week of Jan 26 completes, January is seen only in part.
+    aapl_start = datetime(2025, 12, 31, 22, 0, tzinfo=UTC)   # after the Dec 31 close
+    btc_start = datetime(2026, 1, 24, 20, 0, tzinfo=UTC)
+    end = datetime(2026, 2, 3, 15, 0, tzinfo=UTC)
+    register(store, market, BTC, AAPL)
+    ticks = replay(market, BTC, btc_start, end) + replay(market, AAPL, aapl_start, end)
+    ticks.sort(key=lambda t: t.time)
+    service = make_service(settings, store, cache, ScriptedClient())
+
+    async def go():
+        await service.apply_registry(store.list_symbols(stream_only=True))
+        for i, tick in enumerate(ticks):
+            service.on_tick(tick)
+            if i % 5000 == 0:
+                service.close_due_bars()
+        service.close_due_bars()
+
+    asyncio.run(go())
+    drain(service)
+    last = ticks[-1].time.timestamp()
+    btc = compare_with_history(store, market, BTC, last, feed_start_epoch=btc_start.timestamp())
+    aapl = compare_with_history(store, market, AAPL, last, feed_start_epoch=aapl_start.timestamp())
+    assert btc["1M"] == 0 and btc["1w"] == 1 and btc["1d"] == 9 and btc["1m"] > 12_000
+    # the simulator trades every weekday (no holiday calendar): 22 in January + Feb 2;
+    # 09:30-16:00 makes 7 one-hour bars a day (the last one 15:30-16:00)
+    assert aapl["1M"] == 1 and aapl["1w"] == 4 and aapl["1d"] == 23 and aapl["1h"] == 23 * 7
+    # the in-progress bars agree with history's in-progress bars at the same sim time
+    for symbol in (BTC, AAPL):
+        current = service.symbols[symbol].aggregator.current_bars()
+        for interval in ALL_INTERVALS:
+            hist_last = market.history(symbol, interval, end=last + 1, count=1)[-1]
+            bar = current[interval]
+            if bar.time.timestamp() > service.symbols[symbol].anchor:
+                assert bar == hist_last, f"{symbol} {interval}: in-progress {bar} != history {hist_last}"
+    # nothing written as history, and every stored row is a stream row
+    assert set(store.read_bars(BTC, "1h")["source"]) == {"stream"}
+
+
+def test_reconnect_gap_bars_are_partial_and_a_resync_heals_them(settings, store, cache, market):
+    start, mid1, mid2, end = (datetime(2026, 1, 30, 10, tzinfo=UTC), datetime(2026, 1, 30, 13, 7, 25, tzinfo=UTC),
+                              datetime(2026, 1, 30, 13, 21, 5, tzinfo=UTC), datetime(2026, 1, 30, 18, tzinfo=UTC))
+    register(store, market, BTC)
+    client = ScriptedClient()
+    service = make_service(settings, store, cache, client)
+    before, after = replay(market, BTC, start, mid1), market.ticks(BTC, mid2, end)
+
+    async def go():
+        await service.apply_registry(store.list_symbols(stream_only=True))
+        for tick in before:
+            service.on_tick(tick)
+        client.stream.stats.reconnects += 1  # the socket dropped; ticks mid1..mid2 never arrived
+        # after a reconnect the client's first tick carries the volume traded during the gap
+        gap_volume = sum(t.volume for t in market.ticks(BTC, mid1, after[0].time))
+        first = after[0]
+        service.on_tick(type(first)(first.symbol, first.time, first.price, first.volume + gap_volume,
+                                    first.bid, first.ask, first.cumulative_volume))
+        for tick in after[1:]:
+            service.on_tick(tick)
+        service.close_due_bars()
+
+    asyncio.run(go())
+    drain(service)
+    last = after[-1].time.timestamp()
+    compare_with_history(store, market, BTC, last)  # every complete bar is still exact
+    frame = store.read_bars(BTC, "1m")
+    partial_times = set(frame.index[frame["partial"].astype(bool)].to_pydatetime())
+    assert datetime(2026, 1, 30, 13, 7, tzinfo=UTC) in partial_times   # cut by the disconnect
+    assert datetime(2026, 1, 30, 13, 21, tzinfo=UTC) in partial_times  # took the gap's volume
+    assert datetime(2026, 1, 30, 13, 15, tzinfo=UTC) not in frame.index  # never seen at all
+    # a historical sync over the period heals it: the store then equals history exactly
+    for interval in ALL_INTERVALS:
+        streamed = store.read_bars(BTC, interval)
+        if not len(streamed):
+            continue  # 1d/1w/1M: still in progress, nothing written
+        first_streamed = streamed.index[0].to_pydatetime()
+        history = market.bars_between(BTC, interval, first_streamed, last + 1)
+        store.upsert_bars(history[:-1], source=Source.HISTORY)  # the last one is in progress
+        stored = store.read_bars(BTC, interval, start=first_streamed, end=history[-1].time)
+        expect = [(b.time, b.open, b.high, b.low, b.close, b.volume) for b in history[:-1]]
+        got = [(ts.to_pydatetime(), r.open, r.high, r.low, r.close, r.volume) for ts, r in stored.iterrows()]
+        assert got == expect, interval
+        assert not stored["partial"].any()
+
+
+def test_registry_changes_apply_while_running_and_retired_bars_are_flushed_partial(settings, store, cache, market):
+    register(store, market, BTC)
+    client = ScriptedClient()
+    service = make_service(settings, store, cache, client, registry_poll_s=0.02)
+    spec = market.spec(AAPL)
+
+    async def go():
+        task = asyncio.create_task(service.run())
+        await asyncio.wait_for(service.started.wait(), 5)
+        for _ in range(200):
+            if service.symbols:
+                break
+            await asyncio.sleep(0.01)
+        assert set(service.symbols) == {BTC} and client.stream.subscribed == [BTC]
+        client.stream.feed(replay(market, BTC, datetime(2026, 1, 30, 10, tzinfo=UTC),
+                                  datetime(2026, 1, 30, 10, 3, 30, tzinfo=UTC)))
+        store.add_symbol(SymbolInfo(AAPL, timezone=spec.timezone, session=spec.session, stream=True))
+        store.update_symbol(BTC, stream=False)
+        for _ in range(300):
+            if set(service.symbols) == {AAPL}:
+                break
+            await asyncio.sleep(0.01)
+        assert set(service.symbols) == {AAPL}
+        assert ("subscribe", (AAPL,)) in client.stream.calls and ("unsubscribe", (BTC,)) in client.stream.calls
+        service.request_stop()
+        await asyncio.wait_for(task, 10)
+
+    asyncio.run(go())
+    frame = store.read_bars(BTC, "1m")
+    # 09:59 holds only the snapshot tick (partial); 10:00-10:02 complete; 10:03 was in progress
+    assert list(frame.index.strftime("%H:%M")) == ["09:59", "10:00", "10:01", "10:02", "10:03"]
+    assert frame["partial"].tolist() == [True, False, False, False, True]
+    assert len(store.read_bars(BTC, "1M")) == 1 and store.read_bars(BTC, "1M")["partial"].all()
+
+
+def test_in_progress_bars_and_quotes_reach_the_live_cache(settings, store, cache, market):
+    register(store, market, BTC)
+    client = ScriptedClient()
+    service = make_service(settings, store, cache, client, cache_flush_ms=20)
+    ticks = market.ticks(BTC, datetime(2026, 1, 30, 10, tzinfo=UTC), datetime(2026, 1, 30, 10, 5, 5, tzinfo=UTC))
+
+    async def go():
+        task = asyncio.create_task(service.run())
+        await asyncio.wait_for(service.started.wait(), 5)
+        await service.apply_registry(store.list_symbols(stream_only=True))
+        client.stream.feed(ticks)
+        for _ in range(500):
+            bars = cache.get_current_bars(BTC)
+            if bars and bars[Interval.M1].close == ticks[-1].price and bars[Interval.M1].time.minute == 5:
+                break
+            await asyncio.sleep(0.01)
+        service.request_stop()
+        await asyncio.wait_for(task, 10)
+        return bars
+
+    bars = asyncio.run(go())
+    assert set(bars) == set(ALL_INTERVALS)
+    assert bars[Interval.M5].time == datetime(2026, 1, 30, 10, 5, tzinfo=UTC)
+    quote = cache.get_quote(BTC)
+    assert quote["price"] == ticks[-1].price and quote["time"] == ticks[-1].time.isoformat()
+    assert "received_at" in quote
