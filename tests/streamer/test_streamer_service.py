@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from conftest import ScriptedClient, compare_with_history, replay
+from streamer_helpers import ScriptedClient, compare_with_history, replay
 from pocketquant_pipelines.market.intervals import ALL_INTERVALS, Interval
 from pocketquant_pipelines.storage.base import Source, SymbolInfo
 from pocketquant_pipelines.storage.factory import open_bar_store, open_live_cache

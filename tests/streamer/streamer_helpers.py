@@ -1,11 +1,9 @@
-"""Shared helpers of the streamer tests: the oracle comparison of stored stream bars with the
+"""Helpers of the streamer tests (a plain module, not conftest: tests/conftest.py owns that name): the oracle comparison of stored stream bars with the
 simulator's history, and a scripted tick source for the fast in-process cases."""
 
 import asyncio
 import math
 from datetime import datetime
-
-import pytest
 
 from pocketquant_pipelines.market.intervals import ALL_INTERVALS
 from pocketquant_pipelines.market.sessions import bar_end
@@ -62,11 +60,6 @@ class ScriptedClient:
 
     async def close(self):
         await self.stream.close()
-
-
-@pytest.fixture
-def scripted_client():
-    return ScriptedClient()
 
 
 def snapshot_tick(market, symbol: str, start):
