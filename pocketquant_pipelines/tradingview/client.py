@@ -34,7 +34,7 @@ from pocketquant_pipelines.settings import DEFAULT_TV_WS_URL, Settings
 from pocketquant_pipelines.tradingview.auth import SIGNIN_URL, resolve_token
 from pocketquant_pipelines.tradingview.connection import Connection, backoff_delays
 from pocketquant_pipelines.tradingview.errors import AuthError, ConnectionLostError
-from pocketquant_pipelines.tradingview.history import MAX_BARS, fetch_on_connection
+from pocketquant_pipelines.tradingview.history import MAX_BARS, MAX_BATCH, fetch_on_connection
 from pocketquant_pipelines.tradingview.models import ClientStats, HistoryResult
 from pocketquant_pipelines.tradingview.quote_stream import QuoteStream
 from pocketquant_pipelines.tradingview.quotes import QuoteError
@@ -79,6 +79,7 @@ class TradingViewClient:
         backoff_initial_s: float = 1.0,
         backoff_max_s: float = 60.0,
         signin_url: str = SIGNIN_URL,
+        page_size: int = MAX_BATCH,
     ) -> None:
         if max_connections < 1 or concurrency < 1:
             raise InvalidInputError(
@@ -95,6 +96,9 @@ class TradingViewClient:
         self.request_timeout_s = request_timeout_s
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
+        if not 1 <= page_size <= MAX_BATCH:
+            raise InvalidInputError(f"page_size={page_size!r}: expected 1..{MAX_BATCH}")
+        self.page_size = page_size  # bars per create_series / request_more_data page
         self.stats = ClientStats()
         self.token_kind: str | None = None
         self._token: str | None = None
@@ -211,7 +215,7 @@ class TradingViewClient:
                 try:
                     result = await fetch_on_connection(
                         conn, sym, ivl, count, session=session, adjustment=adjustment,
-                        request_timeout_s=self.request_timeout_s,
+                        request_timeout_s=self.request_timeout_s, page_size=self.page_size,
                     )
                 except ConnectionLostError as exc:
                     if attempt == 2:

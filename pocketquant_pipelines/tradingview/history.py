@@ -135,8 +135,11 @@ async def fetch_on_connection(
     session: str = "regular",
     adjustment: str = "splits",
     request_timeout_s: float = 30.0,
+    page_size: int = MAX_BATCH,
 ) -> HistoryResult:
-    """Run one history request on ``conn`` (which stays open for other sessions)."""
+    """Run one history request on ``conn`` (which stays open for other sessions).
+
+    ``page_size`` bars are asked for first and per ``request_more_data`` page."""
     cs = new_session_id("cs")
     handler = _ChartHandler()
     conn.register(cs, handler)
@@ -158,7 +161,7 @@ async def fetch_on_connection(
         await send("chart_create_session", [cs, ""])
         await send("resolve_symbol", [cs, SYMBOL_REF, symbol_descriptor(symbol, session, adjustment)])
         await send("create_series", [cs, SERIES_ID, TURNAROUND, SYMBOL_REF, interval.tv_resolution,
-                                     min(bars, MAX_BATCH)])
+                                     min(bars, page_size)])
         page_added = 0
         while True:
             try:
@@ -196,7 +199,7 @@ async def fetch_on_connection(
                     depth_reached = True
                     break
                 page_added = 0
-                await send("request_more_data", [cs, SERIES_ID, min(bars - have, MAX_BATCH)])
+                await send("request_more_data", [cs, SERIES_ID, min(bars - have, page_size)])
             elif method == "symbol_resolved":
                 if len(frame.params) > 2 and isinstance(frame.params[2], dict):
                     metadata = metadata_from(symbol, frame.params[2])

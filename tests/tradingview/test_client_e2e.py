@@ -1,0 +1,361 @@
+"""The real client against the protocol simulator (real sockets, real framing, real faults).
+
+The simulator's market is the oracle: its bars and ticks are what the client must return.
+Simulated time starts on a weekday afternoon (UTC) so US stocks, futures and crypto all trade.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+
+import pytest
+
+from pocketquant_pipelines.market.intervals import ALL_INTERVALS, Interval
+from pocketquant_pipelines.tradingview.client import BlockingTradingViewClient, TradingViewClient, fetch_history_sync
+from pocketquant_pipelines.tradingview.errors import AuthError, ConnectionLostError, SymbolNotFoundError
+
+sim = pytest.importorskip(
+    "pocketquant_pipelines.tradingview.simulator.server",
+    reason="the protocol simulator (helper D) is not in this checkout",
+)
+SimulatorServer = sim.SimulatorServer
+run_simulator_in_thread = sim.run_simulator_in_thread
+from pocketquant_pipelines.tradingview.simulator.faults import FaultConfig  # noqa: E402
+
+SIM_START = datetime(2026, 11, 18, 15, 0, tzinfo=UTC)  # Wednesday 10:00 New York
+CRYPTO = "BINANCE:BTCUSDT"
+STOCK = "NASDAQ:AAPL"
+FUTURE = "CME_MINI:NQ1!"
+INDEX = "SP:SPX"
+FAST = dict(backoff_initial_s=0.01, backoff_max_s=0.1, request_timeout_s=20)
+
+
+def run(coro, timeout: float = 60):
+    async def bounded():
+        async with asyncio.timeout(timeout):
+            return await coro
+    return asyncio.run(bounded())
+
+
+async def next_ticks(stream, n: int, timeout: float = 20) -> list:
+    out = []
+    async with asyncio.timeout(timeout):
+        async for tick in stream:
+            out.append(tick)
+            if len(out) >= n:
+                break
+    return out
+
+
+async def wait_until(predicate, timeout: float = 20, step: float = 0.005) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(step)
+
+
+@pytest.fixture(scope="module")
+def shared_sim():
+    with run_simulator_in_thread(seed=7, sim_start=SIM_START, speed=1.0) as server:
+        yield server
+
+
+# ---------------------------------------------------------------------------------- history
+
+
+@pytest.mark.parametrize("interval", ALL_INTERVALS, ids=str)
+def test_history_every_interval_matches_the_oracle(shared_sim, interval):
+    result = fetch_history_sync(CRYPTO, interval, 300, url=shared_sim.url, **FAST)
+    truth = shared_sim.market.history(CRYPTO, interval, shared_sim.sim_now(), 301)
+    # monthly history starts in 2019: fewer bars exist than asked, which the result says
+    expected = min(300, len(truth))
+    assert len(result.bars) == expected and result.depth_reached == (expected < 300)
+    times = [b.time for b in result.bars]
+    assert times == sorted(set(times))
+    assert all(b.interval is interval and b.symbol == CRYPTO for b in result.bars)
+    by_time = {b.time: b for b in truth}
+    # the last bar may still be forming between the two reads: compare the closed ones
+    for bar in result.bars[:-1]:
+        assert by_time[bar.time] == bar
+    assert result.metadata.timezone == "Etc/UTC" and result.metadata.has_volume
+
+
+def test_history_pages_past_the_first_batch_up_to_the_depth(shared_sim):
+    before = shared_sim.stats.commands["request_more_data"]
+
+    async def go():
+        async with TradingViewClient(url=shared_sim.url, page_size=1000, **FAST) as tv:
+            return await tv.fetch_history(CRYPTO, "1m", 7000)
+
+    result = run(go())
+    assert len(result.bars) == 5000 and result.depth_reached and result.requested == 7000
+    assert result.pages == 5  # 1000 from create_series + 4 request_more_data pages
+    # the 4th page reaches the anonymous depth and carries data_completed "end": no 5th request
+    assert shared_sim.stats.commands["request_more_data"] - before == 4
+    times = [b.time for b in result.bars]
+    assert times == sorted(set(times))
+    assert all((b - a).total_seconds() == 60 for a, b in zip(times, times[1:]))  # 24x7: no gaps
+    truth = {b.time: b for b in shared_sim.market.history(CRYPTO, "1m", shared_sim.sim_now(), 5001)}
+    assert all(truth[b.time] == b for b in result.bars[:-1])
+
+
+def test_history_of_an_index_has_no_volume_and_stock_metadata(shared_sim):
+    async def go():
+        async with TradingViewClient(url=shared_sim.url, **FAST) as tv:
+            return await asyncio.gather(tv.fetch_history(INDEX, "1d", 50), tv.fetch_history(STOCK, "1d", 50))
+
+    index, stock = run(go())
+    assert all(b.volume is None for b in index.bars) and not index.metadata.has_volume
+    assert stock.metadata.timezone == "America/New_York" and stock.metadata.description
+    # daily bars of a US stock open at 09:30 New York, in UTC
+    assert {(b.time.hour, b.time.minute) for b in stock.bars} <= {(14, 30), (13, 30)}
+
+
+def test_concurrent_fetches_share_few_connections(shared_sim):
+    symbols = [CRYPTO, STOCK, FUTURE, INDEX] * 3
+    opened_before = shared_sim.stats.connections
+
+    async def go():
+        async with TradingViewClient(url=shared_sim.url, max_connections=2, concurrency=4, **FAST) as tv:
+            results = await asyncio.gather(*(tv.fetch_history(s, "1h", 500) for s in symbols))
+            return results, tv.stats.connections
+
+    results, opened = run(go())
+    assert [r.symbol for r in results] == symbols and all(len(r.bars) == 500 for r in results)
+    assert opened <= 2 and shared_sim.stats.connections - opened_before <= 2
+
+
+def test_unknown_symbol_fails_fast_with_the_servers_reason(shared_sim):
+    async def go():
+        async with TradingViewClient(url=shared_sim.url, **FAST) as tv:
+            start = time.monotonic()
+            with pytest.raises(SymbolNotFoundError) as info:
+                await tv.fetch_history("NASDAQ:NOPE", "1d", 10)
+            return info.value, time.monotonic() - start
+
+    error, elapsed = run(go())
+    assert error.reason in ("invalid symbol", "resolve error")
+    assert "NASDAQ:NOPE" in str(error) and error.reason in str(error)
+    assert elapsed < 5  # generous: the point is that it does not wait for request_timeout_s (20 s)
+
+
+def test_bad_token_is_an_auth_error(shared_sim):
+    with pytest.raises(AuthError, match="bad auth token"):
+        fetch_history_sync(CRYPTO, "1d", 10, url=shared_sim.url, auth_token="expired-jwt", **FAST)
+
+
+def test_http_429_on_upgrade_is_retried_with_backoff():
+    async def go():
+        async with SimulatorServer(sim_start=SIM_START) as server:
+            server.refuse_next(3)
+            async with TradingViewClient(url=server.url, **FAST) as tv:
+                result = await tv.fetch_history(CRYPTO, "1h", 100)
+            return result, server.stats.refused, server.stats.connections
+
+    result, refused, accepted = run(go())
+    assert len(result.bars) == 100 and refused == 3 and accepted == 1
+
+
+def test_history_lost_connection_is_retried_once_then_reported():
+    async def go():
+        async with SimulatorServer(sim_start=SIM_START, faults=FaultConfig(drop_after_frames=2)) as server:
+            async with TradingViewClient(url=server.url, **FAST) as tv:
+                with pytest.raises(ConnectionLostError):
+                    await tv.fetch_history(CRYPTO, "1h", 100)
+            return server.stats.dropped
+
+    assert run(go()) == 2  # the first attempt and its one retry
+
+
+def test_blocking_client_keeps_its_socket(shared_sim):
+    before = shared_sim.stats.connections
+    with BlockingTradingViewClient(url=shared_sim.url, **FAST) as tv:
+        first = tv.fetch_history(CRYPTO, "4h", 20)
+        second = tv.fetch_history(STOCK, "1w", 20)
+        sequential = shared_sim.stats.connections - before
+        results = tv.fetch_many([(FUTURE, "15m", 30), ("NASDAQ:NOPE", "1d", 5)])
+    assert len(first.bars) == 20 and len(second.bars) == 20 and len(results[0].bars) == 30
+    assert isinstance(results[1], SymbolNotFoundError)
+    assert sequential == 1  # one socket, kept between calls
+    assert shared_sim.stats.connections - before <= 2  # concurrent calls may open the second
+
+
+# ---------------------------------------------------------------------------------- quotes
+
+
+def _key(tick):
+    return (tick.symbol, tick.time, tick.price, tick.cumulative_volume)
+
+
+def _truth_since(server, symbol, first_tick, last_tick):
+    """The oracle's ticks after the client's first (baseline) tick, up to its last one."""
+    start = first_tick.time.timestamp() + 1
+    end = last_tick.time.timestamp() + 1
+    return server.market.ticks(symbol, start, end)
+
+
+def test_quotes_merge_partial_updates_into_every_tick():
+    async def go():
+        async with SimulatorServer(sim_start=SIM_START, speed=20, pump_interval_s=0.02) as server:
+            async with TradingViewClient(url=server.url, **FAST) as tv:
+                async with tv.quote_stream([CRYPTO, INDEX]) as stream:
+                    ticks = await next_ticks(stream, 60)
+                    return server, ticks, stream.snapshot(CRYPTO), stream.snapshot(INDEX), stream.stats
+
+    server, ticks, crypto_state, index_state, stats = run(go())
+    mine = [t for t in ticks if t.symbol == CRYPTO]
+    truth = _truth_since(server, CRYPTO, mine[0], mine[-1])
+    # every tick of the oracle, each with its own time, price, bid/ask and volume
+    assert [(t.time, t.price, t.volume, t.cumulative_volume, t.bid, t.ask) for t in mine[1:]] == [
+        (t.time, t.price, t.volume, t.cumulative_volume, t.bid, t.ask) for t in truth]
+    assert mine[0].volume == 0.0  # the baseline
+    for field in ("lp", "lp_time", "volume", "bid", "ask", "description", "currency_code", "update_mode"):
+        assert field in crypto_state
+    assert crypto_state["lp"] == mine[-1].price
+    index_ticks = [t for t in ticks if t.symbol == INDEX]
+    assert index_ticks and all(t.volume is None and t.cumulative_volume is None for t in index_ticks)
+    assert "volume" not in index_state or index_state["volume"] >= 1e99
+    assert stats.decode_errors == 0 and stats.reconnects == 0
+
+
+def test_subscribe_and_unsubscribe_while_running():
+    async def go():
+        async with SimulatorServer(sim_start=SIM_START, speed=20, pump_interval_s=0.02) as server:
+            async with TradingViewClient(url=server.url, **FAST) as tv:
+                async with tv.quote_stream([CRYPTO]) as stream:
+                    first = await next_ticks(stream, 3)
+                    await stream.subscribe(FUTURE)
+                    both = await next_ticks(stream, 40)
+                    await stream.unsubscribe(CRYPTO)
+                    while not stream._queue.empty():  # ticks already built before unsubscribing
+                        stream._queue.get_nowait()
+                    after = await next_ticks(stream, 15)
+                    return first, both, after, stream.symbols, server.stats.commands
+
+    first, both, after, symbols, commands = run(go())
+    assert {t.symbol for t in first} == {CRYPTO}
+    assert {t.symbol for t in both} == {CRYPTO, FUTURE}
+    assert {t.symbol for t in after} == {FUTURE}
+    assert symbols == [FUTURE]
+    assert commands["quote_remove_symbols"] == 1 and commands["quote_add_symbols"] == 2
+
+
+def test_a_refused_symbol_does_not_stop_the_others():
+    seen = []
+
+    async def go():
+        async with SimulatorServer(sim_start=SIM_START, speed=20, pump_interval_s=0.02) as server:
+            async with TradingViewClient(url=server.url, **FAST) as tv:
+                async with tv.quote_stream([CRYPTO, "NASDAQ:NOPE"], on_error=seen.append) as stream:
+                    ticks = await next_ticks(stream, 10)
+                    return ticks, stream.errors, stream.symbols
+
+    ticks, errors, symbols = run(go())
+    assert {t.symbol for t in ticks} == {CRYPTO}
+    assert [(e.symbol, e.reason) for e in errors] == [("NASDAQ:NOPE", "no_such_symbol")]
+    assert seen == errors and symbols == [CRYPTO]
+
+
+def test_quote_stream_with_a_bad_token_ends_with_auth_error():
+    async def go():
+        async with SimulatorServer(sim_start=SIM_START) as server:
+            async with TradingViewClient(url=server.url, auth_token="revoked", **FAST) as tv:
+                async with tv.quote_stream([CRYPTO]) as stream:
+                    with pytest.raises(AuthError, match="bad auth token"):
+                        await next_ticks(stream, 1)
+                    return stream.state
+
+    assert run(go()) == "failed"
+
+
+def test_disconnect_storm_fifty_drops_no_tick_twice_volumes_exact():
+    drops = 50
+    symbols = [CRYPTO, STOCK, FUTURE, INDEX]
+
+    async def go():
+        server = SimulatorServer(sim_start=SIM_START, speed=30, pump_interval_s=0.02, heartbeat_s=0.5,
+                                 faults=FaultConfig(drop_after_frames=14))
+        async with server:
+            async with TradingViewClient(url=server.url, backoff_initial_s=0.02, backoff_max_s=0.05) as tv:
+                stream = tv.quote_stream(symbols)
+                ticks: list = []
+
+                async def consume():
+                    async for tick in stream:
+                        ticks.append(tick)
+
+                async def stop_faults_after_the_last_drop():
+                    await wait_until(lambda: server.stats.dropped >= drops, timeout=60, step=0.001)
+                    server.faults.drop_after_frames = None
+
+                consumer = asyncio.create_task(consume())
+                await stop_faults_after_the_last_drop()
+                await wait_until(lambda: stream.stats.reconnects >= drops and stream.state == "streaming")
+                mark = len(ticks)
+                await wait_until(lambda: {t.symbol for t in ticks[mark:]} >= set(symbols), timeout=30)
+                await stream.close()
+                await consumer
+                return server, ticks, stream.stats
+
+    server, ticks, stats = run(go(), timeout=120)
+    assert server.stats.dropped == drops
+    assert stats.reconnects == drops
+    # every subscription restored each time: one quote_add_symbols per connection
+    assert server.stats.commands["quote_add_symbols"] == drops + 1
+    assert len({_key(t) for t in ticks}) == len(ticks), "a tick was emitted twice"
+    for symbol in (CRYPTO, STOCK, FUTURE):
+        mine = [t for t in ticks if t.symbol == symbol]
+        truth = _truth_since(server, symbol, mine[0], mine[-1])
+        assert sum(t.volume for t in mine) == sum(t.volume for t in truth)  # exact: no tick lost or doubled
+        assert mine[-1].cumulative_volume == truth[-1].cumulative_volume
+        assert [t.time for t in mine] == sorted(t.time for t in mine)
+
+
+def test_heartbeats_are_echoed_so_the_server_keeps_the_socket():
+    async def go():
+        async with SimulatorServer(sim_start=SIM_START, heartbeat_s=0.05, heartbeat_grace_s=0.3) as server:
+            async with TradingViewClient(url=server.url, **FAST) as tv:
+                async with tv.quote_stream([CRYPTO]) as stream:
+                    await next_ticks(stream, 1)
+                    await wait_until(lambda: server.stats.heartbeats_sent >= 20)
+                    return server.stats, stream.stats
+
+    server_stats, client_stats = run(go())
+    assert server_stats.heartbeat_timeouts == 0 and server_stats.connections == 1
+    assert server_stats.heartbeats_echoed >= 19 and client_stats.reconnects == 0
+
+
+def test_silence_is_detected_and_the_stream_reconnects():
+    async def go():
+        async with SimulatorServer(sim_start=SIM_START, speed=20, pump_interval_s=0.02, heartbeat_s=0.1) as server:
+            async with TradingViewClient(url=server.url, heartbeat_timeout_s=0.5, **{
+                    k: v for k, v in FAST.items()}) as tv:
+                async with tv.quote_stream([CRYPTO]) as stream:
+                    await next_ticks(stream, 2)
+                    server.go_silent(True)
+                    await wait_until(lambda: stream.stats.reconnects >= 1)
+                    server.go_silent(False)
+                    later = await next_ticks(stream, 3)
+                    return later, stream.stats, server.stats
+
+    later, stats, server_stats = run(go())
+    assert len(later) == 3 and stats.reconnects >= 1 and server_stats.connections >= 2
+
+
+def test_malformed_frames_are_counted_and_the_stream_goes_on():
+    async def go():
+        async with SimulatorServer(sim_start=SIM_START, speed=20, pump_interval_s=0.02,
+                                   faults=FaultConfig(malformed_every=3)) as server:
+            async with TradingViewClient(url=server.url, **FAST) as tv:
+                async with tv.quote_stream([CRYPTO, FUTURE]) as stream:
+                    ticks = await next_ticks(stream, 40)
+                    server.faults.malformed_every = None
+                    await asyncio.sleep(0.3)
+                    await wait_until(lambda: stream.stats.decode_errors == server.stats.malformed_sent)
+                    return ticks, stream.stats, server.stats
+
+    ticks, stats, server_stats = run(go())
+    assert server_stats.malformed_sent >= 3
+    assert stats.decode_errors == server_stats.malformed_sent and stats.reconnects == 0
+    assert len({_key(t) for t in ticks}) == len(ticks) == 40
