@@ -1,0 +1,407 @@
+"""The simulator speaks TradingView's protocol like the real server (shared notes §7),
+checked with a raw WebSocket client and against captured real frames."""
+
+import json
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pocketquant_pipelines.market.intervals import Interval
+from pocketquant_pipelines.tradingview.codec import decode_message, utf16_len
+from pocketquant_pipelines.tradingview.simulator import SimulatorServer
+
+from tests.simulator.rawclient import HELLO_FIELDS, RawClient, method_is, methods, qsd_values, run
+
+START = datetime(2026, 3, 10, 15, 0, tzinfo=UTC)  # Tuesday 11:00 New York: every market open
+FRAMES = Path("/work/shared/tradingview-frames.jsonl")
+AAPL = '={"symbol":"NASDAQ:AAPL","adjustment":"splits","session":"regular"}'
+
+
+def real_frames(tag: str) -> list[str]:
+    out = []
+    if FRAMES.exists():
+        for line in FRAMES.read_text().splitlines():
+            item = json.loads(line)
+            if item["note"].startswith(f"[{tag}]") and item["raw"].startswith("~m~"):
+                out.append(item["raw"])
+    return out
+
+
+def server(**kw) -> SimulatorServer:
+    kw.setdefault("sim_start", START)
+    kw.setdefault("pump_interval_s", 0.05)
+    return SimulatorServer(**kw)
+
+
+async def open_series(c: RawClient, resolution="1", count=300, symbol=AAPL, cs="cs_test", sid="s1"):
+    await c.send("set_auth_token", "unauthorized_user_token")
+    await c.send("chart_create_session", cs, "")
+    await c.send("resolve_symbol", cs, "symbol_1", symbol)
+    await c.send("create_series", cs, sid, "s1", "symbol_1", resolution, count)
+    return await c.until(method_is("series_completed"))
+
+
+@run
+async def test_hello_comes_first_with_the_real_fields():
+    async with server() as srv, RawClient(srv.url) as c:
+        raw = await c.ws.recv()
+        frames = decode_message(raw, strict=True)
+        assert len(frames) == 1 and frames[0].kind == "hello"
+        hello = frames[0].data
+        assert set(hello) == HELLO_FIELDS
+        assert hello["auth_scheme_vsn"] == 2 and hello["protocol"] == "json"
+        assert hello["timestampMs"] // 1000 == hello["timestamp"] == int(START.timestamp())
+        assert 290 <= len(raw) <= 360  # the real hello is ~300-350 characters
+        real = real_frames("hello")
+        if real:  # same key set as the 2023 capture
+            assert set(decode_message(real[0])[0].data) == set(hello)
+
+
+@run
+async def test_heartbeats_count_up_and_unanswered_heartbeats_close_the_socket():
+    async with server(heartbeat_s=0.2) as srv:
+        async with RawClient(srv.url) as c:
+            frames = await c.collect(1.1)
+            beats = [f.raw for f in frames if f.kind == "heartbeat"]
+            assert beats[:4] == ["~h~1", "~h~2", "~h~3", "~h~4"]
+            # Heartbeats travel alone, framed like the capture: ~m~4~m~~h~1
+            assert "~m~4~m~~h~1" in c.messages
+            assert srv.stats.heartbeats_echoed >= 4 and srv.stats.heartbeat_timeouts == 0
+        async with RawClient(srv.url, echo=False) as mute:
+            await mute.collect(1.5)
+            assert mute.ws.close_code is not None  # closed for not echoing
+            assert srv.stats.heartbeat_timeouts == 1
+
+
+@run
+async def test_series_sequence_and_packing():
+    async with server() as srv, RawClient(srv.url) as c:
+        await c.recv()  # hello
+        frames = await open_series(c, "1", 300)
+        assert methods(frames) == ["series_loading", "symbol_resolved", "timescale_update", "series_completed"]
+        loading, resolved, update, completed = [f for f in frames if f.kind == "message"]
+        assert loading.params == ["cs_test", "s1", "s1"] and loading.t is not None and loading.t_ms is not None
+        info = resolved.params[2]
+        for key in ("name", "full_name", "pro_name", "description", "exchange", "type", "currency_code",
+                    "pricescale", "minmov", "timezone", "session", "has_intraday", "visible_plots_set"):
+            assert key in info
+        assert info["timezone"] == "America/New_York" and info["session"] == "0930-1600"
+        series = update.params[1]["s1"]
+        assert set(series) == {"node", "s", "ns", "t", "lbs"} and series["t"] == "s1"
+        assert set(update.params[2]) == {"index", "zoffset", "changes", "marks", "index_diff"}
+        assert len(series["s"]) == 300 and [b["i"] for b in series["s"]] == list(range(300))
+        assert len(update.params[2]["changes"]) == 300
+        assert completed.params == ["cs_test", "s1", "streaming", "s1", {"rt_update_period": 5}]
+        # timescale_update and series_completed arrive packed in ONE WebSocket message.
+        last = c.messages[-1]
+        assert [f.method for f in decode_message(last)] == ["timescale_update", "series_completed"]
+        # Bars: UTC open times as floats, 6 values, the last one in progress at sim time.
+        v = series["s"][-1]["v"]
+        assert len(v) == 6 and isinstance(v[0], float)
+        expected = srv.market.history("NASDAQ:AAPL", Interval.M1, datetime.fromtimestamp(completed.t, UTC), 300)
+        assert [b["v"][0] for b in series["s"]] == [b.time.timestamp() for b in expected]
+
+
+@run
+async def test_live_du_updates_then_new_bars():
+    async with server(speed=30) as srv, RawClient(srv.url) as c:
+        await c.recv()
+        frames = await open_series(c, "1", 10)
+        last_index = 9
+        du = await c.until(lambda f: f.method == "du" and any(b["i"] == last_index + 1 for b in f.params[1]["s1"]["s"]), timeout=10)
+        updates = [b for f in du if f.method == "du" for b in f.params[1]["s1"]["s"]]
+        assert {b["i"] for b in updates} <= {last_index, last_index + 1}
+        assert any(b["i"] == last_index for b in updates)  # the current bar was updated first
+        # Live bars agree with the oracle once complete.
+        closed = [b for b in updates if b["i"] == last_index][-1]["v"]
+        bar = srv.market.bars_between("NASDAQ:AAPL", "1m", closed[0], closed[0] + 60)[0]
+        assert closed == [bar.time.timestamp(), bar.open, bar.high, bar.low, bar.close, bar.volume]
+
+
+@run
+async def test_unknown_symbol_gets_symbol_error_and_series_error_and_no_series_completed():
+    async with server() as srv, RawClient(srv.url) as c:
+        await c.recv()
+        await c.send("chart_create_session", "cs_x", "")
+        await c.send("resolve_symbol", "cs_x", "symbol_1", '={"symbol":"NASDAQ:NOPE","adjustment":"splits"}')
+        await c.send("create_series", "cs_x", "s1", "s1", "symbol_1", "1D", 100)
+        frames = await c.until(method_is("series_error"))
+        assert methods(frames) == ["series_loading", "symbol_error", "series_error"]
+        assert frames[1].params == ["cs_x", "symbol_1", "invalid symbol"]
+        assert frames[2].params[:4] == ["cs_x", "s1", "s1", "resolve error"]
+        # Packed together, as in the 2025 capture.
+        assert [f.method for f in decode_message(c.messages[-1])] == ["series_loading", "symbol_error", "series_error"]
+        later = await c.collect(0.5)
+        assert "series_completed" not in methods(later)
+        real = real_frames("series_error")
+        if real:
+            assert len(decode_message(real[0])[0].params) == len(frames[2].params)
+
+
+@run
+async def test_bad_resolutions_and_timezone():
+    async with server() as srv, RawClient(srv.url) as c:
+        await c.recv()
+        await c.send("chart_create_session", "cs_x", "")
+        await c.send("resolve_symbol", "cs_x", "symbol_1", AAPL)
+        for sid, res in [("s1", "XX"), ("s2", "15m"), ("s3", "20"), ("s4", "1S")]:
+            await c.send("create_series", "cs_x", sid, "s1", "symbol_1", res, 10)
+        await c.send("switch_timezone", "cs_x", "Nowhere/Nowhere")
+        frames = await c.until(lambda f: f.method == "critical_error" and f.params[1] == "invalid timezone")
+        crit = [f.params for f in frames if f.method == "critical_error"]
+        assert crit[0] == ["cs_x", "invalid parameters", 'method: create_series. args: "[s1, s1, symbol_1, XX, 10]"']
+        assert crit[1][2].startswith('method: create_series. args: "[s2, s1, symbol_1, 15m')
+        assert crit[2] == ["cs_x", "invalid timezone", 'method: switch_timezone. args: "[Nowhere/Nowhere]"']
+        errors = {f.params[1]: f.params[3] for f in frames if f.method == "series_error"}
+        assert errors == {"s3": "custom_resolution", "s4": "seconds_not_entitled"}
+        # A critical_error leaves the socket open: a good series still loads afterwards.
+        await c.send("create_series", "cs_x", "s5", "s1", "symbol_1", "60", 5)
+        done = await c.until(method_is("series_completed"))
+        assert done[-1].params[1] == "s5"
+
+
+@run
+async def test_bad_auth_token_gets_protocol_error_and_close():
+    async with server() as srv, RawClient(srv.url) as c:
+        await c.recv()
+        await c.send("set_auth_token", "expired.jwt.token")
+        frames = await c.until(method_is("protocol_error"))
+        assert frames[-1].params == ["bad auth token"]
+        assert "~m~45~m~" + '{"m":"protocol_error","p":["bad auth token"]}' in c.messages  # byte-exact, as captured
+        await c.collect(0.5)
+        assert c.ws.close_code is not None
+
+
+@run
+async def test_good_tokens_get_no_reply():
+    async with server(accepted_tokens=("good",)) as srv, RawClient(srv.url) as c:
+        await c.recv()
+        await c.send("set_auth_token", "unauthorized_user_token")
+        await c.send("set_auth_token", "good")
+        assert methods(await c.collect(0.4)) == []
+
+
+@run
+async def test_force_permission_flag_is_a_critical_error_and_adds_nothing():
+    async with server() as srv, RawClient(srv.url) as c:
+        await c.recv()
+        await c.send("quote_create_session", "qs_x")
+        await c.send("quote_add_symbols", "qs_x", "NASDAQ:AAPL", {"flags": ["force_permission"]})
+        frames = await c.until(method_is("critical_error"))
+        assert frames[-1].params == ["qs_x", "invalid_parameters", "quote_add_symbols"]
+        assert "qsd" not in methods(await c.collect(0.4))  # nothing was added, socket still open
+        await c.send("quote_add_symbols", "qs_x", "NASDAQ:AAPL")
+        assert (await c.until(method_is("quote_completed")))[-1].params == ["qs_x", "NASDAQ:AAPL"]
+
+
+@run
+async def test_quotes_full_snapshot_then_only_changed_fields():
+    async with server(speed=20) as srv, RawClient(srv.url) as c:
+        await c.recv()
+        await c.send("quote_create_session", "qs_x")
+        await c.send("quote_add_symbols", "qs_x", "BINANCE:BTCUSDT", AAPL, "SP:SPX", "FOREX:EURUSD")
+        first = await c.until(lambda f: f.method == "quote_completed" and f.params[1] == "SP:SPX")
+        burst = decode_message(c.messages[-1])  # snapshots and quote_completed: one packed burst
+        assert [f.method for f in burst[:4]] == ["qsd"] * 4 and "quote_completed" in [f.method for f in burst]
+        errors = [f.params[1] for f in first if f.method == "qsd" and f.params[1]["s"] == "error"]
+        assert errors == [{"n": "FOREX:EURUSD", "s": "error", "errmsg": "no_such_symbol", "v": {}}]
+        snap = qsd_values(first, "BINANCE:BTCUSDT")[0]
+        for key in ("lp", "lp_time", "volume", "bid", "ask", "ch", "chp", "prev_close_price", "open_price",
+                    "high_price", "low_price", "description", "local_description", "exchange", "type",
+                    "currency_code", "pricescale", "timezone", "update_mode", "current_session"):
+            assert key in snap, key
+        assert snap["current_session"] == "market" and snap["update_mode"] == "streaming"
+        # n echoes exactly the subscribed string, descriptor included.
+        assert qsd_values(first, AAPL)[0]["pro_name"] == "NASDAQ:AAPL"
+        assert {f.params[1] for f in first if f.method == "quote_completed"} == {"BINANCE:BTCUSDT", AAPL, "SP:SPX"}
+        later = await c.collect(1.5)
+        partial = qsd_values(later, "BINANCE:BTCUSDT")
+        assert len(partial) >= 4
+        assert all("description" not in v and "pricescale" not in v for v in partial)
+        assert any(set(v) == {"lp_time"} for v in partial)            # lp_time alone
+        assert any(set(v) <= {"bid", "ask", "bid_size", "ask_size"} for v in partial)  # book alone
+        assert any("lp" in v and "volume" in v for v in partial)
+        assert max(len(decode_message(m)) for m in c.messages[-10:]) > 1  # bursts are packed
+        # Merged state tracks the market exactly: lp and cumulative volume of the last tick.
+        state = dict(snap)
+        for v in partial:
+            state.update(v)
+        tick = srv.market.ticks("BINANCE:BTCUSDT", state["lp_time"], state["lp_time"] + 1)[0]
+        assert state["lp"] == tick.price and state["volume"] == tick.cumulative_volume
+
+
+@run
+async def test_index_quotes_have_no_volume_but_the_1e100_sentinel():
+    async with server(speed=50) as srv, RawClient(srv.url) as c:
+        await c.recv()
+        await c.send("quote_create_session", "qs_x")
+        await c.send("quote_add_symbols", "qs_x", "SP:SPX")
+        frames = await c.until(method_is("quote_completed"))
+        frames += await c.collect(1.5)
+        volumes = [v["volume"] for v in qsd_values(frames, "SP:SPX") if "volume" in v]
+        assert volumes and all(x == 1e100 for x in volumes)
+        assert any("1e+100" in m for m in c.messages)  # written like the capture
+        await c.send("chart_create_session", "cs_x", "")
+        await c.send("resolve_symbol", "cs_x", "symbol_1", "SP:SPX")
+        await c.send("create_series", "cs_x", "s1", "s1", "symbol_1", "1D", 10)
+        frames = await c.until(method_is("series_completed"))
+        resolved = next(f for f in frames if f.method == "symbol_resolved")
+        assert resolved.params[2]["visible_plots_set"] == "ohlc"
+        bars = next(f for f in frames if f.method == "timescale_update").params[1]["s1"]["s"]
+        assert {len(b["v"]) for b in bars} == {5}
+
+
+@run
+async def test_non_ascii_text_is_sent_raw_with_utf16_length():
+    async with server() as srv, RawClient(srv.url) as c:
+        await c.recv()
+        await c.send("quote_create_session", "qs_k")
+        await c.send("quote_set_fields", "qs_k", "local_description", "lp")
+        await c.send("quote_add_symbols", "qs_k", "KRX:005930")
+        frames = await c.until(method_is("quote_completed"))
+        snap = qsd_values(frames, "KRX:005930")[0]
+        assert set(snap) == {"local_description", "lp"}  # quote_set_fields is honoured
+        raw = next(m for m in c.messages if "삼성전자보통주" in m)  # raw UTF-8, not \\u escapes
+        header = re.match(r"~m~(\d+)~m~", raw)
+        payload_end = raw.index("~m~", header.end()) if "~m~" in raw[header.end():] else len(raw)
+        payload = raw[header.end():payload_end]
+        assert int(header.group(1)) == utf16_len(payload)
+        assert int(header.group(1)) < len(payload.encode("utf-8"))  # not a byte count
+        # Same structure as the captured Korean frame (LEN 99 = characters, 113 bytes).
+        for real in real_frames("qsd"):
+            if "삼성" in real:
+                real_frame = decode_message(real, strict=True)[0]
+                assert set(real_frame.params[1]) == set(next(f for f in frames if f.method == "qsd").params[1])
+
+
+@run
+async def test_depth_5000_then_request_more_data_until_data_completed_end():
+    async with server() as srv, RawClient(srv.url) as c:
+        await c.recv()
+        frames = await open_series(c, "1", 4000)
+        bars = next(f for f in frames if f.method == "timescale_update").params[1]["s1"]["s"]
+        assert len(bars) == 4000
+        oldest = bars[0]["v"][0]
+        await c.send("request_more_data", "cs_test", "s1", 3000)
+        more = await c.until(method_is("series_completed"))
+        older = next(f for f in more if f.method == "timescale_update").params[1]["s1"]["s"]
+        assert len(older) == 1000  # 5000 bars at most for the anonymous token
+        assert older[-1]["v"][0] < oldest and [b["i"] for b in older] == list(range(1000))
+        assert more[-1].params[4] == {"rt_update_period": 5, "data_completed": "end"}
+        await c.send("resolve_symbol", "cs_test", "symbol_2", "BINANCE:BTCUSDT")
+        await c.send("create_series", "cs_test", "s2", "s1", "symbol_2", "1", 10000)
+        big = await c.until(method_is("series_completed"))
+        assert len(next(f for f in big if f.method == "timescale_update").params[1]["s2"]["s"]) == 5000
+        await c.send("request_more_data", "cs_test", "s2", 10)
+        more = await c.until(method_is("series_completed"))
+        assert next(f for f in more if f.method == "timescale_update").params[1]["s2"]["s"] == []
+        assert more[-1].params[4]["data_completed"] == "end"
+
+
+@run
+async def test_request_more_data_stops_at_the_start_of_history():
+    async with server() as srv, RawClient(srv.url) as c:
+        await c.recv()
+        frames = await open_series(c, "1M", 50)
+        assert len(next(f for f in frames if f.method == "timescale_update").params[1]["s1"]["s"]) == 50
+        assert "data_completed" not in frames[-1].params[4]
+        await c.send("request_more_data", "cs_test", "s1", 500)
+        more = await c.until(method_is("series_completed"))
+        older = next(f for f in more if f.method == "timescale_update").params[1]["s1"]["s"]
+        total = len(srv.market.history("NASDAQ:AAPL", "1M", START, 5000))
+        assert len(older) == total - 50 < 500
+        assert more[-1].params[4]["data_completed"] == "end"
+
+
+@run
+async def test_paid_token_gets_the_bigger_depth():
+    async with server(paid_tokens=("paid",), paid_depth=6000) as srv, RawClient(srv.url) as c:
+        await c.recv()
+        await c.send("set_auth_token", "paid")
+        await c.send("chart_create_session", "cs_p", "")
+        await c.send("resolve_symbol", "cs_p", "symbol_1", "BINANCE:BTCUSDT")
+        await c.send("create_series", "cs_p", "s1", "s1", "symbol_1", "5", 9000)
+        frames = await c.until(method_is("series_completed"))
+        assert len(next(f for f in frames if f.method == "timescale_update").params[1]["s1"]["s"]) == 6000
+
+
+@run
+async def test_delayed_symbol_reports_its_mode_and_lags():
+    async with server(delays={"NASDAQ:AAPL": 900}) as srv, RawClient(srv.url) as c:
+        await c.recv()
+        frames = await open_series(c, "1", 5)
+        resolved = next(f for f in frames if f.method == "symbol_resolved").params[2]
+        assert resolved["delay"] == 900 and resolved["full_name"] == "NASDAQ_DLY:AAPL"
+        assert frames[-1].params[2] == "delayed_streaming_900"
+        last = next(f for f in frames if f.method == "timescale_update").params[1]["s1"]["s"][-1]["v"][0]
+        assert last <= START.timestamp() - 900
+
+
+@run
+async def test_daily_aapl_bars_open_at_session_open_across_dst():
+    async with server(sim_start=datetime(2026, 3, 14, tzinfo=UTC)) as srv, RawClient(srv.url) as c:
+        await c.recv()
+        frames = await open_series(c, "D", 10)
+        times = [b["v"][0] for b in next(f for f in frames if f.method == "timescale_update").params[1]["s1"]["s"]]
+        hours = [datetime.fromtimestamp(t, UTC).strftime("%m-%d %H:%M") for t in times]
+        assert hours == ["03-02 14:30", "03-03 14:30", "03-04 14:30", "03-05 14:30", "03-06 14:30",
+                         "03-09 13:30", "03-10 13:30", "03-11 13:30", "03-12 13:30", "03-13 13:30"]
+
+
+@run
+async def test_speed_makes_simulated_hours_pass_in_seconds():
+    async with server(speed=3600 * 2) as srv, RawClient(srv.url) as c:
+        await c.recv()
+        await c.send("quote_create_session", "qs_x")
+        await c.send("quote_add_symbols", "qs_x", "BINANCE:BTCUSDT")
+        first = await c.until(method_is("quote_completed"))
+        t0 = qsd_values(first, "BINANCE:BTCUSDT")[0]["lp_time"]
+        later = await c.collect(1.0)
+        times = [v["lp_time"] for v in qsd_values(later, "BINANCE:BTCUSDT") if "lp_time" in v]
+        assert times[-1] - t0 >= 3600  # an hour of simulated time within a wall second
+        assert times == sorted(times) and len(times) == len(set(times))
+        assert all(b - a == 10 for a, b in zip(times, times[1:]))  # no tick skipped
+
+
+@run
+async def test_tvdatafeed_command_sequence_is_accepted_raw():
+    # The exact sequence of both tvdatafeed wheels (§3.1), each command its own message.
+    async with server() as srv, RawClient(srv.url) as c:
+        await c.send("set_auth_token", "unauthorized_user_token")
+        await c.send("chart_create_session", "cs_abcdefghijkl", "")
+        await c.send("quote_create_session", "qs_abcdefghijkl")
+        await c.send("quote_set_fields", "qs_abcdefghijkl", "ch", "chp", "current_session", "description",
+                     "local_description", "language", "exchange", "fractional", "is_tradable", "lp", "lp_time",
+                     "minmov", "minmove2", "original_name", "pricescale", "pro_name", "short_name", "type",
+                     "update_mode", "volume", "currency_code", "rchp", "rtc")
+        await c.send("quote_add_symbols", "qs_abcdefghijkl", "NASDAQ:AAPL", {"flags": ["force_permission"]})
+        await c.send("quote_fast_symbols", "qs_abcdefghijkl", "NASDAQ:AAPL")
+        await c.send("resolve_symbol", "cs_abcdefghijkl", "symbol_1", AAPL)
+        await c.send("create_series", "cs_abcdefghijkl", "s1", "s1", "symbol_1", "1H", 100)
+        await c.send("switch_timezone", "cs_abcdefghijkl", "exchange")
+        frames = await c.until(method_is("series_completed"))
+        assert methods(frames)[:3] == ["critical_error", "series_loading", "symbol_resolved"]
+        bars = next(f for f in frames if f.method == "timescale_update").params[1]["s1"]["s"]
+        assert len(bars) == 100
+        assert srv.stats.commands["quote_add_symbols"] == 1 and srv.stats.commands["switch_timezone"] == 1
+
+
+def test_real_tvdatafeed_gets_its_bars_from_the_simulator(monkeypatch):
+    """tvdatafeed 2.1.1 itself (regex parser and all) against the simulator: only the hard-coded
+    wss://data.tradingview.com URL is redirected."""
+    import pytest
+
+    main = pytest.importorskip("tvDatafeed.main")
+    from pocketquant_pipelines.tradingview.simulator import run_simulator_in_thread
+
+    with run_simulator_in_thread(sim_start=START) as srv:
+        real_connect = main.create_connection
+        monkeypatch.setattr(main, "create_connection", lambda url, **kw: real_connect(srv.url, **kw))
+        tv = main.TvDatafeed()
+        frame = tv.get_hist("AAPL", "NASDAQ", interval=main.Interval.in_daily, n_bars=20)
+        assert frame is not None and len(frame) == 20
+        expected = srv.market.history("NASDAQ:AAPL", "1d", START, 20)
+        assert frame["close"].tolist() == [b.close for b in expected]
+        assert frame["volume"].tolist() == [b.volume for b in expected]
+        spx = tv.get_hist("SPX", "SP", interval=main.Interval.in_1_hour, n_bars=7)
+        assert len(spx) == 7 and (spx["volume"] == 0.0).all()  # 5-element bars: tvdatafeed fills 0
