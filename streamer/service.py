@@ -11,10 +11,11 @@ cache), so a slow or dead backend never stalls tick intake. Background tasks:
   and subscribes/unsubscribes without a restart; rebuilds an aggregator whose session was
   filled in by a historical sync.
 
-The *market clock* is the newest tick time seen on any symbol, extrapolated at real-time speed
-while no tick arrives. Wall-clock ``now`` would be wrong for delayed feeds (lp_time 15 min
-behind) and for the simulator's accelerated time; extrapolating at speed 1 can only close a
-bar late, never early.
+Bars close on each symbol's *own market clock*: its newest tick time, extrapolated at
+real-time speed while it is quiet (``SymbolState.clock``). Wall-clock ``now`` would be wrong
+for delayed feeds (lp_time 15 min behind) and for the simulator's accelerated time, and a
+clock shared across symbols would close one symbol's bar while its ticks are still queued
+behind another's. Extrapolating at speed 1 closes a bar late rather than early.
 """
 
 import asyncio
@@ -180,6 +181,8 @@ class StreamerService:
         state.dirty = True
         now_mono = time.monotonic()
         self._last_tick_mono = now_mono
+        if state.last_t is None or t >= state.last_t:
+            state.last_t, state.last_mono = t, now_mono
         if self._market_t is None or t > self._market_t:
             self._market_t, self._market_mono = t, now_mono
         if completed:
@@ -216,20 +219,27 @@ class StreamerService:
 
     # --- periodic work -------------------------------------------------------------------------
     def close_due_bars(self, grace_s: float = CLOSE_GRACE_S) -> int:
-        now = self.market_now()
-        if now is None:
-            return 0
-        cutoff_epoch = now - grace_s
-        cutoff = datetime.fromtimestamp(cutoff_epoch, UTC)
+        """Close bars whose end has passed on their symbol's own clock (minus a grace for
+        straggling ticks). Returns how many bars closed."""
+        now_mono = time.monotonic()
         n = 0
         for state in list(self.symbols.values()):
-            agg = state.aggregator
-            fast = getattr(agg, "close_due_epoch", None)
-            closed = fast(cutoff_epoch) if fast is not None else agg.close_due(cutoff)
+            clock = state.clock(now_mono)
+            if clock is None:
+                continue
+            closed = self._close_due(state, clock - grace_s)
             if closed:
                 n += len(closed)
                 self._completed(state, closed)
         return n
+
+    @staticmethod
+    def _close_due(state: SymbolState, cutoff_epoch: float) -> list[Bar]:
+        agg = state.aggregator
+        fast = getattr(agg, "close_due_epoch", None)
+        if fast is not None:
+            return fast(cutoff_epoch)
+        return agg.close_due(datetime.fromtimestamp(cutoff_epoch, UTC))
 
     def push_current_bars(self) -> None:
         for symbol, state in self.symbols.items():
@@ -289,9 +299,9 @@ class StreamerService:
         """Stop aggregating a symbol: complete bars go to the store as usual, the in-progress
         ones as partial (a later historical sync completes them)."""
         state = self.symbols.pop(symbol)
-        now = self.market_now()
-        if now is not None:
-            closed = state.aggregator.close_due(datetime.fromtimestamp(now, UTC))
+        clock = state.clock(time.monotonic())
+        if clock is not None:
+            closed = self._close_due(state, clock)
             if closed:
                 self._completed(state, closed)
         rest = state.aggregator.flush()

@@ -43,6 +43,17 @@ class SymbolState:
     anchor: float | None = None
     dirty: bool = False
     ticks: int = 0
+    last_t: float | None = None     # newest tick time of this symbol (epoch)
+    last_mono: float = 0.0          # monotonic clock when it arrived
+
+    def clock(self, now_mono: float) -> float | None:
+        """This symbol's market clock: its newest tick time, extrapolated at real-time speed
+        while it is quiet. Per symbol, because feeds are skewed against each other (a delayed
+        exchange runs 15 min behind a real-time one; a server sends symbols in turn), so
+        another symbol's clock could close a bar whose ticks are still on their way."""
+        if self.last_t is None:
+            return None
+        return self.last_t + (now_mono - self.last_mono)
     extra: dict = field(default_factory=dict)
 
     @classmethod
