@@ -5,15 +5,11 @@ and ``dagster-webserver``/``dagster-daemon``/``dagster code-server`` in producti
 module dropped into ``defs/`` (e.g. the streamer's ``streaming.py``) is picked up without edits.
 """
 
-import warnings
 from pathlib import Path
 
 import dagster as dg
 
-# Partitioned asset checks and backfill policies are preview/beta in Dagster 1.13; we rely on
-# them on purpose (docs/dagster.md), so their warnings are noise in every process start.
-warnings.filterwarnings("ignore", category=dg.PreviewWarning)
-warnings.filterwarnings("ignore", category=dg.BetaWarning)
+import pocketquant_pipelines.defs  # noqa: F401 - silences Dagster's preview/beta warnings first
 
 
 @dg.definitions
