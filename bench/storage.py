@@ -5,6 +5,7 @@
                                                        # Python imitation; says nothing about
                                                        # a real MongoDB server)
     .venv/bin/python bench/storage.py --mongodb-url mongodb://host:27017   # a real server
+    .venv/bin/python bench/storage.py --redis-url redis://127.0.0.1:6390/0  # live cache on Redis too
 
 Goals (docs/benchmarks.md, "## Storage"): embedded upsert >= 200k bars/s for 100k bars;
 1M-bar read within 2x of reading the same frame from Parquet with pyarrow.
@@ -80,12 +81,47 @@ def bench_store(label: str, store: BarStore, upsert_n: int, read_n: int, workdir
     frame.to_parquet(path)
     pq_s, pq_frame = timed(lambda: pq.read_table(path).to_pandas(), repeat)
     assert pq_frame.equals(frame), "parquet round trip differs from the store's frame"
-    latest_s, latest = timed(lambda: store.read_bars(sym, "1m", limit=500), repeat)
-    assert len(latest) == 500
+    latest_n = min(500, read_n)
+    latest_s, latest = timed(lambda: store.read_bars(sym, "1m", limit=latest_n), repeat)
+    assert len(latest) == latest_n
     rows.append((label, f"read {read_n:,} bars -> DataFrame", f"{read_s:.3f} s"))
     rows.append((label, f"same {read_n:,} bars from Parquet (pyarrow)", f"{pq_s:.3f} s"))
     rows.append((label, "read / Parquet ratio", f"{read_s / pq_s:.2f}x"))
-    rows.append((label, "read latest 500 of 1M (limit=500)", f"{latest_s * 1000:.1f} ms"))
+    rows.append((label, f"read latest {latest_n} of {read_n:,} (limit)", f"{latest_s * 1000:.1f} ms"))
+    return rows
+
+
+def bench_cache(label: str, cache, n: int) -> list[tuple[str, str, str]]:
+    """Write rates the streamer depends on (a few hundred coalesced writes/s is the need)."""
+    from pocketquant_pipelines.storage.base import QUOTES_PATTERN, quote_channel
+
+    rows = []
+    quote = {"symbol": "BENCH:Q", "time": T0.isoformat(), "price": 1.0, "volume": 1.0,
+             "bid": None, "ask": None, "cumulative_volume": 10.0}
+    symbols = [f"BENCH:Q{i % 100}" for i in range(n)]
+    t = time.perf_counter()
+    for sym in symbols:
+        cache.set_quote(sym, quote)
+    dt = time.perf_counter() - t
+    rows.append((label, f"set_quote x{n:,}", f"{n / dt:,.0f} writes/s"))
+    bars = [Bar("BENCH:Q0", iv, T0, 1.0, 2.0, 0.5, 1.5, 3.0) for iv in Interval]
+    t = time.perf_counter()
+    for _ in range(n // 10):
+        cache.set_current_bars("BENCH:Q0", bars)
+    dt = time.perf_counter() - t
+    rows.append((label, f"set_current_bars (13 bars) x{n // 10:,}", f"{(n // 10) / dt:,.0f} calls/s"))
+    with cache.subscribe(QUOTES_PATTERN) as sub:
+        t = time.perf_counter()
+        for i in range(n):
+            cache.publish(quote_channel("BENCH:Q0"), {"n": i})
+        pub_dt = time.perf_counter() - t
+        got = 0
+        while got < n and sub.get(timeout=5) is not None:
+            got += 1
+        all_dt = time.perf_counter() - t
+    assert got == n, f"subscriber received {got} of {n}"
+    rows.append((label, f"publish x{n:,}", f"{n / pub_dt:,.0f} msgs/s"))
+    rows.append((label, f"publish + deliver x{n:,} to 1 subscriber", f"{all_dt:.3f} s"))
     return rows
 
 
@@ -95,7 +131,11 @@ def main() -> int:
     ap.add_argument("--read", type=int, default=1_000_000)
     ap.add_argument("--repeat", type=int, default=3, help="timed repeats (median reported)")
     ap.add_argument("--mongomock", action="store_true", help="also run mongomock_ng (FAKE)")
+    ap.add_argument("--mongomock-n", type=int, default=1000,
+                    help="bars for the mongomock run (its unique-index inserts are quadratic)")
     ap.add_argument("--mongodb-url", help="also run against this real MongoDB server")
+    ap.add_argument("--cache-ops", type=int, default=2000, help="live-cache writes per measure")
+    ap.add_argument("--redis-url", help="also run the live-cache measures on this Redis")
     args = ap.parse_args()
 
     from pocketquant_pipelines.logging import configure_logging
@@ -112,7 +152,8 @@ def main() -> int:
 
             from pocketquant_pipelines.storage.mongo_store import MongoBarStore
             with MongoBarStore(client=mongomock_ng.MongoClient(), database="bench") as store:
-                rows += bench_store("mongomock-FAKE", store, args.upsert, args.read, workdir, 1)
+                rows += bench_store("mongomock-FAKE", store, args.mongomock_n, args.mongomock_n,
+                                    workdir, 1)
         if args.mongodb_url:
             import pymongo
 
@@ -126,6 +167,16 @@ def main() -> int:
             finally:
                 client.drop_database(db)
                 client.close()
+
+        from pocketquant_pipelines.storage.embedded_cache import EmbeddedLiveCache
+        cache = EmbeddedLiveCache(workdir / "live.sqlite3")
+        rows += bench_cache("embedded live cache", cache, args.cache_ops)
+        cache.close()
+        if args.redis_url:
+            from pocketquant_pipelines.storage.redis_cache import RedisLiveCache
+            cache = RedisLiveCache(url=args.redis_url)
+            rows += bench_cache("redis live cache", cache, args.cache_ops)
+            cache.close()
 
     widths = [max(len(r[i]) for r in rows + [("backend", "measure", "result")]) for i in range(3)]
     line = "  ".join("-" * w for w in widths)
