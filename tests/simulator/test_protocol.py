@@ -405,3 +405,41 @@ def test_real_tvdatafeed_gets_its_bars_from_the_simulator(monkeypatch):
         assert frame["volume"].tolist() == [b.volume for b in expected]
         spx = tv.get_hist("SPX", "SP", interval=main.Interval.in_1_hour, n_bars=7)
         assert len(spx) == 7 and (spx["volume"] == 0.0).all()  # 5-element bars: tvdatafeed fills 0
+
+
+@run
+async def test_modify_and_remove_series_and_delete_chart_session():
+    async with server(speed=30) as srv, RawClient(srv.url) as c:
+        await c.recv()
+        await open_series(c, "1", 20)
+        await c.send("modify_series", "cs_test", "s1", "s2", "symbol_1", "5", "")
+        frames = await c.until(method_is("series_completed"))
+        assert [m for m in methods(frames) if m != "du"] == ["series_loading", "timescale_update", "series_completed"]
+        update = next(f for f in frames if f.method == "timescale_update").params[1]["s1"]
+        times = [b["v"][0] for b in update["s"]]
+        assert len(times) == 20 and update["t"] == "s2" and all(b - a >= 300 for a, b in zip(times, times[1:]))
+        assert frames[-1].params[3] == "s2"  # the new turnaround id
+        await c.send("remove_series", "cs_test", "s1")
+        await c.collect(0.3)
+        assert not [f for f in await c.collect(1.0) if f.method == "du"]
+        await c.send("chart_delete_session", "cs_test")
+        await c.send("create_series", "cs_test", "s9", "s1", "symbol_1", "1", 5)
+        frames = await c.until(method_is("protocol_error"))  # unknown session: protocol_error, then close
+        assert "unknown_session_id" in frames[-1].params[0]
+
+
+@run
+async def test_quote_remove_fast_and_hibernate():
+    async with server(speed=30) as srv, RawClient(srv.url) as c:
+        await c.recv()
+        await c.send("quote_create_session", "qs_h")
+        await c.send("quote_add_symbols", "qs_h", "BINANCE:BTCUSDT", "NASDAQ:AAPL")
+        await c.until(lambda f: f.method == "quote_completed" and f.params[1] == "NASDAQ:AAPL")
+        await c.send("quote_fast_symbols", "qs_h", "BINANCE:BTCUSDT")
+        await c.send("quote_hibernate_all", "qs_h")
+        await c.collect(0.3)
+        names = {f.params[1]["n"] for f in await c.collect(1.0) if f.method == "qsd"}
+        assert names == {"BINANCE:BTCUSDT"}  # hibernated symbols wait; fast symbols stream
+        await c.send("quote_remove_symbols", "qs_h", "BINANCE:BTCUSDT")
+        await c.collect(0.3)
+        assert not [f for f in await c.collect(1.0) if f.method == "qsd"]
