@@ -239,6 +239,25 @@ class LiveCache(ABC):
     def subscribe(self, *patterns: str) -> Subscription:
         """Glob patterns, e.g. QUOTES_PATTERN or quote_channel("NASDAQ:AAPL")."""
 
+    def write_batch(
+        self,
+        quotes: Mapping[str, Mapping[str, object]] | None = None,
+        current_bars: Mapping[str, Sequence[Bar]] | None = None,
+        messages: Sequence[tuple[str, Mapping[str, object]]] = (),
+        quote_ttl_s: float = QUOTE_TTL_S,
+        bar_ttl_s: float = CURRENT_BAR_TTL_S,
+    ) -> None:
+        """Quotes (symbol -> quote), in-progress bars (symbol -> bars) and then messages
+        ((channel, data), published in order), in as few round trips as the backend allows
+        (one pipeline on Redis, one transaction embedded). Values are written before messages
+        go out, so a subscriber that reacts to a message reads the new state."""
+        for symbol, quote in (quotes or {}).items():
+            self.set_quote(symbol, quote, quote_ttl_s)
+        for symbol, bars in (current_bars or {}).items():
+            self.set_current_bars(symbol, bars, bar_ttl_s)
+        for channel, data in messages:
+            self.publish(channel, data)
+
     @abstractmethod
     def ping(self) -> bool: ...
 

@@ -32,7 +32,7 @@ from pocketquant_pipelines.storage.base import (
     CURRENT_BAR_TTL_S, QUOTE_TTL_S, LiveCache, LiveMessage, Subscription,
 )
 from pocketquant_pipelines.storage.live_records import (
-    bar_from_json, check_patterns, current_bars_json, publish_json, quote_json,
+    bar_from_json, batch_json, check_patterns, current_bars_json, publish_json, quote_json,
 )
 from pocketquant_pipelines.storage.sqlite_util import BUSY_TIMEOUT_MS, ThreadConnections
 from pocketquant_pipelines.storage.validation import check_symbol, check_ttl
@@ -204,6 +204,30 @@ class EmbeddedLiveCache(LiveCache):
         conn.execute("INSERT INTO messages (channel, data, created_at) VALUES (?, ?, ?)",
                      (channel, raw, now))
         self._maybe_prune(conn, now)
+
+    def write_batch(self, quotes=None, current_bars=None, messages=(), quote_ttl_s=QUOTE_TTL_S,
+                    bar_ttl_s=CURRENT_BAR_TTL_S) -> None:
+        """One transaction (one commit) for the whole batch; messages get consecutive ids."""
+        q, b, m, quote_ttl, bar_ttl = batch_json(quotes, current_bars, messages, quote_ttl_s, bar_ttl_s)
+        if not (q or b or m):
+            return
+        now = time.time()
+        with self._db.write() as conn:
+            if q:
+                conn.executemany(
+                    "INSERT OR REPLACE INTO quotes (symbol, data, expires_at) VALUES (?, ?, ?)",
+                    [(symbol, raw, now + quote_ttl) for symbol, raw in q])
+            rows = [(symbol, interval.value, raw, now + bar_ttl)
+                    for symbol, items in b for interval, raw in items]
+            if rows:
+                conn.executemany(
+                    "INSERT OR REPLACE INTO current_bars (symbol, interval, data, expires_at)"
+                    " VALUES (?, ?, ?, ?)", rows)
+            if m:
+                conn.executemany(
+                    "INSERT INTO messages (channel, data, created_at) VALUES (?, ?, ?)",
+                    [(channel, raw, now) for channel, raw in m])
+            self._maybe_prune(conn, now)
 
     def subscribe(self, *patterns: str) -> Subscription:
         return EmbeddedSubscription(self.path, check_patterns(patterns))

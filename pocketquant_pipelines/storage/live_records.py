@@ -47,3 +47,15 @@ def check_patterns(patterns: tuple[object, ...]) -> tuple[str, ...]:
     if not patterns:
         raise InvalidInputError("subscribe() needs at least one channel pattern, e.g. 'pq:quotes:*'")
     return tuple(check_channel(p) for p in patterns)
+
+
+def batch_json(quotes, current_bars, messages, quote_ttl_s, bar_ttl_s):
+    """Validate and serialise a whole write_batch before anything is written, so a bad item
+    rejects the batch instead of half-writing it."""
+    from pocketquant_pipelines.storage.validation import check_ttl
+
+    quote_ttl, bar_ttl = check_ttl(quote_ttl_s), check_ttl(bar_ttl_s)
+    q = [quote_json(symbol, quote) for symbol, quote in (quotes or {}).items()]
+    b = [current_bars_json(symbol, bars) for symbol, bars in (current_bars or {}).items()]
+    m = [publish_json(channel, data) for channel, data in messages]
+    return q, b, m, quote_ttl, bar_ttl

@@ -28,7 +28,7 @@ from pocketquant_pipelines.storage.base import (
     CURRENT_BAR_TTL_S, QUOTE_TTL_S, LiveCache, LiveMessage, Subscription,
 )
 from pocketquant_pipelines.storage.live_records import (
-    bar_from_json, check_patterns, current_bars_json, publish_json, quote_json,
+    bar_from_json, batch_json, check_patterns, current_bars_json, publish_json, quote_json,
 )
 from pocketquant_pipelines.storage.validation import check_symbol, check_ttl
 
@@ -147,6 +147,23 @@ class RedisLiveCache(LiveCache):
     def publish(self, channel: str, data: Mapping[str, object]) -> None:
         channel, raw = publish_json(channel, data)
         self._r.publish(channel, raw)
+
+    def write_batch(self, quotes=None, current_bars=None, messages=(), quote_ttl_s=QUOTE_TTL_S,
+                    bar_ttl_s=CURRENT_BAR_TTL_S) -> None:
+        """One pipelined round trip: SETs first, then PUBLISHes in order."""
+        q, b, m, quote_ttl, bar_ttl = batch_json(quotes, current_bars, messages, quote_ttl_s, bar_ttl_s)
+        if not (q or b or m):
+            return
+        quote_px, bar_px = _ttl_ms(quote_ttl), _ttl_ms(bar_ttl)
+        pipe = self._r.pipeline(transaction=False)
+        for symbol, raw in q:
+            pipe.set(quote_key(symbol), raw, px=quote_px)
+        for symbol, items in b:
+            for interval, raw in items:
+                pipe.set(current_bar_key(symbol, interval), raw, px=bar_px)
+        for channel, raw in m:
+            pipe.publish(channel, raw)
+        pipe.execute()
 
     def subscribe(self, *patterns: str) -> Subscription:
         return RedisSubscription(self._r, check_patterns(patterns))

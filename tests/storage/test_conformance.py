@@ -496,3 +496,28 @@ def test_subscriber_sees_only_messages_after_it_subscribed(cache):
 
 def test_live_cache_ping(cache):
     assert cache.ping() is True
+
+
+def test_write_batch_writes_values_then_publishes_in_order(cache):
+    bars = [bar(AAPL, "1m", T0, 10.0), bar(AAPL, "1d", T0, 11.0)]
+    with cache.subscribe(QUOTES_PATTERN, BARS_PATTERN) as sub:
+        cache.write_batch(
+            quotes={"nasdaq:aapl": QUOTE, BTC: {**QUOTE, "symbol": BTC}},
+            current_bars={AAPL: bars},
+            messages=[(quote_channel(AAPL), {"n": 1}), (bar_channel(AAPL, "1m"), {"n": 2}),
+                      (quote_channel(BTC), {"n": 3})],
+        )
+        got = [sub.get(timeout=5) for _ in range(3)]
+        assert [m.data["n"] for m in got] == [1, 2, 3]
+        # Values were written before the messages went out.
+        assert cache.get_quote(AAPL) == QUOTE
+    assert set(cache.all_quotes()) == {AAPL, BTC}
+    assert cache.get_current_bars(AAPL) == {b.interval: b for b in bars}
+    cache.write_batch()  # nothing to do is fine
+    cache.write_batch(quotes={BTC: QUOTE}, quote_ttl_s=0.3)
+    time.sleep(0.6)
+    assert set(cache.all_quotes()) == {AAPL}
+    # A bad item rejects the whole batch before anything is written.
+    with pytest.raises(InvalidSymbolError, match="'BAD'"):
+        cache.write_batch(quotes={"NYSE:IBM": QUOTE, "BAD": QUOTE})
+    assert cache.get_quote("NYSE:IBM") is None
