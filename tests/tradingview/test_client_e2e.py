@@ -197,7 +197,7 @@ def _truth_since(server, symbol, first_tick, last_tick):
 
 def test_quotes_merge_partial_updates_into_every_tick():
     async def go():
-        async with SimulatorServer(sim_start=SIM_START, speed=20, pump_interval_s=0.02) as server:
+        async with SimulatorServer(sim_start=SIM_START, speed=200, pump_interval_s=0.02) as server:
             async with TradingViewClient(url=server.url, **FAST) as tv:
                 async with tv.quote_stream([CRYPTO, INDEX]) as stream:
                     ticks = await next_ticks(stream, 60)
@@ -221,7 +221,7 @@ def test_quotes_merge_partial_updates_into_every_tick():
 
 def test_subscribe_and_unsubscribe_while_running():
     async def go():
-        async with SimulatorServer(sim_start=SIM_START, speed=20, pump_interval_s=0.02) as server:
+        async with SimulatorServer(sim_start=SIM_START, speed=200, pump_interval_s=0.02) as server:
             async with TradingViewClient(url=server.url, **FAST) as tv:
                 async with tv.quote_stream([CRYPTO]) as stream:
                     first = await next_ticks(stream, 3)
@@ -245,7 +245,7 @@ def test_a_refused_symbol_does_not_stop_the_others():
     seen = []
 
     async def go():
-        async with SimulatorServer(sim_start=SIM_START, speed=20, pump_interval_s=0.02) as server:
+        async with SimulatorServer(sim_start=SIM_START, speed=200, pump_interval_s=0.02) as server:
             async with TradingViewClient(url=server.url, **FAST) as tv:
                 async with tv.quote_stream([CRYPTO, "NASDAQ:NOPE"], on_error=seen.append) as stream:
                     ticks = await next_ticks(stream, 10)
@@ -274,7 +274,7 @@ def test_disconnect_storm_fifty_drops_no_tick_twice_volumes_exact():
     symbols = [CRYPTO, STOCK, FUTURE, INDEX]
 
     async def go():
-        server = SimulatorServer(sim_start=SIM_START, speed=30, pump_interval_s=0.02, heartbeat_s=0.5,
+        server = SimulatorServer(sim_start=SIM_START, speed=200, pump_interval_s=0.02, heartbeat_s=0.5,
                                  faults=FaultConfig(drop_after_frames=14))
         async with server:
             async with TradingViewClient(url=server.url, backoff_initial_s=0.02, backoff_max_s=0.05) as tv:
@@ -328,7 +328,7 @@ def test_heartbeats_are_echoed_so_the_server_keeps_the_socket():
 
 def test_silence_is_detected_and_the_stream_reconnects():
     async def go():
-        async with SimulatorServer(sim_start=SIM_START, speed=20, pump_interval_s=0.02, heartbeat_s=0.1) as server:
+        async with SimulatorServer(sim_start=SIM_START, speed=200, pump_interval_s=0.02, heartbeat_s=0.1) as server:
             async with TradingViewClient(url=server.url, heartbeat_timeout_s=0.5, **{
                     k: v for k, v in FAST.items()}) as tv:
                 async with tv.quote_stream([CRYPTO]) as stream:
@@ -345,7 +345,7 @@ def test_silence_is_detected_and_the_stream_reconnects():
 
 def test_malformed_frames_are_counted_and_the_stream_goes_on():
     async def go():
-        async with SimulatorServer(sim_start=SIM_START, speed=20, pump_interval_s=0.02,
+        async with SimulatorServer(sim_start=SIM_START, speed=200, pump_interval_s=0.02,
                                    faults=FaultConfig(malformed_every=3)) as server:
             async with TradingViewClient(url=server.url, **FAST) as tv:
                 async with tv.quote_stream([CRYPTO, FUTURE]) as stream:
