@@ -302,7 +302,8 @@ class SQLiteBarStore(BarStore):
         else:
             # Latest N: walk windows newest first and stop once enough in-range bars are seen.
             chunks, seen = [], 0
-            for n, data, first_us, last_us in conn.execute(sql + " DESC", params):
+            cur = conn.execute(sql + " DESC", params)
+            for n, data, first_us, last_us in cur:
                 cols = decode_chunk(data, n)
                 chunks.append(cols)
                 if first_us >= lo and last_us < hi:
@@ -312,6 +313,9 @@ class SQLiteBarStore(BarStore):
                     seen += int(np.count_nonzero((t >= lo) & (t < hi)))
                 if seen >= limit:
                     break
+            # Reset the statement now: a half-read SELECT keeps its read snapshot open, and
+            # this thread's next read would not see newer commits.
+            cur.close()
             chunks.reverse()
         if not chunks:
             return empty_bars_frame()

@@ -136,3 +136,17 @@ def test_embedded_pubsub_crosses_processes(tmp_path, n):
     assert got[1] == ("pq:quotes:NASDAQ:AAPL", 1)
     assert quote == {"price": 1.5}
     cache.close()
+
+
+def test_reader_sees_commits_from_another_connection_after_a_latest_n_read(tmp_path):
+    # A latest-N read stops reading early; it must not leave its snapshot open, or this
+    # connection's later reads would miss newer commits from other writers.
+    path = tmp_path / "bars.sqlite3"
+    reader, writer = SQLiteBarStore(path), SQLiteBarStore(path)
+    writer.upsert_bars([bar_at(SHARED, i) for i in range(5000)])
+    assert len(reader.read_bars(SHARED, "1m", limit=10)) == 10
+    writer.upsert_bars([bar_at(SHARED, i) for i in range(5000, 5010)])
+    assert reader.count_bars(SHARED, "1m") == 5010
+    assert reader.read_bars(SHARED, "1m", limit=1).index[0] == bar_at(SHARED, 5009).time
+    reader.close()
+    writer.close()
