@@ -37,6 +37,7 @@ class RawClient:
     echo: bool = True
     messages: list[str] = field(default_factory=list)   # every WebSocket message, raw
     frames: list[Frame] = field(default_factory=list)   # every frame, in order
+    _pending: list[Frame] = field(default_factory=list)  # received, not yet returned by until()
 
     async def __aenter__(self) -> "RawClient":
         self.ws = await connect(self.url, max_size=None, ping_interval=None, open_timeout=10)
@@ -52,6 +53,7 @@ class RawClient:
         await self.ws.send(text)
 
     async def recv(self, timeout: float = 10.0) -> list[Frame]:
+        """The frames of the next WebSocket message (echoing heartbeats)."""
         raw = await asyncio.wait_for(self.ws.recv(), timeout)
         self.messages.append(raw)
         frames = decode_message(raw)
@@ -62,8 +64,14 @@ class RawClient:
                     await self.ws.send(encode_frame(f.raw))
         return frames
 
+    async def _next(self, timeout: float) -> Frame:
+        while not self._pending:
+            self._pending.extend(await self.recv(timeout))
+        return self._pending.pop(0)
+
     async def until(self, predicate, timeout: float = 10.0) -> list[Frame]:
-        """Frames received until (and including) the first one matching ``predicate``."""
+        """Frames until (and including) the first one matching ``predicate``; frames after it
+        in the same message stay queued for the next call."""
         got: list[Frame] = []
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -71,14 +79,15 @@ class RawClient:
             left = deadline - loop.time()
             if left <= 0:
                 raise TimeoutError(f"no matching frame within {timeout}s; got {[f.method or f.kind for f in got]}")
-            for f in await self.recv(left):
-                got.append(f)
-                if predicate(f):
-                    return got
+            f = await self._next(left)
+            got.append(f)
+            if predicate(f):
+                return got
 
     async def collect(self, seconds: float) -> list[Frame]:
-        """Every frame received during ``seconds``."""
-        got: list[Frame] = []
+        """Queued frames plus every frame received during ``seconds``."""
+        got: list[Frame] = self._pending
+        self._pending = []
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
         while (left := deadline - loop.time()) > 0:

@@ -59,6 +59,8 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
                         help="auth token granted the paid depth (20000 bars); repeatable")
     parser.add_argument("--delay", action="append", default=None, metavar="SYMBOL=SECONDS",
                         help="serve SYMBOL delayed (update_mode delayed_streaming_SECONDS); repeatable")
+    parser.add_argument("--no-warm-up", dest="warm_up", action="store_false",
+                        help="do not precompute daily history in the background at start")
     parser.add_argument("--refuse", type=int, default=0, metavar="K",
                         help="fault: refuse the first K connections with HTTP 429")
     parser.add_argument("--drop-every-s", type=_positive(float), default=None, metavar="T",
@@ -89,7 +91,7 @@ def build_server(args: argparse.Namespace) -> SimulatorServer:
         host=args.host, port=args.port, seed=args.seed, speed=args.speed, sim_start=args.sim_start,
         heartbeat_s=args.heartbeat_s, faults=faults,
         paid_tokens=tuple(args.paid_token) if args.paid_token else ("sim_paid_token",),
-        delays=_delays(args.delay),
+        delays=_delays(args.delay), warm_up=getattr(args, "warm_up", True),
     )
 
 

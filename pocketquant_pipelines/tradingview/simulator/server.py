@@ -909,6 +909,7 @@ class SimulatorServer:
         resolve_delay_s: float = 0.05,
         max_frames_per_message: int = 64,
         delays: dict[str, int] | None = None,
+        warm_up: bool = False,
     ):
         if not heartbeat_s > 0:
             raise InvalidInputError(f"heartbeat_s {heartbeat_s!r} must be > 0")
@@ -940,6 +941,9 @@ class SimulatorServer:
         self.pack_window_s = float(pack_window_s)
         self.resolve_delay_s = float(resolve_delay_s)
         self.max_frames_per_message = int(max_frames_per_message)
+        self.warm_up = bool(warm_up)
+        self._warm_thread: threading.Thread | None = None
+        self._stopping = threading.Event()
         self._server = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connections: set[_Connection] = set()
@@ -967,9 +971,25 @@ class SimulatorServer:
         self.port = sock.getsockname()[1]
         log.info("simulator_started", url=self.url, seed=self.market.seed, speed=self.clock.speed,
                  sim_now=self.sim_now().isoformat())
+        if self.warm_up:
+            self._warm_thread = threading.Thread(target=self._warm, name="simulator-warm-up", daemon=True)
+            self._warm_thread.start()
         return self
 
+    def _warm(self) -> None:
+        """Precompute every symbol's daily summaries (what 1d/1w/1M history needs, the only
+        request that touches years of ticks) so the first daily sync is served from cache."""
+        for symbol in self.market.symbols:
+            if self._stopping.is_set():
+                return
+            try:
+                self.market.warm_up(symbol, self.sim_now())
+            except Exception:  # warm-up is an optimisation; a failure shows up on request
+                log.exception("simulator_warm_up_failed", symbol=symbol)
+        log.info("simulator_warmed_up", symbols=len(self.market.symbols))
+
     async def stop(self) -> None:
+        self._stopping.set()
         if self._server is None:
             return
         for conn in list(self._connections):
