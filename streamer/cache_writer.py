@@ -4,7 +4,7 @@ The event loop only records state (a dict assignment and a list append per tick)
 writes it. Coalescing is natural: while one round is being written the next tick of a symbol
 replaces its pending latest quote, so under load each round carries at most one SET per symbol
 while every quote is still *published* (subscribers see every tick). Rounds go through
-``write_batch`` (one pipelined round trip on Redis) when the backend offers it.
+``LiveCache.write_batch`` (one pipelined round trip on Redis, one transaction embedded).
 
 Outages: the first failed round logs ``live_cache_unavailable`` once and counts one outage;
 pub/sub messages produced while the cache is down are dropped and counted (there is nobody
@@ -27,48 +27,13 @@ log = get_logger("streamer.cache")
 _MAX_PENDING_MESSAGES = 200_000
 
 
-def _redis_round(cache, quotes, bars, messages) -> None:
-    """One pipelined round trip for a whole round on Redis. Per-call methods would cost one
-    round trip per SET/PUBLISH (~30-50 us each on loopback), which caps a single connection
-    near 10-20k writes/s; a pipeline carries thousands per round trip. Keys, TTLs and JSON
-    forms are the backend's own (redis_cache / live_records), so readers see no difference."""
-    from pocketquant_pipelines.storage.base import CURRENT_BAR_TTL_S, QUOTE_TTL_S
-    from pocketquant_pipelines.storage.live_records import current_bars_json, publish_json, quote_json
-    from pocketquant_pipelines.storage.redis_cache import current_bar_key, quote_key
-
-    pipe = cache._r.pipeline(transaction=False)
-    quote_px, bar_px = QUOTE_TTL_S * 1000, CURRENT_BAR_TTL_S * 1000
-    for symbol, quote in quotes.items():
-        symbol, raw = quote_json(symbol, quote)
-        pipe.set(quote_key(symbol), raw, px=quote_px)
-    for symbol, symbol_bars in bars.items():
-        symbol, items = current_bars_json(symbol, symbol_bars)
-        for interval, raw in items:
-            pipe.set(current_bar_key(symbol, interval), raw, px=bar_px)
-    for channel, data in messages:
-        channel, raw = publish_json(channel, data)
-        pipe.publish(channel, raw)
-    pipe.execute()
-
-
 def write_round(
     cache: LiveCache, quotes: Mapping[str, dict], bars: Mapping[str, Sequence[Bar]],
     messages: Sequence[tuple[str, dict]],
 ) -> None:
-    """One round of writes: pipelined on Redis, plain calls on other backends."""
-    batch = getattr(cache, "write_batch", None)  # a backend-provided batch API wins
-    if batch is not None:
-        batch(quotes=quotes, current_bars=bars, messages=messages)
-        return
-    if type(cache).__name__ == "RedisLiveCache" and hasattr(cache, "_r"):
-        _redis_round(cache, quotes, bars, messages)
-        return
-    for symbol, quote in quotes.items():
-        cache.set_quote(symbol, quote)
-    for symbol, symbol_bars in bars.items():
-        cache.set_current_bars(symbol, symbol_bars)
-    for channel, data in messages:
-        cache.publish(channel, data)
+    """One round of writes in as few round trips as the backend allows (Redis: one pipeline;
+    per-call SET/PUBLISH would cost a loopback round trip each and cap near 10-20k writes/s)."""
+    cache.write_batch(quotes=quotes, current_bars=bars, messages=messages)
 
 
 class CacheWriter:

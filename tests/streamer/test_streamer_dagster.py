@@ -107,26 +107,38 @@ def test_reconcile_compares_stream_copy_with_history(store):
     assert r.worst_time == (T0 + timedelta(minutes=2)).isoformat()
 
 
-def test_reconciliation_check_warns_on_differences(instance, store, data_dir):
-    instance.add_dynamic_partitions("symbols", [BTC])
-    store.upsert_bars([mk(BTC, "1h", i, close=50) for i in range(4)], source=Source.STREAM)
-    store.upsert_bars([mk(BTC, "1h", i, close=50) for i in range(4)], source=Source.HISTORY)
-    ctx = dg.build_asset_check_context(resources={"bar_store": BarStoreResource(data_dir=str(data_dir))},
-                                       instance=instance, partition_key="1h|BINANCE:BTCUSDT") \
-        if "partition_key" in build_check_params() else None
-    if ctx is None:
-        pytest.skip("this Dagster version cannot build a partitioned asset check context directly")
-    ok = streamed_vs_history(ctx)
-    assert ok.passed and ok.metadata["compared"].value == 4
-    store.upsert_bars([mk(BTC, "1h", 1, close=51)], source=Source.HISTORY)
-    bad = streamed_vs_history(ctx)
-    assert not bad.passed and bad.severity == dg.AssetCheckSeverity.WARN
-    assert bad.metadata["differing"].value == 1
-    assert bad.metadata["worst_price_deviation"].value == pytest.approx(1 / 51)
-    assert HISTORICAL_BARS == bad.asset_key or bad.asset_key is None
+def test_reconciliation_check_warns_after_a_sync_that_disagrees(instance, store, data_dir, monkeypatch):
+    """historical_bars (synced from the simulator) + the check, in one real Dagster run."""
+    from pocketquant_pipelines.defs.history import historical_bars
+    from pocketquant_pipelines.defs.resources import TradingViewResource
+    from pocketquant_pipelines.storage.base import SymbolInfo
+    from pocketquant_pipelines.tradingview.simulator.server import run_simulator_in_thread
 
+    monkeypatch.setenv("SYNC_FIRST_BARS", "50")
+    with run_simulator_in_thread(seed=3, sim_start=datetime(2026, 2, 2, 12, tzinfo=UTC), resolve_delay_s=0.0) as server:
+        resources = {"bar_store": BarStoreResource(data_dir=str(data_dir)),
+                     "tradingview": TradingViewResource(data_dir=str(data_dir), tradingview_ws_url=server.url)}
+        store.add_symbol(SymbolInfo(BTC))
+        instance.add_dynamic_partitions("symbols", [BTC])
+        truth = server.market.history(BTC, "1h", end=server.sim_now(), count=20)[:-1]  # complete ones
+        streamed = list(truth)
+        bad = streamed[5]
+        streamed[5] = Bar(bad.symbol, bad.interval, bad.time, bad.open, bad.high * 1.01, bad.low, bad.close, bad.volume)
+        store.upsert_bars(streamed, source=Source.STREAM)
 
-def build_check_params():
-    import inspect
+        def run():
+            res = dg.materialize([historical_bars, streamed_vs_history], partition_key="1h|BINANCE:BTCUSDT",
+                                 instance=instance, resources=resources)
+            [ev] = [e for e in res.get_asset_check_evaluations() if e.check_name == "streamed_vs_history"]
+            return ev
 
-    return inspect.signature(dg.build_asset_check_context).parameters
+        ev = run()
+        assert not ev.passed and ev.severity == dg.AssetCheckSeverity.WARN
+        md = {k: v.value for k, v in ev.metadata.items()}
+        assert md["compared"] == 19 and md["differing"] == 1
+        assert md["worst_price_deviation"] == pytest.approx(bad.high * 0.01 / bad.high)
+        assert md["worst_time"] == bad.time.isoformat()
+        # the stream writes the corrected bar (as it would for a live bar): the check passes
+        store.upsert_bars([bad], source=Source.STREAM)
+        ev = run()
+        assert ev.passed and ev.metadata["differing"].value == 0
