@@ -3,6 +3,7 @@ a generous busy_timeout (several processes write the same file: Dagster runs, th
 the CLI), and explicit transactions (autocommit mode; we issue BEGIN IMMEDIATE ourselves so
 the write lock is taken up front and a read-then-write never dies with SQLITE_BUSY)."""
 
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -18,9 +19,10 @@ class ThreadConnections:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._synchronous = synchronous
         self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
+        self._all: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._lock = threading.Lock()
         self._closed = False
+        self._pid = os.getpid()
         if setup_sql:  # idempotent DDL (IF NOT EXISTS), in one transaction
             self.get().executescript(f"BEGIN IMMEDIATE; {setup_sql}; COMMIT;")
 
@@ -36,12 +38,26 @@ class ThreadConnections:
     def get(self) -> sqlite3.Connection:
         if self._closed:
             raise RuntimeError(f"store at {self.path} is closed")
+        if os.getpid() != self._pid:
+            # Forked child: SQLite connections must not cross fork(). Forget the parent's
+            # (closing them here could release the parent's locks) and open our own.
+            self._pid = os.getpid()
+            self._local = threading.local()
+            self._all = []
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = self._open()
             self._local.conn = conn
             with self._lock:
-                self._all.append(conn)
+                # Close connections of threads that have ended (thread pools come and go).
+                alive = []
+                for thread, other in self._all:
+                    if thread.is_alive():
+                        alive.append((thread, other))
+                    else:
+                        other.close()
+                alive.append((threading.current_thread(), conn))
+                self._all = alive
         return conn
 
     @contextmanager
@@ -69,7 +85,7 @@ class ThreadConnections:
     def close(self) -> None:
         self._closed = True
         with self._lock:
-            conns, self._all = self._all, []
+            conns, self._all = [c for _, c in self._all], []
         for conn in conns:
             try:
                 conn.close()

@@ -150,3 +150,22 @@ def test_reader_sees_commits_from_another_connection_after_a_latest_n_read(tmp_p
     assert reader.read_bars(SHARED, "1m", limit=1).index[0] == bar_at(SHARED, 5009).time
     reader.close()
     writer.close()
+
+
+def test_connections_of_finished_threads_are_released(tmp_path):
+    import os
+
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    store = SQLiteBarStore(tmp_path / "bars.sqlite3")
+    store.count_bars(SHARED, "1m")
+    before = open_fds()
+    for _ in range(30):  # short-lived threads, as a thread pool that recycles workers makes
+        t = threading.Thread(target=store.count_bars, args=(SHARED, "1m"))
+        t.start()
+        t.join()
+    store.count_bars(SHARED, "1m")
+    # Each connection holds file descriptors (db, wal); 30 leaked ones would show.
+    assert open_fds() - before <= 6
+    store.close()
