@@ -1,6 +1,7 @@
 """SymbolInfo <-> plain dict (JSON / BSON friendly), and validation of registry updates."""
 
 import dataclasses
+import json
 from collections.abc import Mapping
 from datetime import datetime
 
@@ -26,9 +27,13 @@ def _check_field(name: str, value: object) -> object:
         if not isinstance(value, bool):
             raise InvalidInputError(f"symbol field stream={value!r} must be True or False")
     elif name == "extra":
-        if not isinstance(value, Mapping):
-            raise InvalidInputError(f"symbol field extra={value!r} must be a mapping")
+        if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+            raise InvalidInputError(f"symbol field extra={value!r} must be a mapping with str keys")
         value = dict(value)
+        try:  # both backends store it as a JSON-like document
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInputError(f"symbol field extra={value!r} is not JSON-serialisable: {exc}") from None
     return value
 
 

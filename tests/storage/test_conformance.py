@@ -368,6 +368,11 @@ def test_symbol_registry_crud(store):
         store.update_symbol(AAPL, colour="red")
     with pytest.raises(InvalidInputError, match="stream='yes'"):
         store.update_symbol(AAPL, stream="yes")
+    with pytest.raises(InvalidInputError, match="extra=.*JSON"):
+        store.update_symbol(AAPL, extra={"when": datetime(2024, 1, 1)})
+    with pytest.raises(InvalidInputError, match="pricescale='100'"):
+        store.add_symbol(SymbolInfo("NYSE:IBM", pricescale="100"))
+    assert store.get_symbol("NYSE:IBM") is None
 
     assert store.remove_symbol("nasdaq:aapl") is True
     assert store.remove_symbol(AAPL) is False
