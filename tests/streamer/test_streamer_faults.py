@@ -1,0 +1,205 @@
+"""Faults against the real client, the real simulator and real backends (in-process service):
+a disconnect storm, malformed frames, a store outage and a real redis-server stopped and
+restarted mid-stream. Complete bars must stay exact; nothing accepted may be lost."""
+
+import asyncio
+import os
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from pocketquant_pipelines.market.intervals import ALL_INTERVALS
+from pocketquant_pipelines.settings import load_settings
+from pocketquant_pipelines.storage.base import Source, SymbolInfo
+from pocketquant_pipelines.storage.factory import open_bar_store, open_live_cache
+from pocketquant_pipelines.tradingview.client import TradingViewClient
+from pocketquant_pipelines.tradingview.simulator.server import run_simulator_in_thread
+from streamer.service import StreamerService
+from streamer_helpers import compare_with_history
+
+BTC = "BINANCE:BTCUSDT"
+T0 = datetime(2026, 1, 30, 10, 0, tzinfo=UTC)
+SPEED = 1500  # one simulated hour in 2.4 s
+
+
+def at(hours: float) -> datetime:
+    return T0 + timedelta(hours=hours)
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    for var in ("MONGODB_URL", "REDIS_URL", "TRADINGVIEW_WS_URL", "TRADINGVIEW_AUTH_TOKEN",
+                "TRADINGVIEW_USERNAME", "TRADINGVIEW_PASSWORD"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("POCKETQUANT_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def sim():
+    with run_simulator_in_thread(seed=9, speed=SPEED, sim_start=T0, resolve_delay_s=0.0,
+                                 max_frames_per_message=1) as server:
+        yield server
+
+
+class FlakyStore:
+    """The real store; ``failing=True`` makes upserts raise (a store outage)."""
+
+    def __init__(self, store):
+        self._store = store
+        self.failing = False
+        self.failed = 0
+
+    def upsert_bars(self, bars, source=Source.HISTORY, partial=False):
+        if self.failing:
+            self.failed += 1
+            raise ConnectionError("bar store unavailable (injected)")
+        return self._store.upsert_bars(bars, source=source, partial=partial)
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+
+def make_service(settings, server, store=None, cache=None):
+    store = store or open_bar_store(settings)
+    store.add_symbol(SymbolInfo(BTC, timezone="Etc/UTC", session="24x7", stream=True))
+    client = TradingViewClient(url=server.url, backoff_initial_s=0.05, backoff_max_s=0.3)
+    return StreamerService(settings, store=store, cache=cache or open_live_cache(settings), client=client,
+                           health_port=0, registry_poll_s=0.2, store_batch_ms=100, cache_flush_ms=50)
+
+
+async def run_until(service, server, end, hooks=()):
+    hooks = sorted(hooks, key=lambda h: h[0])
+    task = asyncio.create_task(service.run())
+    await asyncio.wait_for(service.started.wait(), 10)
+    while server.sim_now() < end and not task.done():
+        while hooks and server.sim_now() >= hooks[0][0]:
+            result = hooks.pop(0)[1]()
+            if asyncio.iscoroutine(result):
+                await result
+        await asyncio.sleep(0.02)
+    service.request_stop()
+    await asyncio.wait_for(task, 20)
+
+
+def test_disconnect_storm_then_resync_store_equals_history(env, sim):
+    settings = load_settings(dict(os.environ))
+    service = make_service(settings, sim)
+    drops = [(at(0.5 + 0.25 * k), sim.drop_all_connections) for k in range(6)]
+    refuse = [(at(1.2), lambda: sim.refuse_next(2))]
+    asyncio.run(run_until(service, sim, at(3), drops + refuse))
+    store = service.store
+    stats = service._client_stats()
+    assert stats.reconnects >= 6 and sim.stats.refused == 2
+    state = service.symbols[BTC]
+    # every bar the streamer called complete is exact, gaps or not
+    compare_with_history(store, sim.market, BTC, state.last_t)
+    frame = store.read_bars(BTC, "1m")
+    assert frame["partial"].sum() >= 6  # bars cut by a disconnect are flagged for the re-sync
+
+    # a historical sync over the period heals every gap: the store then equals history
+    async def resync():
+        client = TradingViewClient(url=sim.url)
+        try:
+            for interval in ALL_INTERVALS:
+                result = await client.fetch_history(BTC, interval, 400)
+                store.upsert_bars(result.bars, source=Source.HISTORY)
+        finally:
+            await client.close()
+
+    sim.clock.set_speed(1e-9)  # freeze simulated time: the oracle and the sync see one instant
+    frozen = sim.sim_now()
+    asyncio.run(resync())
+    for interval in ("1m", "5m", "1h", "1d"):
+        stored = store.read_bars(BTC, interval, start=T0)
+        history = sim.market.bars_between(BTC, interval, T0, frozen)
+        expect = [(b.time, b.open, b.high, b.low, b.close, b.volume) for b in history[:-1]]
+        got = [(ts.to_pydatetime(), r.open, r.high, r.low, r.close, r.volume)
+               for ts, r in stored.iterrows()][: len(expect)]
+        assert got == expect, interval
+
+
+def test_malformed_frames_are_skipped_and_counted(env, sim):
+    settings = load_settings(dict(os.environ))
+    sim.faults.malformed_every = 25
+    service = make_service(settings, sim)
+    asyncio.run(run_until(service, sim, at(1.5)))
+    assert sim.stats.malformed_sent > 10
+    assert service._client_stat("decode_errors") > 10
+    assert "pocketquant_streamer_malformed_frames_total" in service.metrics.registry.render()
+    state = service.symbols[BTC]
+    counts = compare_with_history(service.store, sim.market, BTC, state.last_t, feed_start_epoch=state.anchor)
+    assert counts["1m"] > 60  # the stream went on
+
+
+def test_store_outage_is_retried_and_nothing_is_lost(env, sim):
+    settings = load_settings(dict(os.environ))
+    flaky = FlakyStore(open_bar_store(settings))
+    service = make_service(settings, sim, store=flaky)
+    seen = {}
+
+    def down():
+        flaky.failing = True
+
+    def check_unhealthy():
+        seen["health"] = service.health_report()
+
+    def up():
+        flaky.failing = False
+
+    asyncio.run(run_until(service, sim, at(2.5), [(at(0.5), down), (at(1.2), check_unhealthy), (at(1.5), up)]))
+    healthy, body = seen["health"]
+    assert not healthy and body["store"]["reachable"] is False and body["store"]["pending_bars"] > 0
+    assert flaky.failed > 0 and service.metrics.store_errors.value == flaky.failed
+    assert service.store_writer.depth == 0 and service.metrics.bars_dropped.value == 0
+    state = service.symbols[BTC]
+    counts = compare_with_history(flaky, sim.market, BTC, state.last_t, feed_start_epoch=state.anchor)
+    assert counts["1m"] > 100
+
+
+def test_redis_stopped_and_restarted_mid_stream(env, sim, redis_server, redis_server_proc, capsys):
+    settings = load_settings({**os.environ, "REDIS_URL": redis_server})
+    cache = open_live_cache(settings)
+    service = make_service(settings, sim, cache=cache)
+    seen = {}
+
+    def stop():
+        redis_server_proc.stop()
+        seen["ticks_at_stop"] = service._ticks
+
+    def during():
+        seen["health"] = service.health_report()
+        seen["ticks_during"] = service._ticks
+
+    def start():
+        redis_server_proc.start()
+
+    async def wait_caught_up():
+        for _ in range(200):
+            if service.cache_writer.available:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)
+
+    try:
+        asyncio.run(run_until(service, sim, at(2.5), [(at(0.5), stop), (at(1.0), during), (at(1.3), start),
+                                                        (at(1.35), wait_caught_up)]))
+    finally:
+        if redis_server_proc.proc is None:
+            redis_server_proc.start()
+    healthy, body = seen["health"]
+    assert not healthy and body["cache"]["reachable"] is False
+    assert seen["ticks_during"] > seen["ticks_at_stop"]      # aggregation went on without Redis
+    assert service.metrics.cache_outages.value == 1
+    out = capsys.readouterr()
+    logs = out.out + out.err
+    assert logs.count("live_cache_unavailable") == 1 and logs.count("live_cache_recovered") == 1
+    # caught up: the latest quote and in-progress bars are in Redis again
+    quote = cache.get_quote(BTC)
+    state = service.symbols[BTC]
+    assert quote is not None and datetime.fromisoformat(quote["time"]).timestamp() == state.last_t
+    assert len(cache.get_current_bars(BTC)) == 13
+    # and the bars themselves never depended on Redis
+    compare_with_history(service.store, sim.market, BTC, state.last_t, feed_start_epoch=state.anchor)
+    cache.close()
