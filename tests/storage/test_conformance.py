@@ -8,6 +8,7 @@ Live cache: ``embedded`` (always) and ``redis`` (a private redis-server from tes
 
 import math
 import os
+import re
 import time
 import uuid
 from datetime import datetime, timedelta
@@ -331,7 +332,7 @@ def test_ingest_cursor_pages_without_loss_or_repeat(store):
 
 def test_ingest_cursor_rejects_foreign_values(store):
     for bad in ("yesterday", "-1", 5):
-        with pytest.raises(InvalidInputError, match=repr(bad).replace("'", ".").replace("-", r"\-")):
+        with pytest.raises(InvalidInputError, match=re.escape(repr(bad))):
             store.ingest_since(bad)
     with pytest.raises(InvalidInputError, match="limit 0"):
         store.ingest_since(None, limit=0)
