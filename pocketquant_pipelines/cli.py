@@ -12,6 +12,7 @@ from pocketquant_pipelines.errors import PocketQuantError
 COMMAND_MODULES = [
     "pocketquant_pipelines.commands.tv",        # fetch, quotes, simulate
     "pocketquant_pipelines.commands.catalog",   # symbols, sync, bars, status
+    "pocketquant_pipelines.commands.stream",    # stream, live
 ]
 
 
