@@ -142,6 +142,37 @@ def decode_bench(message: str, symbol: str, interval: Interval, rounds: int = 20
     return n, n / t_decode, n / t_bars
 
 
+def parse_bench(message: str, symbol: str, interval: Interval, rounds: int = 5) -> tuple[float, float]:
+    """Client-side parsing only, same captured message: ours (frames -> validated Bars) vs
+    tvdatafeed's own parser (regex over the raw text -> DataFrame; a private static method)."""
+    from tvDatafeed import TvDatafeed
+
+    tv_parse = TvDatafeed._TvDatafeed__create_df
+
+    def ours():
+        for frame in decode_message(message):
+            if frame.method == "timescale_update" and "sds_1" in frame.params[1]:
+                return rows_to_bars(symbol, interval, series_rows(frame.params[1]["sds_1"]))[0]
+
+    t_ours, bars = best_of(rounds, ours)
+    t_tv, df = best_of(rounds, lambda: tv_parse(message + "\n", symbol))
+    return len(bars) / t_ours, len(df) / t_tv
+
+
+def unknown_symbol_latency(url: str, tv_fetch_unknown) -> tuple[float, float]:
+    from pocketquant_pipelines.tradingview.errors import SymbolNotFoundError
+
+    t0 = time.perf_counter()
+    try:
+        fetch_history_sync("BINANCE:NOPE", "1d", 10, url=url)
+    except SymbolNotFoundError:
+        pass
+    ours = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    tv_fetch_unknown()  # waits for series_completed until its 5 s recv timeout, returns None
+    return ours, time.perf_counter() - t0
+
+
 def compare(ours, df) -> str:
     import pandas as pd
 
@@ -203,6 +234,21 @@ def main() -> int:
         count, rate_decode, rate_bars = decode_bench(message, args.symbol, interval)
         print(f"decode: {count} bars in a {len(message) / 1024:.0f} KB message: {rate_decode:,.0f} bars/s "
               f"(frames + rows); {rate_bars:,.0f} bars/s into validated Bar objects")
+        ours_parse, tv_parse = parse_bench(message, args.symbol, interval)
+        print(f"parse only, same message: ours {ours_parse:,.0f} bars/s (validated Bars), "
+              f"tvdatafeed {tv_parse:,.0f} bars/s (regex -> DataFrame): {ours_parse / tv_parse:.1f}x")
+        exchange, _ = args.symbol.split(":")
+        from tvDatafeed import Interval as TvInterval
+        from tvDatafeed import TvDatafeed
+
+        ours_unknown, tv_unknown = unknown_symbol_latency(
+            url, lambda: TvDatafeed().get_hist(symbol="NOPE", exchange=exchange, interval=TvInterval.in_daily, n_bars=10))
+        print(f"unknown symbol: ours raises SymbolNotFoundError in {ours_unknown * 1e3:.0f} ms; "
+              f"tvdatafeed returns None after {tv_unknown * 1e3:.0f} ms ({tv_unknown / ours_unknown:.0f}x)")
+        import os as _os
+
+        print(f"load average during the run: {', '.join(f'{x:.1f}' for x in _os.getloadavg())} "
+              f"on {_os.cpu_count()} CPUs")
     finally:
         if proc is not None:
             proc.terminate()

@@ -80,6 +80,7 @@ class TradingViewClient:
         backoff_max_s: float = 60.0,
         signin_url: str = SIGNIN_URL,
         page_size: int = MAX_BATCH,
+        compression: bool | None = None,
     ) -> None:
         if max_connections < 1 or concurrency < 1:
             raise InvalidInputError(
@@ -99,6 +100,7 @@ class TradingViewClient:
         if not 1 <= page_size <= MAX_BATCH:
             raise InvalidInputError(f"page_size={page_size!r}: expected 1..{MAX_BATCH}")
         self.page_size = page_size  # bars per create_series / request_more_data page
+        self.compression = compression  # permessage-deflate; None = on, except on loopback
         self.stats = ClientStats()
         self.token_kind: str | None = None
         self._token: str | None = None
@@ -176,7 +178,8 @@ class TradingViewClient:
         delays = backoff_delays(self.backoff_initial_s, self.backoff_max_s)
         while True:
             conn = Connection(self.url, token, stats=self.stats, heartbeat_timeout_s=self.heartbeat_timeout_s,
-                              open_timeout_s=self.request_timeout_s, on_closed=self._forget)
+                              open_timeout_s=self.request_timeout_s, on_closed=self._forget,
+                              compression=self.compression)
             try:
                 await conn.open()
                 return conn

@@ -85,6 +85,7 @@ class Connection:
         heartbeat_timeout_s: float = 30.0,
         open_timeout_s: float = 30.0,
         on_closed: Callable[["Connection"], None] | None = None,
+        compression: bool | None = None,
     ) -> None:
         self.url = url
         self._token = token
@@ -92,6 +93,7 @@ class Connection:
         self.heartbeat_timeout_s = heartbeat_timeout_s
         self.open_timeout_s = open_timeout_s
         self._on_closed = on_closed
+        self.compression = compression
         self._ws: ClientConnection | None = None
         self._reader: asyncio.Task | None = None
         self.handlers: dict[str, SessionHandler] = {}
@@ -107,6 +109,9 @@ class Connection:
         no reply, a bad one a protocol_error that the reader reports)."""
         host = urlsplit(self.url).hostname or ""
         local = host in ("127.0.0.1", "localhost", "::1")
+        # permessage-deflate shrinks a 500 KB history frame several times over a real network,
+        # but on loopback (the simulator) it is pure CPU on both ends: auto = off for loopback.
+        compress = (not local) if self.compression is None else self.compression
         try:
             self._ws = await connect(
                 self.url,
@@ -117,6 +122,7 @@ class Connection:
                 open_timeout=self.open_timeout_s,
                 close_timeout=2,
                 proxy=None if local else True,
+                compression="deflate" if compress else None,
             )
         except InvalidStatus as exc:
             status = exc.response.status_code

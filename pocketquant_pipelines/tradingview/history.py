@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+from datetime import UTC, datetime
 from dataclasses import dataclass, field
 
 from pocketquant_pipelines.errors import InvalidBarError
@@ -38,6 +39,9 @@ from pocketquant_pipelines.tradingview.errors import (
     TradingViewError,
 )
 from pocketquant_pipelines.tradingview.models import HistoryResult, SymbolMetadata
+
+_fromtimestamp = datetime.fromtimestamp
+_isfinite = math.isfinite
 
 log = get_logger("pocketquant.tradingview.history")
 
@@ -60,17 +64,66 @@ def series_rows(series: dict) -> list[list]:
     return [item["v"] for item in series.get("s") or ()]
 
 
+_new_bar = object.__new__
+_set = object.__setattr__
+_FLOAT = float
+
+
+def _trusted_bar(symbol: str, interval: Interval, t: float, o: float, h: float, l: float, c: float,
+                 v: float | None) -> Bar:
+    """A Bar whose values :func:`rows_to_bars` has already checked by the very rules of
+    ``bar_problem``: skips the per-instance re-validation, which costs more than the decode."""
+    bar = _new_bar(Bar)
+    _set(bar, "symbol", symbol)
+    _set(bar, "interval", interval)
+    _set(bar, "time", _fromtimestamp(t, UTC))
+    _set(bar, "open", o)
+    _set(bar, "high", h)
+    _set(bar, "low", l)
+    _set(bar, "close", c)
+    _set(bar, "volume", v)
+    return bar
+
+
 def rows_to_bars(symbol: str, interval: Interval, rows: list[list]) -> tuple[list[Bar], int]:
     """Validated bars from ``v`` rows, and how many rows were rejected (bad OHLC, short rows).
 
     A 5-element row has no volume (indices); a 1e+100 volume is the no-value sentinel.
+
+    The fast path accepts a row only if it meets every rule of ``market.bars.bar_problem``
+    (finite int/float prices, low <= open/close <= high, volume None or finite and >= 0; times
+    come out aware UTC by construction). Anything else goes through the ``Bar`` constructor,
+    which rejects it with the reason (or accepts it, if the fast path was merely cautious).
     """
     bars: list[Bar] = []
+    append = bars.append
     rejected = 0
+    number = (int, float)
     for v in rows:
         try:
+            n = len(v)
+            t, o, h, l, c = v[0], v[1], v[2], v[3], v[4]
+            vol = v[5] if n > 5 else None
+            if (type(o) in number and type(h) in number and type(l) in number and type(c) in number
+                    and type(t) in number and l <= o <= h and l <= c <= h
+                    and _isfinite(o + h + l + c) and abs(t) < 1e11):
+                if vol is not None:
+                    if type(vol) not in number:
+                        raise TypeError
+                    if not _isfinite(vol) or abs(vol) >= 1e99:
+                        vol = None  # NaN/inf/1e+100: no value
+                    elif vol < 0:
+                        raise ValueError
+                    else:
+                        vol = _FLOAT(vol)
+                append(_trusted_bar(symbol, interval, t, _FLOAT(o), _FLOAT(h), _FLOAT(l), _FLOAT(c), vol))
+                continue
+            raise ValueError
+        except (TypeError, ValueError, IndexError, OverflowError, OSError):
+            pass
+        try:  # slow path: the contract's own validation decides, and says why
             volume = sentinel_to_none(v[5]) if len(v) > 5 else None
-            bars.append(Bar(symbol, interval, from_epoch(v[0]), v[1], v[2], v[3], v[4], volume))
+            append(Bar(symbol, interval, from_epoch(v[0]), v[1], v[2], v[3], v[4], volume))
         except (InvalidBarError, IndexError, TypeError, ValueError, OverflowError, OSError):
             rejected += 1
     return bars, rejected

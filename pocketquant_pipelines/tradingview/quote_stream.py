@@ -229,7 +229,7 @@ class QuoteStream:
                 token = await client.auth_token()
                 conn = Connection(client.url, token, stats=self.stats,
                                   heartbeat_timeout_s=client.heartbeat_timeout_s,
-                                  open_timeout_s=client.request_timeout_s)
+                                  open_timeout_s=client.request_timeout_s, compression=client.compression)
                 await conn.open()
             except AuthError as exc:
                 self._fail(exc)

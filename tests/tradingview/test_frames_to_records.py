@@ -159,3 +159,52 @@ def test_no_lp_no_tick_and_receive_time_fallback():
     assert quote.next_tick(NOW) is None  # that snapshot carries no lp
     quote.merge({"lp": 2.5})
     assert quote.next_tick(NOW).time == NOW
+
+
+# --- the fast bar path must accept and reject exactly what the Bar contract does -------------
+
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from pocketquant_pipelines.errors import InvalidBarError  # noqa: E402
+from pocketquant_pipelines.market.bars import Bar  # noqa: E402
+from pocketquant_pipelines.market.timeutil import from_epoch  # noqa: E402
+from pocketquant_pipelines.tradingview.codec import sentinel_to_none  # noqa: E402
+
+_values = (st.floats(allow_nan=True, allow_infinity=True) | st.integers(-10**6, 10**6)
+           | st.sampled_from([1e100, -1e100, 0.0, 1.5, 2.5, True, None, "1.0"]))
+_rows = st.lists(
+    st.one_of(
+        st.tuples(st.floats(0, 4e9), _values, _values, _values, _values).map(list),
+        st.tuples(st.floats(0, 4e9), _values, _values, _values, _values, _values).map(list),
+        st.lists(_values, max_size=4),
+    ),
+    max_size=30,
+)
+
+
+def _contract(rows):
+    bars, rejected = [], 0
+    for v in rows:
+        try:
+            volume = sentinel_to_none(v[5]) if len(v) > 5 else None
+            bars.append(Bar("X:Y", Interval.M1, from_epoch(v[0]), v[1], v[2], v[3], v[4], volume))
+        except (InvalidBarError, IndexError, TypeError, ValueError, OverflowError, OSError):
+            rejected += 1
+    return bars, rejected
+
+
+@given(_rows)
+def test_fast_bar_path_agrees_with_the_bar_contract(rows):
+    fast, fast_rejected = rows_to_bars("X:Y", Interval.M1, rows)
+    slow, slow_rejected = _contract(rows)
+    assert fast == slow and fast_rejected == slow_rejected
+    assert all(type(b.open) is float and b.time.tzinfo is UTC for b in fast)
+
+
+@given(st.lists(st.tuples(st.integers(0, 10**9), st.floats(0.01, 1e6), st.floats(0, 1e6), st.floats(0, 1e6),
+                          st.floats(0, 1e9)), max_size=20))
+def test_fast_bar_path_on_well_formed_rows(specs):
+    rows = [[t, lo + d1 / 2, lo + d1, lo, lo + d1 / 3, vol] for t, lo, d1, _, vol in specs]
+    fast, rejected = rows_to_bars("X:Y", Interval.M1, rows)
+    assert (fast, rejected) == _contract(rows)
