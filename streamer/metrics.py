@@ -14,6 +14,10 @@ from collections.abc import Callable, Iterable
 def _fmt(value: float) -> str:
     if value == math.inf:
         return "+Inf"
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int):
+        return str(value)
     if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
         return str(int(value))
     return repr(float(value))
