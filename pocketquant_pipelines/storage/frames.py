@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from pocketquant_pipelines.errors import InvalidBarError
+from pocketquant_pipelines.errors import InvalidBarError, InvalidInputError
 from pocketquant_pipelines.market.bars import Bar
 from pocketquant_pipelines.market.intervals import Interval
 from pocketquant_pipelines.market.symbols import normalize_symbol
@@ -33,7 +33,7 @@ def check_source(source: object) -> Source:
     try:
         return Source(source)
     except ValueError:
-        raise InvalidBarError(
+        raise InvalidInputError(
             f"invalid source {source!r}: expected one of {', '.join(s.value for s in Source)}"
         ) from None
 
