@@ -140,6 +140,15 @@ def test_monthly_bars_equal_the_aggregator(market):
     assert len(month) == 1 and month[0].time == datetime(2026, 2, 2, 14, 30, tzinfo=UTC)
 
 
+def test_precomputed_blocks_give_the_same_bars_as_ticks():
+    # After the daily pass (warm-up), 15m..4h bars come from 15-minute blocks, not ticks.
+    fresh, warmed = SyntheticMarket(seed=3), SyntheticMarket(seed=3)
+    for symbol in ("BINANCE:BTCUSDT", "NASDAQ:AAPL", "CME_MINI:NQ1!", "KRX:005930"):
+        warmed.warm_up(symbol, NOW)
+        for interval in ("15m", "30m", "45m", "1h", "2h", "3h", "4h"):
+            assert warmed.history(symbol, interval, NOW, 300) == fresh.history(symbol, interval, NOW, 300), (symbol, interval)
+
+
 def test_aapl_daily_bars_open_at_0930_new_york_across_dst(market):
     bars = market.bars_between("NASDAQ:AAPL", "1d", datetime(2026, 3, 2, tzinfo=UTC), datetime(2026, 3, 14, tzinfo=UTC))
     stamps = [(b.time.date(), b.time.hour, b.time.minute) for b in bars]

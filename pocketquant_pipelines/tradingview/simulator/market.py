@@ -41,6 +41,11 @@ from pocketquant_pipelines.errors import InvalidInputError, InvalidSymbolError
 from pocketquant_pipelines.market.bars import Bar
 from pocketquant_pipelines.market.intervals import Interval
 from pocketquant_pipelines.market.sessions import Session, bar_end, bar_start, bar_starts_between
+
+try:  # the market core's epoch-level variant skips datetime objects (same rules, faster)
+    from pocketquant_pipelines.market.sessions import bar_starts_between_epoch as _starts_epoch
+except ImportError:  # pragma: no cover - only if the market core drops the helper
+    _starts_epoch = None
 from pocketquant_pipelines.market.symbols import Symbol
 from pocketquant_pipelines.market.ticks import Tick
 from pocketquant_pipelines.market.timeutil import ensure_utc, from_epoch
@@ -57,6 +62,7 @@ _DAILY_OR_LONGER = (Interval.D1, Interval.W1, Interval.MN1)
 _MEAN_REVERSION = 0.004  # per day, towards the start price (keeps 8-year paths plausible)
 _ANCHOR_BLOCK = 256      # anchor normals are drawn per block of days, seeded by block number
 _LOW48 = np.uint64((1 << 48) - 1)
+_BLOCK_SECONDS = 900  # every intraday interval >= 15m is a multiple of 15 minutes
 
 
 @dataclass(frozen=True)
@@ -263,6 +269,8 @@ class _SymbolModel:
         self._horizon = self.history_start  # days with open < horizon are enumerated
         self._anchor_y = np.empty(0)        # log-deviation walk, one value per day
         self._summary = np.empty((0, 5), dtype=np.int64)  # o, h, l, c, v per complete day
+        self._blocks = _empty_bars()                      # 15-minute blocks of complete days
+        self._block_offsets = np.zeros(1, dtype=np.int64)  # day d's blocks: [off[d], off[d+1])
         self._period_keys: dict[Interval, np.ndarray] = {}
         self._days = _LRU(48)
         self._day_bars = _LRU(8192)
@@ -371,18 +379,38 @@ class _SymbolModel:
     # ------------------------------------------------------------------ daily summaries
 
     def _ensure_summary(self, n: int) -> None:
-        """OHLCV of days [0, n) (complete days only), computed once."""
+        """OHLCV of days [0, n) (complete days only), computed once, and in the same pass the
+        day's 15-minute blocks anchored at its open: every intraday bucket of 15 minutes or
+        more is a union of those blocks, so 15m..4h history is served without ticks."""
         with self.lock:
             have = self._summary.shape[0]
             if have >= n:
                 return
             rows = np.empty((n - have, 5), dtype=np.int64)
+            blocks: list[list[np.ndarray]] = [[] for _ in range(6)]
+            counts = np.empty(n - have, dtype=np.int64)
             for i, d in enumerate(range(have, n)):
                 cached = self._days.get(d)
                 t = cached if cached is not None else self._generate_day(d)
                 u = t.units
                 rows[i] = (u[0], u.max(), u.min(), u[-1], t.cumvol[-1])
+                key = (t.times - t.times[0]) // _BLOCK_SECONDS
+                first = np.concatenate(([0], np.flatnonzero(np.diff(key)) + 1))
+                last = np.append(first[1:], u.shape[0]) - 1
+                for col, arr in zip(blocks, (
+                    t.times[first], u[first], np.maximum.reduceat(u, first), np.minimum.reduceat(u, first),
+                    u[last], np.add.reduceat(t.vol, first),
+                )):
+                    col.append(arr)
+                counts[i] = first.shape[0]
             self._summary = np.concatenate((self._summary, rows))
+            self._blocks = BarArrays(*(np.concatenate([old, *new]) for old, new in zip(self._blocks, blocks)))
+            self._block_offsets = np.concatenate((self._block_offsets, self._block_offsets[-1] + np.cumsum(counts)))
+
+    def _blocks_of_day(self, d: int) -> BarArrays | None:
+        if d >= self._summary.shape[0]:
+            return None
+        return self._blocks.slice(int(self._block_offsets[d]), int(self._block_offsets[d + 1]))
 
     def _period_key(self, interval: Interval, n: int) -> np.ndarray:
         """Bucket start (epoch) of days [0, n) for 1d/1w/1M, from the market core's bar_start."""
@@ -409,19 +437,29 @@ class _SymbolModel:
 
     def _bucket_starts(self, interval: Interval, d: int) -> np.ndarray:
         def make() -> np.ndarray:
-            starts = bar_starts_between(
-                from_epoch(int(self._opens[d])), from_epoch(int(self._closes[d])), interval, self.session
-            )
+            o, c = int(self._opens[d]), int(self._closes[d])
+            if _starts_epoch is not None:
+                return np.asarray(_starts_epoch(o, c, interval, self.session), dtype=np.float64).astype(np.int64)
+            starts = bar_starts_between(from_epoch(o), from_epoch(c), interval, self.session)
             return np.asarray([int(s.timestamp()) for s in starts], dtype=np.int64)
 
         return self._starts.get_or((interval, d), make)
 
     def _intraday_day_bars(self, interval: Interval, d: int, end: int | None) -> BarArrays:
+        starts = self._bucket_starts(interval, d)
+        if end is None and interval.minutes % (_BLOCK_SECONDS // 60) == 0:
+            blocks = self._blocks_of_day(d)
+            # Only when every bucket start is a block start (true for buckets anchored at the
+            # open, which is how the market core aligns them); otherwise fall back to ticks.
+            if blocks is not None and len(blocks) and np.isin(starts, blocks.times).all():
+                idx = np.searchsorted(starts, blocks.times, side="right") - 1
+                if idx[0] >= 0:
+                    return _group(blocks.times, blocks.open, blocks.high, blocks.low, blocks.close,
+                                  blocks.volume, starts[idx])
         ticks = self.day(d)
         k = ticks.times.shape[0] if end is None else int(np.searchsorted(ticks.times, end, side="left"))
         if k == 0:
             return _empty_bars()
-        starts = self._bucket_starts(interval, d)
         idx = np.searchsorted(starts, ticks.times[:k], side="right") - 1
         if idx[0] < 0:
             raise RuntimeError(
