@@ -7,14 +7,16 @@ into the dynamic partitions — adds and removes — and requests the first sync
 "Never synced" is read from Dagster's partition status (no materialization, no failure, not
 in progress), not from "was just added": a symbol added while the sensor was stopped, or whose
 first backfill was lost, is still picked up, and a key whose sync failed is left alone (the
-failure is visible; re-run it from the UI). The cursor remembers keys already requested but
-not yet started, so a backfill waiting in the queue is not requested twice.
+failure is visible; re-run it from the UI). The cursor remembers keys already requested until
+they are materialized or failed (at most an hour), so a backfill waiting in the queue or
+running is not requested twice.
 
 The first sync is requested as one *backfill* (sensors can launch backfills), so the
 ``single_run`` backfill policy turns N new symbols x 13 intervals into a few range runs.
 """
 
 import json
+import time
 
 import dagster as dg
 from dagster._core.definitions.assets.graph.asset_graph_subset import AssetGraphSubset
@@ -30,7 +32,8 @@ from pocketquant_pipelines.defs.partitions import (
 from pocketquant_pipelines.defs.resources import BarStoreResource
 from pocketquant_pipelines.market.symbols import Symbol
 
-MAX_PENDING_IN_CURSOR = 50_000
+MAX_PENDING_IN_CURSOR = 20_000
+PENDING_TTL_S = 3600.0  # a requested first sync not started within an hour is requested again
 
 
 def backfill_request(keys: list[str], tags: dict[str, str], bars: int | None = None) -> dg.RunRequest:
@@ -53,10 +56,32 @@ def _valid(symbol: str) -> bool:
         return False
 
 
-def evaluate_registry(instance: dg.DagsterInstance, registry: list[str], cursor: str | None):
-    """Pure decision of one tick: (to_add, to_remove, keys_to_sync, new_cursor)."""
+def _materialized(instance: dg.DagsterInstance, keys: list[str]) -> set[str]:
+    """Keys with at least one materialization, read from the event log (not from the cached
+    partition status, which can lag a range run that is just finishing)."""
+    found: set[str] = set()
+    for i in range(0, len(keys), 500):
+        chunk = keys[i:i + 500]
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=HISTORICAL_BARS, asset_partitions=chunk),
+            limit=min(10_000, 20 * len(chunk)),
+        ).records
+        found.update(r.partition_key for r in records if r.partition_key)
+    return found
+
+
+def evaluate_registry(instance: dg.DagsterInstance, registry: list[str], cursor: str | None,
+                      now: float | None = None):
+    """Pure decision of one tick: (to_add, to_remove, keys_to_sync, new_cursor).
+
+    A key needs its first sync when Dagster has no status for it (never materialized, never
+    failed, not in progress) and the event log confirms no materialization. Requested keys
+    stay "pending" in the cursor until they are MATERIALIZED or FAILED — or for
+    PENDING_TTL_S, after which a lost request is made again.
+    """
+    now = time.time() if now is None else now
     state = json.loads(cursor) if cursor else {}
-    pending = set(state.get("pending", []))
+    pending: dict[str, float] = dict(state.get("pending", {}))
     current = list(instance.get_dynamic_partitions(SYMBOLS_PARTITIONS_NAME))
     wanted = [s for s in registry if _valid(s)]
     to_add = [s for s in wanted if s not in set(current)]
@@ -64,18 +89,26 @@ def evaluate_registry(instance: dg.DagsterInstance, registry: list[str], cursor:
 
     candidates = keys_for(wanted, INTERVAL_KEYS)
     status = instance.get_status_by_partition(HISTORICAL_BARS, candidates, bars_partitions) or {}
-    never = [k for k in candidates if status.get(k) is None]
-    to_sync = [k for k in never if k not in pending]
-    # keys that got any status (started, done, failed) or left the registry are no longer pending
-    still_pending = sorted((pending & set(never)) | set(to_sync))[:MAX_PENDING_IN_CURSOR]
-    return to_add, to_remove, to_sync, json.dumps({"pending": still_pending})
+    terminal = {k for k, v in status.items()
+                if v is not None and v.value in ("MATERIALIZED", "FAILED")}
+    candidate_set = set(candidates)
+    pending = {k: t for k, t in pending.items()
+               if k in candidate_set and k not in terminal and now - t < PENDING_TTL_S}
+    never = [k for k in candidates if status.get(k) is None and k not in pending]
+    if never:
+        done = _materialized(instance, never)
+        never = [k for k in never if k not in done]
+    pending.update({k: now for k in never})
+    if len(pending) > MAX_PENDING_IN_CURSOR:  # keep the cursor small: forget the oldest
+        pending = dict(sorted(pending.items(), key=lambda kv: kv[1])[-MAX_PENDING_IN_CURSOR:])
+    return to_add, to_remove, never, json.dumps({"pending": pending}, sort_keys=True)
 
 
 @dg.sensor(
     name="symbol_registry_sensor",
     minimum_interval_seconds=15,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    target=dg.AssetSelection.assets(HISTORICAL_BARS),
+    asset_selection=dg.AssetSelection.assets(HISTORICAL_BARS),
     description="Mirrors the symbol registry into the 'symbols' partitions (adds and removes) "
     "and backfills the first sync of every never-synced (symbol, interval).",
 )

@@ -16,7 +16,7 @@ import dagster as dg
 from pocketquant_pipelines.defs.keys import HISTORICAL_BARS
 from pocketquant_pipelines.defs.partitions import INTERVAL_KEYS, bars_partitions, key_str, split_key
 
-SCAN_LIMIT = 20_000  # newest events scanned in one bulk query (not one query per partition)
+SCAN_LIMIT = 10_000  # newest events per bulk query (Dagster caps a page at 10k records)
 
 
 @dataclass

@@ -91,8 +91,10 @@ def test_registry_sensor_adds_removes_and_requests_first_syncs(instance, store, 
         store.add_symbol(SymbolInfo(symbol=s))
     instance.add_dynamic_partitions("symbols", ["OLD:GONE"])  # no longer in the registry
 
-    with dg.build_sensor_context(instance=instance, resources=resources) as ctx:
-        result = symbol_registry_sensor(ctx)
+    with dg.build_sensor_context(instance=instance, resources=resources,
+                                 definitions=load_defs()) as ctx:
+        # evaluate_tick also runs Dagster's validation of backfill requests
+        result = symbol_registry_sensor.evaluate_tick(ctx)
     [add, delete] = result.dynamic_partitions_requests
     assert sorted(add.partition_keys) == ["BINANCE:BTCUSDT", "NASDAQ:AAPL"]
     assert list(delete.partition_keys) == ["OLD:GONE"]
@@ -114,7 +116,8 @@ def test_registry_sensor_adds_removes_and_requests_first_syncs(instance, store, 
                                  cursor=result.cursor) as ctx:
         again = symbol_registry_sensor(ctx)
     assert not getattr(again, "run_requests", None)
-    assert "1d|NASDAQ:AAPL" not in json.loads(again.cursor)["pending"]
+    pending = json.loads(again.cursor)["pending"]
+    assert "1d|NASDAQ:AAPL" not in pending and len(pending) == 25
 
     # a sensor restarted without cursor decides from partition status: 25 never synced
     with dg.build_sensor_context(instance=instance, resources=resources) as ctx:
@@ -161,3 +164,15 @@ def test_partition_keys_are_interval_major(instance):
     keys = bars_partitions.get_partition_keys(dynamic_partitions_store=instance)
     assert keys[:3] == ["1m|B:X", "1m|A:Y", "3m|B:X"]
     assert keys == keys_for(["B:X", "A:Y"])
+
+
+def test_registry_pending_keys_expire_and_are_requested_again(instance, store):
+    from pocketquant_pipelines.defs.sensors import PENDING_TTL_S, evaluate_registry
+
+    _, _, first, cursor = evaluate_registry(instance, ["NASDAQ:AAPL"], None, now=1000.0)
+    assert len(first) == 13
+    _, _, again, cursor2 = evaluate_registry(instance, ["NASDAQ:AAPL"], cursor, now=1010.0)
+    assert again == []
+    _, _, expired, _ = evaluate_registry(instance, ["NASDAQ:AAPL"], cursor2,
+                                         now=1000.0 + PENDING_TTL_S + 1)
+    assert sorted(expired) == sorted(first)
