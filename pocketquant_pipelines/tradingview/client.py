@@ -104,6 +104,7 @@ class TradingViewClient:
         self.stats = ClientStats()
         self.token_kind: str | None = None
         self._token: str | None = None
+        self._refreshed = False  # the current token comes from a refresh not yet proven
         self._token_lock: asyncio.Lock | None = None
         self._pool_lock: asyncio.Lock | None = None
         self._semaphore: asyncio.Semaphore | None = None
@@ -149,6 +150,23 @@ class TradingViewClient:
                 )
                 log.info("tradingview_token_ready", kind=self.token_kind)
         return self._token
+
+    def refresh_token_after(self, error: Exception) -> bool:
+        """After an AuthError: True if a fresh sign-in is worth trying (credentials configured,
+        and the token in use has not just been refreshed); the next ``auth_token()`` signs in
+        again. Signed-in tokens are JWTs that expire after about 4 hours (notes §2.2)."""
+        if not isinstance(error, AuthError) or self._username is None or self._auth_token is not None:
+            return False
+        if self._token is None or self._refreshed:
+            return False
+        log.warning("tradingview_token_refresh", reason=getattr(error, "reason", None))
+        self._token = None
+        self._refreshed = True
+        return True
+
+    def token_proven(self) -> None:
+        """The current token served data: a later AuthError may refresh it again."""
+        self._refreshed = False
 
     # ------------------------------------------------------------------ connections
 
@@ -226,6 +244,11 @@ class TradingViewClient:
                     self.stats.reconnects += 1
                     log.warning("tradingview_history_retry", symbol=sym, interval=str(ivl), reason=str(exc))
                     continue
+                except AuthError as exc:
+                    if attempt == 2 or not self.refresh_token_after(exc):
+                        raise
+                    continue
+                self.token_proven()
                 log.info("tradingview_history_fetched", symbol=sym, interval=str(ivl), bars=len(result.bars),
                          requested=count, pages=result.pages, depth_reached=result.depth_reached)
                 return result

@@ -91,6 +91,8 @@ class QuoteStream:
         if new and self._connected():
             try:
                 await self._conn.send("quote_add_symbols", [self._qs, *new])
+                # the fast list is replaced as a whole: send every subscribed symbol
+                await self._conn.send("quote_fast_symbols", [self._qs, *self._subscribed])
             except ConnectionLostError:
                 pass  # the supervisor resubscribes everything after reconnecting
 
@@ -232,6 +234,8 @@ class QuoteStream:
                                   open_timeout_s=client.request_timeout_s, compression=client.compression)
                 await conn.open()
             except AuthError as exc:
+                if client.refresh_token_after(exc):
+                    continue
                 self._fail(exc)
                 return
             except ConnectionLostError as exc:
@@ -251,6 +255,7 @@ class QuoteStream:
                 if self._subscribed:
                     # No {"flags":["force_permission"]}: it now earns a critical_error (§3.1).
                     await conn.send("quote_add_symbols", [self._qs, *self._subscribed])
+                    await conn.send("quote_fast_symbols", [self._qs, *self._subscribed])
             except TradingViewError:
                 pass  # the reader reports the loss, with the server's last words, via _lost
             if ever_connected:
@@ -264,9 +269,13 @@ class QuoteStream:
             if self._closing:
                 return
             if isinstance(reason, AuthError):
+                if client.refresh_token_after(reason):
+                    continue  # signed-in tokens expire (4 h JWT): sign in again, reconnect at once
                 log.error("tradingview_quotes_failed", reason=str(reason))
                 self._fail(reason)
                 return
+            if self._got_data:
+                client.token_proven()
             if self._got_data:
                 delays = backoff_delays(client.backoff_initial_s, client.backoff_max_s)
             delay = next(delays)

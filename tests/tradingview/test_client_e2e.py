@@ -359,3 +359,90 @@ def test_malformed_frames_are_counted_and_the_stream_goes_on():
     assert server_stats.malformed_sent >= 3
     assert stats.decode_errors == server_stats.malformed_sent and stats.reconnects == 0
     assert len({_key(t) for t in ticks}) == len(ticks) == 40
+
+
+def test_quote_stream_survives_http_429_at_start():
+    async def go():
+        async with SimulatorServer(sim_start=SIM_START, speed=200, pump_interval_s=0.02) as server:
+            server.refuse_next(4)
+            async with TradingViewClient(url=server.url, **FAST) as tv:
+                async with tv.quote_stream([CRYPTO]) as stream:
+                    ticks = await next_ticks(stream, 3)
+                    return ticks, server.stats.refused, stream.stats
+
+    ticks, refused, stats = run(go())
+    assert len(ticks) == 3 and refused == 4 and stats.connections == 1 and stats.reconnects == 0
+
+
+class _RotatingSignIn:
+    """A sign-in endpoint handing out tokens in turn (an expired one first)."""
+
+    def __init__(self, tokens):
+        import http.server
+        import threading
+
+        self.tokens = list(tokens)
+        self.calls = 0
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server API
+                self.rfile.read(int(self.headers["Content-Length"]))
+                token = outer.tokens[min(outer.calls, len(outer.tokens) - 1)]
+                outer.calls += 1
+                body = ('{"user": {"auth_token": "%s"}}' % token).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/accounts/signin/"
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_an_expired_signed_in_token_is_refreshed_once():
+    signin = _RotatingSignIn(["expired-jwt", "fresh-jwt"])
+
+    async def go():
+        async with SimulatorServer(sim_start=SIM_START, speed=200, pump_interval_s=0.02,
+                                   accepted_tokens=["fresh-jwt"]) as server:
+            async with TradingViewClient(url=server.url, username="quant", password="pw",
+                                         signin_url=signin.url, **FAST) as tv:
+                result = await tv.fetch_history(CRYPTO, "1d", 10)
+                calls_after_history = signin.calls
+                async with tv.quote_stream([CRYPTO]) as stream:
+                    ticks = await next_ticks(stream, 2)
+                return result, calls_after_history, ticks, server.stats.protocol_errors
+
+    try:
+        result, calls, ticks, protocol_errors = run(go())
+    finally:
+        signin.close()
+    assert len(result.bars) == 10 and len(ticks) == 2
+    assert calls == 2 and protocol_errors == 1  # one rejection, one fresh sign-in, then reused
+    assert signin.calls == 2
+
+
+def test_a_token_rejected_right_after_refresh_is_final():
+    signin = _RotatingSignIn(["expired-jwt"])
+
+    async def go():
+        async with SimulatorServer(sim_start=SIM_START) as server:
+            async with TradingViewClient(url=server.url, username="quant", password="pw",
+                                         signin_url=signin.url, **FAST) as tv:
+                with pytest.raises(AuthError, match="bad auth token"):
+                    await tv.fetch_history(CRYPTO, "1d", 10)
+
+    try:
+        run(go())
+    finally:
+        signin.close()
+    assert signin.calls == 2
