@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from pocketquant_pipelines.market.intervals import ALL_INTERVALS, Interval
+from pocketquant_pipelines.market.intervals import ALL_INTERVALS
 from pocketquant_pipelines.tradingview.client import BlockingTradingViewClient, TradingViewClient, fetch_history_sync
 from pocketquant_pipelines.tradingview.errors import AuthError, ConnectionLostError, SymbolNotFoundError
 
