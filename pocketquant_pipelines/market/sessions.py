@@ -39,7 +39,9 @@ _MONDAY_SHIFT = 3 * _DAY
 # Zone names whose offset is always zero: 24x7 sessions there align with plain arithmetic.
 _UTC_ZONES = frozenset({"Etc/UTC", "UTC", "Etc/GMT", "GMT", "Etc/Universal", "Universal", "Etc/Zulu", "Zulu"})
 _DEFAULT_DAYS = "23456"  # TradingView day numbers: 1=Sunday, 2=Monday ... 7=Saturday
-_RANGE = re.compile(r"(\d{4})-(\d{4})")
+# "HHMM-HHMM"; an "F" after the open ("1700F-1900", seen on TVC:DXY) puts the open on the
+# previous calendar day even when the close is later in the day.
+_RANGE = re.compile(r"(\d{4})(F?)-(\d{4})")
 _DAYS = re.compile(r"[1-7]+")
 # How far we look for the next session before concluding there is none (sessions trade on at
 # least one weekday, so a month is plenty; this only bounds loops on malformed state).
@@ -128,13 +130,16 @@ def _parse_spec(spec: str) -> tuple[tuple[tuple[int, int], ...], ...]:
             hours, sep, days = item.partition(":")
             if not sep:
                 days = group_days
-            if not _RANGE.fullmatch(hours):
+            match = _RANGE.fullmatch(hours)
+            if not match:
                 raise _bad(spec, f"range {hours!r} is not HHMM-HHMM")
             if not _DAYS.fullmatch(days):
                 raise _bad(spec, f"days {days!r} must be TradingView day numbers 1-7 (1=Sunday)")
-            o = _minutes(spec, hours[:4], is_close=False)
-            c = _minutes(spec, hours[5:], is_close=True)
-            if o == 0 and c == 0:
+            o = _minutes(spec, match[1], is_close=False)
+            c = _minutes(spec, match[3], is_close=True)
+            if match[2]:
+                rng = (o - 1440, c)  # "F": opens on the previous calendar day
+            elif o == 0 and c == 0:
                 rng = (0, 1440)  # "0000-0000": the whole calendar day
             elif c <= o:
                 rng = (o - 1440, c)  # overnight: opens the previous calendar evening
@@ -211,7 +216,7 @@ def _local_ordinal(session: Session, t: float) -> int:
 
 def _locate(session: Session, t: float) -> tuple[int, float, float] | None:
     """(trading-day ordinal, window open, window close) of the window containing ``t``."""
-    if _rules(session).always_open and _rules(session).utc_arithmetic:
+    if _rules(session).utc_arithmetic:
         day = t - t % _DAY
         return int(day // _DAY) + 719_163, day, day + _DAY  # 719163 = date(1970,1,1).toordinal()
     local = _local_ordinal(session, t)
@@ -260,11 +265,12 @@ def _period_bounds(session: Session, interval: Interval, ordinal: int) -> tuple[
 # --------------------------------------------------------------------------------------------
 # Epoch-level alignment (used by the aggregator; no datetime objects on the common path).
 
+SESSION_24X7 = Session("Etc/UTC", "24x7")
 
-def bar_bounds_epoch(t: float, interval: Interval, session: Session = None) -> tuple[float, float] | None:  # type: ignore[assignment]
+
+def bar_bounds_epoch(t: float, interval: Interval, session: Session = SESSION_24X7) -> tuple[float, float] | None:
     """``(start, end)`` epoch seconds of the bar containing epoch ``t``, or None when ``t`` is
     outside every session. ``end`` is exclusive."""
-    session = SESSION_24X7 if session is None else session
     rules = _rules(session)
     minutes = interval.minutes
     if rules.utc_arithmetic:
@@ -349,8 +355,6 @@ def closed_span_epoch(t: float, session: Session) -> tuple[float, float] | None:
 
 # --------------------------------------------------------------------------------------------
 # Public datetime API.
-
-SESSION_24X7 = Session("Etc/UTC", "24x7")
 
 
 def bar_start(t: datetime, interval: Interval, session: Session = SESSION_24X7) -> datetime | None:

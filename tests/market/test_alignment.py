@@ -472,3 +472,26 @@ def test_alignment_properties(t, interval, session):
     nxt = next_bar_start(start, interval, session)
     assert nxt >= end and bar_start(nxt, interval, session) == nxt
     assert bar_starts_between(end, nxt, interval, session) == []
+
+
+def test_real_dxy_session_with_previous_day_open_marker():
+    # TVC:DXY's symbol_resolved (captured): "1900-1900:3456|1700F-1900:2", America/New_York.
+    # Monday's session opens Sunday 17:00 ("F"), Tuesday-Friday's the evening before at 19:00.
+    dxy = Session.parse("1900-1900:3456|1700F-1900:2", "America/New_York")
+    assert bar_start(u("2024-07-14T20:59"), Interval.M1, dxy) is None  # Sunday 16:59 EDT
+    assert bar_start(u("2024-07-14T21:00"), Interval.W1, dxy) == u("2024-07-14T21:00")
+    assert bar_end(u("2024-07-14T21:00"), Interval.D1, dxy) == u("2024-07-15T23:00")  # Mon 19:00
+    assert bar_start(u("2024-07-15T23:00"), Interval.D1, dxy) == u("2024-07-15T23:00")
+    assert bar_start(u("2024-07-19T22:59"), Interval.D1, dxy) == u("2024-07-18T23:00")
+    assert bar_start(u("2024-07-19T23:00"), Interval.D1, dxy) is None  # Friday 19:00: weekend
+    assert bar_end(u("2024-07-14T21:00"), Interval.W1, dxy) == u("2024-07-19T23:00")
+    days = bar_starts_between(u("2024-07-14T00:00"), u("2024-07-21T00:00"), Interval.D1, dxy)
+    assert len(days) == 5 and days[0] == u("2024-07-14T21:00")
+
+
+@pytest.mark.parametrize("spec", ["0930-1610", "0900-1615", "0900-0930", "24x7", "2;0000-0000:1234567",
+                                  "1900-1900:3456|1700F-1900:2"])
+def test_every_session_string_seen_in_captures_parses(spec):
+    session = Session.parse(spec, "America/New_York")
+    week = bar_starts_between(u("2024-07-15T00:00"), u("2024-07-22T00:00"), Interval.D1, session)
+    assert 5 <= len(week) <= 7
