@@ -443,3 +443,65 @@ async def test_quote_remove_fast_and_hibernate():
         await c.send("quote_remove_symbols", "qs_h", "BINANCE:BTCUSDT")
         await c.collect(0.3)
         assert not [f for f in await c.collect(1.0) if f.method == "qsd"]
+
+
+def rebuild_ticks(snapshot: dict, updates: list[dict]) -> list[tuple[int, float, float | None]]:
+    """A client's tick builder (§4.4): merge fields; a change of lp or volume is a tick, its
+    volume the cumulative difference (a drop means a new session), its time the lp_time."""
+    state = dict(snapshot)
+    ticks = []
+    for v in updates:
+        price_changed = "lp" in v and v["lp"] != state.get("lp")
+        volume = v.get("volume")
+        has_volume = volume is not None and volume < 1e99
+        volume_changed = has_volume and volume != state.get("volume")
+        if price_changed or volume_changed:
+            delta = None
+            if has_volume:
+                delta = volume - state["volume"] if volume >= state["volume"] else volume
+            ticks.append((v.get("lp_time", state["lp_time"]), v.get("lp", state["lp"]), delta))
+        state.update({k: x for k, x in v.items() if not (k == "volume" and x >= 1e99)})
+    return ticks
+
+
+def check_replay(srv, frames, symbol) -> list:
+    values = qsd_values(frames, symbol)
+    snapshot, updates = values[0], values[1:]
+    ticks = rebuild_ticks(snapshot, updates)
+    assert ticks, symbol
+    expected = srv.market.ticks(symbol, snapshot["lp_time"] + 1, ticks[-1][0] + 1)
+    assert [(int(t.time.timestamp()), t.price, t.volume) for t in expected] == ticks, symbol
+    return updates
+
+
+@run
+async def test_quote_stream_replays_every_tick_across_midnight():
+    async with server(sim_start=datetime(2026, 3, 10, 23, 59, tzinfo=UTC), speed=120) as srv, RawClient(srv.url) as c:
+        await c.recv()
+        await c.send("quote_create_session", "qs_t")
+        await c.send("quote_add_symbols", "qs_t", "BINANCE:BTCUSDT")
+        frames = await c.until(method_is("quote_completed"))
+        frames += await c.until(lambda f: f.method == "qsd" and f.params[1]["v"].get("lp_time", 0) >= 1773187260)
+        updates = check_replay(srv, frames, "BINANCE:BTCUSDT")
+        assert any(v.get("open_time") == 1773187200 for v in updates)  # the new daily session
+
+
+@run
+async def test_quote_stream_replays_every_tick_across_the_weekend():
+    friday = datetime(2026, 3, 13, 19, 59, tzinfo=UTC)  # 15:59 New York, a minute before the close
+    async with server(sim_start=friday, speed=60) as srv, RawClient(srv.url) as c:
+        await c.recv()
+        await c.send("quote_create_session", "qs_t")
+        await c.send("quote_add_symbols", "qs_t", "NASDAQ:AAPL", "SP:SPX")
+        frames = await c.until(lambda f: f.method == "quote_completed" and f.params[1] == "SP:SPX")
+        frames += await c.until(lambda f: f.method == "qsd" and f.params[1]["n"] == "SP:SPX"
+                                and f.params[1]["v"].get("current_session") == "out_of_session")
+        srv.clock.jump(datetime(2026, 3, 16, 13, 29, 50, tzinfo=UTC).timestamp() - srv.clock.now_epoch())
+        frames += await c.until(lambda f: f.method == "qsd" and f.params[1]["n"] == "SP:SPX"
+                                and f.params[1]["v"].get("lp_time", 0) >= 1773667830)
+        for symbol in ("NASDAQ:AAPL", "SP:SPX"):
+            updates = check_replay(srv, frames, symbol)
+            sessions = [v["current_session"] for v in updates if "current_session" in v]
+            assert sessions == ["out_of_session", "market"], symbol  # Friday's close, Monday's open
+        aapl = [v for v in qsd_values(frames, "NASDAQ:AAPL") if "volume" in v]
+        assert aapl[-1]["volume"] < aapl[0]["volume"]  # Monday's cumulative volume restarted

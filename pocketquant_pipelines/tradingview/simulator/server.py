@@ -54,6 +54,7 @@ ANONYMOUS_TOKENS = frozenset({"unauthorized_user_token", "widget_user_token"})
 ANONYMOUS_DEPTH = 5000
 PAID_DEPTH = 20000
 NODE = "sim1-charts-free-1-tvbs-sim01-1"
+_MAX_QUEUED_MESSAGES = 32  # backpressure: no new live data while this many messages wait
 RELEASE = "release_209-23"
 
 # Resolutions a free account may request, beyond our 13 intervals' own strings.
@@ -365,6 +366,10 @@ class _Connection:
             if every is not None and time.monotonic() - self.opened_at >= every:
                 self.abort("drop_every_s")
                 return
+            if self.queue.qsize() > _MAX_QUEUED_MESSAGES:
+                # A client slower than simulated time: let it catch up. Cursors do not move,
+                # so nothing is skipped; the live data just lags behind sim_now.
+                continue
             try:
                 self._pump_once()
             except Exception:  # a bug here must not kill the connection silently
