@@ -39,7 +39,8 @@ from streamer.symbols import SymbolState
 
 log = get_logger("streamer")
 
-CLOSE_GRACE_S = 2.0  # market seconds a bar stays open past its end for straggling ticks
+CLOSE_GRACE_S = 2.0
+HEALTH_SYMBOLS_LISTED = 100  # /health lists this many subscribed symbols (the count is separate)  # market seconds a bar stays open past its end for straggling ticks
 
 
 async def _maybe_await(value):
@@ -53,7 +54,7 @@ class StreamerService:
         self, settings: Settings, *, store: BarStore | None = None, cache: LiveCache | None = None,
         client=None, health_host: str = "127.0.0.1", health_port: int | None = None,
         registry_poll_s: float | None = None, cache_flush_ms: int | None = None,
-        store_batch_ms: int | None = None,
+        store_batch_ms: int | None = None, max_bar_symbols_per_flush: int = 250,
     ) -> None:
         self.settings = settings
         self._owns = {"store": store is None, "cache": cache is None, "client": client is None}
@@ -84,6 +85,8 @@ class StreamerService:
             port=settings.streamer_health_port if health_port is None else health_port,
         )
         self.symbols: dict[str, SymbolState] = {}
+        self._dirty: dict[str, None] = {}  # symbols with unpushed in-progress bars, oldest first
+        self.max_bar_symbols_per_flush = max_bar_symbols_per_flush
         self._stream = None
         self._stop = asyncio.Event()
         self._ticks = 0
@@ -144,7 +147,7 @@ class StreamerService:
         return healthy, {
             "status": "ok" if healthy else "unhealthy",
             "connection": "connected" if connected else ("idle" if not self.symbols else "disconnected"),
-            "subscribed": sorted(self.symbols),
+            "subscribed": sorted(self.symbols)[:HEALTH_SYMBOLS_LISTED],
             "subscribed_count": len(self.symbols),
             "last_tick_age_s": age,
             "ticks": self._ticks,
@@ -178,7 +181,9 @@ class StreamerService:
             return
         self._ticks += 1
         state.ticks += 1
-        state.dirty = True
+        if not state.dirty:
+            state.dirty = True
+            self._dirty[tick.symbol] = None
         now_mono = time.monotonic()
         self._last_tick_mono = now_mono
         if state.last_t is None or t >= state.last_t:
@@ -241,11 +246,26 @@ class StreamerService:
             return fast(cutoff_epoch)
         return agg.close_due(datetime.fromtimestamp(cutoff_epoch, UTC))
 
-    def push_current_bars(self) -> None:
-        for symbol, state in self.symbols.items():
-            if state.dirty:
-                state.dirty = False
-                self.cache_writer.on_current_bars(symbol, state.aggregator.current_bars().values())
+    def push_current_bars(self) -> int:
+        """Hand the in-progress bars of symbols that ticked since their last push to the cache
+        writer, oldest first, at most ``max_bar_symbols_per_flush`` per flush period (building
+        13 bars costs ~50 us; 1000 busy symbols every 250 ms would be 0.2 s of loop time per
+        second). A symbol left over keeps its place and goes first next period."""
+        budget = self.max_bar_symbols_per_flush
+        if self.cache_writer.bar_symbols_pending >= budget:
+            return 0  # the writer is behind: snapshots now would only be overwritten
+        pushed = 0
+        for symbol in list(self._dirty):
+            if pushed >= budget:
+                break
+            del self._dirty[symbol]
+            state = self.symbols.get(symbol)
+            if state is None:
+                continue
+            state.dirty = False
+            self.cache_writer.on_current_bars(symbol, state.aggregator.current_bars().values())
+            pushed += 1
+        return pushed
 
     async def _timer_loop(self) -> None:
         while True:
