@@ -54,7 +54,7 @@ class StreamerService:
         self, settings: Settings, *, store: BarStore | None = None, cache: LiveCache | None = None,
         client=None, health_host: str = "127.0.0.1", health_port: int | None = None,
         registry_poll_s: float | None = None, cache_flush_ms: int | None = None,
-        store_batch_ms: int | None = None, max_bar_symbols_per_flush: int = 250,
+        store_batch_ms: int | None = None, max_bar_symbols_per_flush: int = 100,
     ) -> None:
         self.settings = settings
         self._owns = {"store": store is None, "cache": cache is None, "client": client is None}
