@@ -40,7 +40,9 @@ DEMO_SYMBOLS = [  # (symbol, stream)
 # Extra long-running processes started after Dagster, with the same environment.
 # Each entry: (name, argv). The streamer adds itself here, e.g.
 #   ("streamer", [sys.executable, "-m", "streamer"])
-EXTRA_PROCESSES: list[tuple[str, list[str]]] = []
+EXTRA_PROCESSES: list[tuple[str, list[str]]] = [
+    ("streamer", [sys.executable, "-m", "streamer"]),  # live side; /health on STREAMER_HEALTH_PORT
+]
 
 
 def free_port() -> int:
