@@ -111,6 +111,57 @@ def tvdatafeed_fetcher(url: str, symbol: str, interval: str, bars: int):
     return fetch
 
 
+class RawFloor:
+    """The same request on a bare socket that parses nothing: how long the server itself takes
+    (generate, encode, send). Wall time minus this floor is the client's own cost."""
+
+    def __init__(self, url: str, symbol: str, interval: str, bars: int):
+        self.url, self.symbol, self.bars = url, symbol, bars
+        self.resolution = Interval.parse(interval).tv_resolution
+        self.ws = None
+        self.n = 0
+
+    def _connect(self):
+        from websockets.sync.client import connect
+
+        ws = connect(self.url, max_size=None, origin="https://www.tradingview.com", proxy=None, compression=None).__enter__()
+        ws.send(encode_message("set_auth_token", ["unauthorized_user_token"]))
+        return ws
+
+    def fetch(self, ws) -> None:
+        self.n += 1
+        cs = f"cs_floor{self.n:05d}"
+        for method, params in [
+            ("chart_create_session", [cs, ""]),
+            ("resolve_symbol", [cs, "sds_sym_1", symbol_descriptor(self.symbol)]),
+            ("create_series", [cs, "sds_1", "s1", "sds_sym_1", self.resolution, self.bars]),
+        ]:
+            ws.send(encode_message(method, params))
+        while True:
+            message = ws.recv(timeout=30)
+            if '"series_completed"' in message and cs in message:
+                break
+            if message.startswith("~m~4~m~~h~") or message.startswith("~m~5~m~~h~"):
+                ws.send(message)
+        ws.send(encode_message("chart_delete_session", [cs]))
+
+    def cold(self) -> None:
+        ws = self._connect()
+        try:
+            self.fetch(ws)
+        finally:
+            ws.close()
+
+    def warm(self) -> None:
+        if self.ws is None:
+            self.ws = self._connect()
+        self.fetch(self.ws)
+
+    def close(self) -> None:
+        if self.ws is not None:
+            self.ws.close()
+
+
 def capture_timescale_message(url: str, symbol: str, interval: str, bars: int) -> str:
     """The raw WebSocket message carrying the history, as the simulator sends it."""
     from websockets.sync.client import connect
@@ -220,14 +271,27 @@ def main() -> int:
         tv_fetch = tvdatafeed_fetcher(url, args.symbol, args.interval, args.bars)
         t_tv, df = best_of(args.rounds, tv_fetch)
         same = compare(ours, df) if df is not None else "tvdatafeed returned nothing"
+        floor = RawFloor(url, args.symbol, args.interval, args.bars)
+        floor.warm()
+        t_floor_cold, _ = best_of(args.rounds, floor.cold)
+        t_floor_warm, _ = best_of(args.rounds, floor.warm)
+        floor.close()
 
         n = len(ours.bars)
         print(f"history: {args.symbol} {interval}, {args.bars} bars requested, best of {args.rounds}, simulator {url}")
-        print(f"{'client':<14} {'bars':>6} {'wall ms':>9} {'bars/s':>11} {'vs tvdatafeed':>14}")
-        rows = [("ours (cold)", n, t_cold), ("ours (warm)", n, t_warm),
-                ("tvdatafeed", 0 if df is None else len(df), t_tv)]
-        for name, count, seconds in rows:
-            print(f"{name:<14} {count:>6} {seconds * 1e3:>9.1f} {count / seconds:>11,.0f} {t_tv / seconds:>13.1f}x")
+        print(f"{'client':<22} {'bars':>6} {'wall ms':>9} {'bars/s':>11} {'vs tvdatafeed':>14} {'client ms':>10}")
+        rows = [("ours (cold)", n, t_cold, t_floor_cold), ("ours (warm)", n, t_warm, t_floor_warm),
+                ("tvdatafeed (cold)", 0 if df is None else len(df), t_tv, t_floor_cold),
+                ("raw socket floor (cold)", n, t_floor_cold, t_floor_cold),
+                ("raw socket floor (warm)", n, t_floor_warm, t_floor_warm)]
+        for name, count, seconds, base in rows:
+            own = "" if seconds is base else f"{(seconds - base) * 1e3:>10.1f}"
+            print(f"{name:<22} {count:>6} {seconds * 1e3:>9.1f} {count / seconds:>11,.0f} "
+                  f"{t_tv / seconds:>13.1f}x {own:>10}")
+        print("client ms = wall time minus the raw-socket floor of the same kind (server time excluded)")
+        print(f"client-side cost: tvdatafeed {(t_tv - t_floor_cold) * 1e3:.0f} ms vs ours "
+              f"{(t_cold - t_floor_cold) * 1e3:.0f} ms cold: "
+              f"{(t_tv - t_floor_cold) / max(t_cold - t_floor_cold, 1e-9):.1f}x")
         print(f"same data: {same}")
 
         message = capture_timescale_message(url, args.symbol, args.interval, args.bars)

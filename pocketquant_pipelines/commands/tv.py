@@ -113,7 +113,9 @@ def _cmd_fetch(args: argparse.Namespace, settings) -> int:
             return await tv.fetch_history(args.symbol, interval, args.bars,
                                           session=args.session, adjustment=args.adjustment)
 
-    result = asyncio.run(go())
+    from pocketquant_pipelines.tradingview.client import run_blocking
+
+    result = run_blocking(go())
     out = sys.stdout
     rows = [
         {"time": b.time.isoformat(), "open": b.open, "high": b.high, "low": b.low, "close": b.close,
