@@ -101,7 +101,11 @@ class BarAggregator:
         """Apply one tick; return the bars it completed (oldest first)."""
         if tick.symbol != self.symbol and normalize_symbol(tick.symbol) != self.symbol:
             raise InvalidInputError(f"tick for {tick.symbol!r} given to the aggregator of {self.symbol!r}")
-        return self.on_tick_values(ensure_utc(tick.time, "tick time").timestamp(), tick.price, tick.volume)
+        time = tick.time
+        if getattr(time, "tzinfo", None) is None:
+            ensure_utc(time, "tick time")  # raises: naive (its zone would be a guess) or not a datetime
+        # timestamp() of an aware datetime is zone-independent: no conversion needed.
+        return self.on_tick_values(time.timestamp(), tick.price, tick.volume)
 
     def on_tick_values(self, t: float, price: float, volume: float | None = None) -> list[Bar]:
         """Fast path: epoch seconds, price, per-tick volume (None when the market has none).
