@@ -202,14 +202,37 @@ class StreamerService:
         complete = [b for b in bars if b.time.timestamp() > anchor]
         partial = [b for b in bars if b.time.timestamp() <= anchor]
         self.metrics.bars_completed.inc(len(bars))
-        if complete:
-            self.store_writer.put(complete, partial=False)
-        if partial:
-            self.store_writer.put(partial, partial=True)
+        if not state.session_known:
+            self._hold_unaligned(state, bars)
+        else:
+            if complete:
+                self.store_writer.put(complete, partial=False)
+            if partial:
+                self.store_writer.put(partial, partial=True)
         # published either way: the bucket is closed; ``partial`` tells subscribers that the
         # streamer did not watch it from its start
         self.cache_writer.on_completed(complete, partial=False)
         self.cache_writer.on_completed(partial, partial=True)
+
+    def _hold_unaligned(self, state: SymbolState, bars: list[Bar]) -> None:
+        """Bars of a symbol whose session is not in the registry yet were bucketed as 24x7;
+        for an exchange session they would sit under keys history never produces (a 1h bar
+        at 14:00 instead of 14:30), and no later sync would replace them. So they go to the
+        live cache only, counted and warned about once per symbol, until a historical sync
+        records the session and the registry poll rebuilds the aggregator."""
+        self.metrics.bars_unaligned.inc(len(bars))
+        if not state.extra.get("warned_unaligned"):
+            state.extra["warned_unaligned"] = True
+            log.warning("bars_not_stored_session_unknown", symbol=state.symbol,
+                        hint="run a historical sync of the symbol; it records its session")
+
+    def _to_store_partial(self, state: SymbolState, bars: list[Bar]) -> None:
+        if not bars:
+            return
+        if state.session_known:
+            self.store_writer.put(bars, partial=True)
+        else:
+            self._hold_unaligned(state, bars)
 
     def _on_reconnect(self, count: int) -> None:
         log.info("stream_reconnected", reconnects=count, note="bars in progress across the gap are stored partial")
@@ -324,9 +347,7 @@ class StreamerService:
             closed = self._close_due(state, clock)
             if closed:
                 self._completed(state, closed)
-        rest = state.aggregator.flush()
-        if rest:
-            self.store_writer.put(rest, partial=True)
+        self._to_store_partial(state, state.aggregator.flush())
         self._late_base += state.aggregator.late_ticks
         self._oos_base += state.aggregator.out_of_session_ticks
 
@@ -391,8 +412,7 @@ class StreamerService:
         for state in self.symbols.values():
             rest = state.aggregator.flush()
             partial += len(rest)
-            if rest:
-                self.store_writer.put(rest, partial=True)
+            self._to_store_partial(state, rest)
         self.cache_writer.stop()
         unwritten = await asyncio.to_thread(self.store_writer.stop, max(1.0, deadline_s - (time.monotonic() - started)))
         await self.health.close()

@@ -16,10 +16,9 @@ def session_for(info: SymbolInfo) -> tuple[Session, bool]:
 
     A historical sync fills ``timezone``/``session`` from ``symbol_resolved``. Until it has run
     there is no reliable source (the quote snapshot's ``timezone`` comes without the session
-    string), so the symbol is aggregated as 24x7 and a warning says so: intraday buckets of a
-    24x7 market start at 00:00 UTC, which matches any symbol whose session opens on the hour
-    or half hour only by luck. The registry poll rebuilds the aggregator once the sync has
-    filled the fields.
+    string), so the symbol is aggregated as 24x7 and a warning says so. Its bars reach the live
+    cache but not the store (see ``StreamerService._hold_unaligned``). The registry poll
+    rebuilds the aggregator once the sync has filled the fields.
     """
     if info.session and info.timezone:
         try:

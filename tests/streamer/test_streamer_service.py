@@ -205,3 +205,43 @@ def test_in_progress_bars_and_quotes_reach_the_live_cache(settings, store, cache
     quote = cache.get_quote(BTC)
     assert quote["price"] == ticks[-1].price and quote["time"] == ticks[-1].time.isoformat()
     assert "received_at" in quote
+
+
+def test_symbol_without_session_streams_to_cache_but_not_store_until_synced(settings, store, cache, market):
+    store.add_symbol(SymbolInfo(AAPL, stream=True))  # no sync yet: no session in the registry
+    client = ScriptedClient()
+    service = make_service(settings, store, cache, client, registry_poll_s=0.02)
+    spec = market.spec(AAPL)
+    day1 = replay(market, AAPL, datetime(2026, 1, 29, 15, tzinfo=UTC), datetime(2026, 1, 29, 16, tzinfo=UTC))
+    day2 = replay(market, AAPL, datetime(2026, 1, 30, 15, tzinfo=UTC), datetime(2026, 1, 30, 16, tzinfo=UTC))
+
+    async def go():
+        task = asyncio.create_task(service.run())
+        await asyncio.wait_for(service.started.wait(), 5)
+        for _ in range(300):
+            if AAPL in service.symbols:
+                break
+            await asyncio.sleep(0.01)
+        assert not service.symbols[AAPL].session_known
+        for tick in day1:
+            service.on_tick(tick)
+        service.close_due_bars()
+        store.update_symbol(AAPL, timezone=spec.timezone, session=spec.session)  # a sync ran
+        for _ in range(300):
+            if service.symbols[AAPL].session_known:
+                break
+            await asyncio.sleep(0.01)
+        assert service.symbols[AAPL].session_known
+        for tick in day2:
+            service.on_tick(tick)
+        service.close_due_bars()
+        service.request_stop()
+        await asyncio.wait_for(task, 10)
+
+    asyncio.run(go())
+    assert service.metrics.bars_unaligned.value > 50
+    frame = store.read_bars(AAPL, "1h")
+    # only session-aligned keys (xx:30 in New York's 09:30 session) ever reached the store
+    assert len(frame) and set(frame.index.minute) == {30}
+    assert frame.index.min() >= datetime(2026, 1, 30, tzinfo=UTC)
+    compare_with_history(store, market, AAPL, day2[-1].time.timestamp())
