@@ -98,6 +98,27 @@ class RawClient:
         return got
 
 
+    async def sync(self) -> None:
+        """Round trip: every reply to commands sent before this one has arrived afterwards
+        (the server handles a connection's commands in order)."""
+        self._syncs = getattr(self, "_syncs", 0) + 1
+        qs = f"qs_sync{self._syncs}"
+        await self.send("quote_create_session", qs)
+        await self.send("quote_add_symbols", qs, "SYNC:NONE")
+        await self.until(lambda f: f.method == "qsd" and f.params[0] == qs)
+
+    async def wait_closed(self, timeout: float = 15.0) -> int | None:
+        """Read until the server closes the socket; the close code."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        try:
+            while (left := deadline - loop.time()) > 0:
+                await self.recv(left)
+        except (TimeoutError, ConnectionClosed):
+            pass
+        return self.ws.close_code
+
+
 def method_is(name: str):
     return lambda f: f.kind == "message" and f.method == name
 

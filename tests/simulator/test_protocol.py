@@ -3,6 +3,7 @@ checked with a raw WebSocket client and against captured real frames."""
 
 import json
 import re
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -61,15 +62,14 @@ async def test_hello_comes_first_with_the_real_fields():
 async def test_heartbeats_count_up_and_unanswered_heartbeats_close_the_socket():
     async with server(heartbeat_s=0.2) as srv:
         async with RawClient(srv.url) as c:
-            frames = await c.collect(1.1)
-            beats = [f.raw for f in frames if f.kind == "heartbeat"]
-            assert beats[:4] == ["~h~1", "~h~2", "~h~3", "~h~4"]
+            frames = await c.until(lambda f: f.kind == "heartbeat" and f.raw == "~h~4")
+            assert [f.raw for f in frames if f.kind == "heartbeat"] == ["~h~1", "~h~2", "~h~3", "~h~4"]
             # Heartbeats travel alone, framed like the capture: ~m~4~m~~h~1
             assert "~m~4~m~~h~1" in c.messages
+            await c.until(lambda f: f.kind == "heartbeat" and f.raw == "~h~6")  # echoed: still open
             assert srv.stats.heartbeats_echoed >= 4 and srv.stats.heartbeat_timeouts == 0
         async with RawClient(srv.url, echo=False) as mute:
-            await mute.collect(1.5)
-            assert mute.ws.close_code is not None  # closed for not echoing
+            assert await mute.wait_closed() == 1000  # closed for not echoing
             assert srv.stats.heartbeat_timeouts == 1
 
 
@@ -196,7 +196,7 @@ async def test_force_permission_flag_is_a_critical_error_and_adds_nothing():
 
 @run
 async def test_quotes_full_snapshot_then_only_changed_fields():
-    async with server(speed=20) as srv, RawClient(srv.url) as c:
+    async with server(speed=100) as srv, RawClient(srv.url) as c:
         await c.recv()
         await c.send("quote_create_session", "qs_x")
         await c.send("quote_add_symbols", "qs_x", "BINANCE:BTCUSDT", AAPL, "SP:SPX", "FOREX:EURUSD")
@@ -214,9 +214,10 @@ async def test_quotes_full_snapshot_then_only_changed_fields():
         # n echoes exactly the subscribed string, descriptor included.
         assert qsd_values(first, AAPL)[0]["pro_name"] == "NASDAQ:AAPL"
         assert {f.params[1] for f in first if f.method == "quote_completed"} == {"BINANCE:BTCUSDT", AAPL, "SP:SPX"}
-        later = await c.collect(1.5)
+        later = await c.until(lambda f: f.method == "qsd" and f.params[1]["n"] == "BINANCE:BTCUSDT"
+                              and f.params[1]["v"].get("lp_time", 0) >= snap["lp_time"] + 60)
         partial = qsd_values(later, "BINANCE:BTCUSDT")
-        assert len(partial) >= 4
+        assert len(partial) >= 12
         assert all("description" not in v and "pricescale" not in v for v in partial)
         assert any(set(v) == {"lp_time"} for v in partial)            # lp_time alone
         assert any(set(v) <= {"bid", "ask", "bid_size", "ask_size"} for v in partial)  # book alone
@@ -350,17 +351,19 @@ async def test_daily_aapl_bars_open_at_session_open_across_dst():
 
 @run
 async def test_speed_makes_simulated_hours_pass_in_seconds():
-    async with server(speed=3600 * 2) as srv, RawClient(srv.url) as c:
+    speed = 3600 * 2
+    async with server(speed=speed) as srv, RawClient(srv.url) as c:
         await c.recv()
+        wall0, sim0 = time.monotonic(), srv.clock.now_epoch()
         await c.send("quote_create_session", "qs_x")
         await c.send("quote_add_symbols", "qs_x", "BINANCE:BTCUSDT")
         first = await c.until(method_is("quote_completed"))
         t0 = qsd_values(first, "BINANCE:BTCUSDT")[0]["lp_time"]
-        later = await c.collect(1.0)
-        times = [v["lp_time"] for v in qsd_values(later, "BINANCE:BTCUSDT") if "lp_time" in v]
-        assert times[-1] - t0 >= 3600  # an hour of simulated time within a wall second
-        assert times == sorted(times) and len(times) == len(set(times))
-        assert all(b - a == 10 for a, b in zip(times, times[1:]))  # no tick skipped
+        later = await c.until(lambda f: f.method == "qsd" and f.params[1]["v"].get("lp_time", 0) >= t0 + 3600, timeout=30)
+        sim_elapsed, wall_elapsed = srv.clock.now_epoch() - sim0, time.monotonic() - wall0
+        assert sim_elapsed >= 3600 and sim_elapsed >= 0.99 * speed * wall_elapsed
+        times = [t0] + [v["lp_time"] for v in qsd_values(later, "BINANCE:BTCUSDT") if "lp_time" in v]
+        assert all(b - a == 10 for a, b in zip(times, times[1:]))  # an hour of ticks, none skipped
 
 
 @run
@@ -420,7 +423,7 @@ async def test_modify_and_remove_series_and_delete_chart_session():
         assert len(times) == 20 and update["t"] == "s2" and all(b - a >= 300 for a, b in zip(times, times[1:]))
         assert frames[-1].params[3] == "s2"  # the new turnaround id
         await c.send("remove_series", "cs_test", "s1")
-        await c.collect(0.3)
+        await c.sync()
         assert not [f for f in await c.collect(1.0) if f.method == "du"]
         await c.send("chart_delete_session", "cs_test")
         await c.send("create_series", "cs_test", "s9", "s1", "symbol_1", "1", 5)
@@ -437,11 +440,14 @@ async def test_quote_remove_fast_and_hibernate():
         await c.until(lambda f: f.method == "quote_completed" and f.params[1] == "NASDAQ:AAPL")
         await c.send("quote_fast_symbols", "qs_h", "BINANCE:BTCUSDT")
         await c.send("quote_hibernate_all", "qs_h")
-        await c.collect(0.3)
-        names = {f.params[1]["n"] for f in await c.collect(1.0) if f.method == "qsd"}
+        await c.sync()
+        frames = await c.until(lambda f: f.method == "qsd" and f.params[1]["n"] == "BINANCE:BTCUSDT"
+                               and "lp" in f.params[1]["v"])
+        frames += await c.collect(1.0)
+        names = {f.params[1]["n"] for f in frames if f.method == "qsd"}
         assert names == {"BINANCE:BTCUSDT"}  # hibernated symbols wait; fast symbols stream
         await c.send("quote_remove_symbols", "qs_h", "BINANCE:BTCUSDT")
-        await c.collect(0.3)
+        await c.sync()
         assert not [f for f in await c.collect(1.0) if f.method == "qsd"]
 
 
