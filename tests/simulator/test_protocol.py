@@ -511,3 +511,16 @@ async def test_quote_stream_replays_every_tick_across_the_weekend():
             assert sessions == ["out_of_session", "market"], symbol  # Friday's close, Monday's open
         aapl = [v for v in qsd_values(frames, "NASDAQ:AAPL") if "volume" in v]
         assert aapl[-1]["volume"] < aapl[0]["volume"]  # Monday's cumulative volume restarted
+
+
+def test_bad_server_settings_name_the_bad_value():
+    import pytest
+
+    from pocketquant_pipelines.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match="FOO:BAR"):
+        SimulatorServer(delays={"FOO:BAR": 900})
+    with pytest.raises(InvalidInputError, match="speed"):
+        SimulatorServer(speed=0)
+    with pytest.raises(InvalidInputError, match="heartbeat_s"):
+        SimulatorServer(heartbeat_s=-1)

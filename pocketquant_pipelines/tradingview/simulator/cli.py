@@ -44,9 +44,29 @@ def _positive(kind):
     return parse
 
 
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid port {text!r}: expected 0-65535") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"invalid port {text!r}: expected 0-65535")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
+    return value
+
+
 def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT,
+    parser.add_argument("--port", type=_port, default=DEFAULT_PORT,
                         help=f"TCP port (default {DEFAULT_PORT}; 0 picks a free one)")
     parser.add_argument("--seed", type=int, default=42, help="market seed: same seed, same data (default 42)")
     parser.add_argument("--speed", type=_positive(float), default=1.0,
@@ -61,11 +81,11 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
                         help="serve SYMBOL delayed (update_mode delayed_streaming_SECONDS); repeatable")
     parser.add_argument("--no-warm-up", dest="warm_up", action="store_false",
                         help="do not precompute daily history in the background at start")
-    parser.add_argument("--refuse", type=int, default=0, metavar="K",
+    parser.add_argument("--refuse", type=_count, default=0, metavar="K",
                         help="fault: refuse the first K connections with HTTP 429")
     parser.add_argument("--drop-every-s", type=_positive(float), default=None, metavar="T",
                         help="fault: drop every connection T seconds after it opens")
-    parser.add_argument("--malformed-every", type=int, default=None, metavar="N",
+    parser.add_argument("--malformed-every", type=_positive(int), default=None, metavar="N",
                         help="fault: insert a malformed frame after every N data frames")
 
 
@@ -83,7 +103,7 @@ def _delays(items: list[str] | None) -> dict[str, int] | None:
 
 def build_server(args: argparse.Namespace) -> SimulatorServer:
     faults = FaultConfig(
-        refuse_connections=max(0, args.refuse or 0),
+        refuse_connections=args.refuse or 0,
         drop_every_s=args.drop_every_s,
         malformed_every=args.malformed_every,
     )
