@@ -112,28 +112,32 @@ class BarAggregator:
 
         Returns the bars this tick completed, oldest first (usually none).
         """
-        if not -_INF < price < _INF:  # also false for NaN
-            raise InvalidInputError(f"tick price {price!r} for {self.symbol} is not a finite number")
-        if self._m_start <= t < self._m_end:
+        try:
+            # Chained comparisons are False for NaN, so these also reject NaN and +-inf.
+            valid = -_INF < price < _INF and (volume is None or 0 <= volume < _INF)
+            in_live_minute = self._m_start <= t < self._m_end
+        except TypeError:  # None, strings...
+            valid = False
+        if not valid:
+            raise InvalidInputError(f"bad tick for {self.symbol}: {_tick_problem(t, price, volume)}")
+        if in_live_minute:
             if price > self._h:
                 self._h = price
             elif price < self._l:
                 self._l = price
             self._c = price
             if volume is not None:
-                if not volume >= 0:  # negative or NaN
-                    raise InvalidInputError(f"tick volume {volume!r} for {self.symbol} is not >= 0")
                 v = self._v
                 self._v = volume if v is None else v + volume
             return []
         return self._new_bucket(t, price, volume)
 
     def _new_bucket(self, t: float, price: float, volume: float | None) -> list[Bar]:
+        if not -_INF < t < _INF:
+            raise InvalidInputError(f"bad tick for {self.symbol}: {_tick_problem(t, price, volume)}")
         if t < self._m_start:
             self.late_ticks += 1
             return []
-        if volume is not None and not volume >= 0:
-            raise InvalidInputError(f"tick volume {volume!r} for {self.symbol} is not >= 0")
         if self._closed_from <= t < self._closed_until:
             self.out_of_session_ticks += 1
             return []
@@ -247,6 +251,19 @@ class BarAggregator:
         bars = sorted(self.current_bars().values(), key=_bar_order)
         self._reset()
         return bars
+
+
+def _tick_problem(t: object, price: object, volume: object) -> str:
+    def finite(x: object) -> bool:
+        return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+    if not finite(t):
+        return f"time {t!r} is not finite epoch seconds"
+    if not finite(price):
+        return f"price {price!r} is not a finite number"
+    if volume is not None and not (finite(volume) and volume >= 0):  # type: ignore[operator]
+        return f"volume {volume!r} is not a finite number >= 0"
+    return f"time {t!r}, price {price!r}, volume {volume!r} not usable"
 
 
 def _bar_order(bar: Bar) -> tuple[datetime, int]:

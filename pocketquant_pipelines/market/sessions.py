@@ -56,6 +56,12 @@ class Session:
     def __post_init__(self) -> None:
         # Validate on construction so every Session in the system is usable (errors name the
         # bad spec or timezone); the compiled rules are cached for later alignment calls.
+        if not isinstance(self.spec, str):
+            raise _bad(self.spec, "expected a TradingView session string such as '0930-1600'")
+        if not isinstance(self.timezone, str):
+            raise InvalidSessionError(
+                f"invalid session timezone {self.timezone!r}: expected an IANA name such as 'America/New_York'"
+            )
         _rules(self)
 
     @classmethod
@@ -162,7 +168,7 @@ def _parse_spec(spec: str) -> tuple[tuple[tuple[int, int], ...], ...]:
 
 def _zone(session: Session) -> ZoneInfo:
     name = session.timezone
-    if not isinstance(name, str) or not name:
+    if not name:
         raise InvalidSessionError(f"invalid session timezone {name!r}: expected an IANA name such as 'America/New_York'")
     try:
         return ZoneInfo(name)
@@ -175,8 +181,6 @@ def _zone(session: Session) -> ZoneInfo:
 @lru_cache(maxsize=512)
 def _rules(session: Session) -> _Rules:
     spec = session.spec
-    if not isinstance(spec, str):
-        raise _bad(spec, "expected a TradingView session string such as '0930-1600'")
     zone = _zone(session)
     week = _parse_spec(spec)
     always_open = all(ranges == ((0, 1440),) for ranges in week)

@@ -269,13 +269,19 @@ def test_tick_objects_and_bad_input():
         agg.on_tick(Tick("NASDAQ:AAPL", u("2024-07-16T10:00:02"), 5.0))
     with pytest.raises(InvalidInputError, match="naive"):
         agg.on_tick(Tick("BINANCE:BTCUSDT", datetime(2024, 7, 16, 10, 0, 3), 5.0))
-    for price in (math.nan, math.inf, -math.inf):
-        with pytest.raises(InvalidInputError, match=repr(price)):
-            agg.on_tick_values(u("2024-07-16T10:00:04").timestamp(), price, 1.0)
-    with pytest.raises(InvalidInputError, match="-1.0"):
-        agg.on_tick_values(u("2024-07-16T10:00:05").timestamp(), 5.0, -1.0)
-    with pytest.raises(InvalidInputError, match="-2.0"):
-        agg.on_tick_values(u("2024-07-16T10:05:05").timestamp(), 5.0, -2.0)
+    live = u("2024-07-16T10:00:04").timestamp()
+    later = u("2024-07-16T10:05:05").timestamp()  # would open a new minute
+    for price in (math.nan, math.inf, -math.inf, None, "5.0"):
+        for t in (live, later):
+            with pytest.raises(InvalidInputError, match=f"price {price!r}"):
+                agg.on_tick_values(t, price, 1.0)
+    for volume in (-1.0, math.nan, math.inf, "1"):
+        for t in (live, later):
+            with pytest.raises(InvalidInputError, match=f"volume {volume!r}"):
+                agg.on_tick_values(t, 5.0, volume)
+    for t in (math.nan, math.inf, None):
+        with pytest.raises(InvalidInputError, match=f"time {t!r}"):
+            agg.on_tick_values(t, 5.0, 1.0)
     # Rejected ticks left the bar untouched.
     bar = agg.current_bars()[Interval.M1]
     assert (bar.open, bar.high, bar.low, bar.close, bar.volume) == (5.0, 5.0, 5.0, 5.0, 1.0)

@@ -495,3 +495,14 @@ def test_every_session_string_seen_in_captures_parses(spec):
     session = Session.parse(spec, "America/New_York")
     week = bar_starts_between(u("2024-07-15T00:00"), u("2024-07-22T00:00"), Interval.D1, session)
     assert 5 <= len(week) <= 7
+
+
+@pytest.mark.parametrize("spec, timezone, needle", [
+    (["0930-1600"], "America/New_York", "['0930-1600']"),
+    ("0930-1600", 5, "5"),
+    ("0930-1600", "Mars/Base", "'Mars/Base'"),
+])
+def test_direct_construction_validates_too(spec, timezone, needle):
+    with pytest.raises(InvalidSessionError) as info:
+        Session(timezone, spec)
+    assert needle in str(info.value)
