@@ -123,8 +123,11 @@ class SymbolSpec:
 
     @property
     def decimals(self) -> int:
-        """Decimal places of one price unit (pricescale 100 -> 2, 4 -> 2, 1 -> 0)."""
-        return max(0, math.ceil(math.log10(self.pricescale))) if self.pricescale > 1 else 0
+        """Decimal places of one price unit (pricescale 100 -> 2, 4 -> 2 (0.25), 1 -> 0)."""
+        for d in range(12):
+            if (10 ** d) % self.pricescale == 0:
+                return d
+        return 12
 
 
 DEFAULT_SYMBOLS: tuple[SymbolSpec, ...] = (

@@ -76,7 +76,7 @@ class QuoteFeed:
         return int(value) if self.spec.volume_unit >= 1 else value
 
     def _change(self, units: int, prev_close: int) -> tuple[float, float]:
-        ch = round((units - prev_close) / self.spec.pricescale, self.spec.decimals)
+        ch = (units - prev_close) / self.spec.pricescale  # integer units: exact, shortest repr
         chp = round((units - prev_close) / prev_close * 100.0, 2) if prev_close else 0.0
         return ch, chp
 
