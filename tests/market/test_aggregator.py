@@ -79,9 +79,12 @@ def pandas_bars(ticks, interval: Interval) -> pd.DataFrame:
     return ohlc.dropna(subset=["open"])
 
 
-def test_24x7_all_intervals_match_pandas_resample():
-    # Five weeks crossing the end of February 2024 (a leap month) and of March.
-    ticks = random_ticks(u("2024-02-19T07:13"), u("2024-03-25T05:00"), seed=3, mean_gap=30.0)
+@pytest.mark.parametrize("first, last", [
+    ("2024-02-12T07:13", "2024-03-11T05:00"),  # four weeks across the end of a leap February
+    ("2024-12-16T21:40", "2025-01-13T02:00"),  # across a year end; week of Mon 12-30 holds 01-01
+])
+def test_24x7_all_intervals_match_pandas_resample(first, last):
+    ticks = random_ticks(u(first), u(last), seed=3, mean_gap=30.0)
     agg = BarAggregator("BINANCE:BTCUSDT", SESSION_24X7)
     completed = feed(agg, ticks)
     partial = agg.flush()
