@@ -34,7 +34,7 @@ from pocketquant_pipelines.market.sessions import (
 )
 from pocketquant_pipelines.market.symbols import normalize_symbol
 from pocketquant_pipelines.market.ticks import Tick
-from pocketquant_pipelines.market.timeutil import ensure_utc, from_epoch
+from pocketquant_pipelines.market.timeutil import ensure_utc
 
 _INF = math.inf
 _ORDER = {interval: n for n, interval in enumerate(ALL_INTERVALS)}
