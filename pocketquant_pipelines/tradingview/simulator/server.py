@@ -454,9 +454,14 @@ class _Connection:
             handler = getattr(self, "cmd_" + frame.method, None)
             if handler is None:
                 continue  # unknown methods are ignored silently
-            result = handler(frame.params)
-            if asyncio.iscoroutine(result):
-                await result
+            try:
+                result = handler(frame.params)
+                if asyncio.iscoroutine(result):
+                    await result
+            except _Closing:
+                raise
+            except Exception:  # a simulator bug must show up in the log, not kill the socket
+                log.exception("simulator_command_failed", connection=self.number, method=frame.method)
 
     async def protocol_error(self, text: str) -> None:
         self.server.stats.protocol_errors += 1
