@@ -78,8 +78,10 @@ async def test_series_sequence_and_packing():
     async with server() as srv, RawClient(srv.url) as c:
         await c.recv()  # hello
         frames = await open_series(c, "1", 300)
-        assert methods(frames) == ["series_loading", "symbol_resolved", "timescale_update", "series_completed"]
-        loading, resolved, update, completed = [f for f in frames if f.kind == "message"]
+        assert methods(frames) == ["series_loading", "symbol_resolved", "timescale_update", "series_timeframe",
+                                   "series_completed"]
+        loading, resolved, update, timeframe, completed = [f for f in frames if f.kind == "message"]
+        assert timeframe.params == ["cs_test", "s1", "s1", 0, 299, "LASTSESSION", True]
         assert loading.params == ["cs_test", "s1", "s1"] and loading.t is not None and loading.t_ms is not None
         info = resolved.params[2]
         for key in ("name", "full_name", "pro_name", "description", "exchange", "type", "currency_code",
@@ -94,7 +96,7 @@ async def test_series_sequence_and_packing():
         assert completed.params == ["cs_test", "s1", "streaming", "s1", {"rt_update_period": 5}]
         # timescale_update and series_completed arrive packed in ONE WebSocket message.
         last = c.messages[-1]
-        assert [f.method for f in decode_message(last)] == ["timescale_update", "series_completed"]
+        assert [f.method for f in decode_message(last)] == ["timescale_update", "series_timeframe", "series_completed"]
         # Bars: UTC open times as floats, 6 values, the last one in progress at sim time.
         v = series["s"][-1]["v"]
         assert len(v) == 6 and isinstance(v[0], float)
@@ -417,7 +419,8 @@ async def test_modify_and_remove_series_and_delete_chart_session():
         await open_series(c, "1", 20)
         await c.send("modify_series", "cs_test", "s1", "s2", "symbol_1", "5", "")
         frames = await c.until(method_is("series_completed"))
-        assert [m for m in methods(frames) if m != "du"] == ["series_loading", "timescale_update", "series_completed"]
+        assert [m for m in methods(frames) if m != "du"] == ["series_loading", "timescale_update", "series_timeframe",
+                                                             "series_completed"]
         update = next(f for f in frames if f.method == "timescale_update").params[1]["s1"]
         times = [b["v"][0] for b in update["s"]]
         assert len(times) == 20 and update["t"] == "s2" and all(b - a >= 300 for a, b in zip(times, times[1:]))
@@ -524,3 +527,41 @@ def test_bad_server_settings_name_the_bad_value():
         SimulatorServer(speed=0)
     with pytest.raises(InvalidInputError, match="heartbeat_s"):
         SimulatorServer(heartbeat_s=-1)
+
+
+@run
+async def test_request_more_tickmarks_gets_future_marks_with_empty_series():
+    async with server() as srv, RawClient(srv.url) as c:
+        await c.recv()
+        frames = await open_series(c, "D", 30)
+        last = next(f for f in frames if f.method == "timescale_update").params[1]["s1"]["s"][-1]
+        await c.send("request_more_tickmarks", "cs_test", "s1", 10)
+        update = (await c.until(method_is("timescale_update")))[-1]
+        assert update.params[1] == {}  # p[1] carries no series, as in the 2019 capture
+        marks = update.params[2]
+        assert marks["index"] == last["i"] + 1 and len(marks["changes"]) == 10
+        days = [datetime.fromtimestamp(t, UTC) for t in marks["changes"]]
+        assert days[0] > datetime.fromtimestamp(last["v"][0], UTC)
+        assert all(d.weekday() < 5 and d.strftime("%H:%M") in ("13:30", "14:30") for d in days)
+
+
+@run
+async def test_optional_empty_first_timescale_update():
+    async with server(empty_first_update=True) as srv, RawClient(srv.url) as c:
+        await c.recv()
+        frames = await open_series(c, "60", 50)
+        updates = [f for f in frames if f.method == "timescale_update"]
+        assert [len(u.params[1]["s1"]["s"]) for u in updates] == [0, 50]
+
+
+def test_our_client_copes_with_the_empty_first_update():
+    import pytest
+
+    client = pytest.importorskip("pocketquant_pipelines.tradingview.client")
+    from pocketquant_pipelines.tradingview.simulator import run_simulator_in_thread
+
+    with run_simulator_in_thread(sim_start=START, empty_first_update=True, resolve_delay_s=0.0) as srv:
+        result = client.fetch_history_sync("NASDAQ:AAPL", "1h", 120, url=srv.url)
+        truth = srv.market.history("NASDAQ:AAPL", "1h", START, 120)
+        assert [b.time for b in result.bars] == [b.time for b in truth]
+        assert result.bars[:-1] == truth[:-1]

@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -36,7 +36,7 @@ from websockets.exceptions import ConnectionClosed
 from pocketquant_pipelines.errors import InvalidInputError
 from pocketquant_pipelines.logging import get_logger
 from pocketquant_pipelines.market.intervals import Interval
-from pocketquant_pipelines.market.sessions import bar_end
+from pocketquant_pipelines.market.sessions import bar_end, bar_starts_between
 from pocketquant_pipelines.market.timeutil import ensure_utc, from_epoch
 from pocketquant_pipelines.tradingview.codec import decode_message, encode_frame
 from pocketquant_pipelines.tradingview.simulator.faults import FaultConfig, ServerStats
@@ -594,6 +594,12 @@ class _Connection:
         requested = count if count is not None else depth
         series = _Series(sid, turnaround, ref, model, interval, requested)
         chart.series[sid] = series
+        if self.server.empty_first_update:
+            # RS events.json: the first timescale_update of a new series can be empty.
+            self.emit(self.stamp("timescale_update", [
+                cs, {sid: {"s": [], "ns": {"d": "", "indexes": []}, "t": turnaround}},
+                {"index": 0, "zoffset": 0, "changes": [], "marks": [], "index_diff": []},
+            ]))
         bars = await asyncio.to_thread(
             _window_bars, model, interval, visible, depth, min(requested, depth), end_at, start_at
         )
@@ -609,7 +615,9 @@ class _Connection:
         else:
             series.oldest = series.last_time = visible
         self.emit(
-            self.stamp("timescale_update", [cs, _series_payload(series, bars, 0), _timescale(model, bars, 0)]),
+            self.stamp("timescale_update", [cs, _series_payload(series, bars, 0), _timescale(model, bars, 0, interval)]),
+            # Sent after the bars in 2023 captures; clients must simply ignore it.
+            self.plain("series_timeframe", [cs, sid, turnaround, 0, max(0, len(bars) - 1), "LASTSESSION", True]),
             self.stamp("series_completed", [cs, sid, model.spec.update_mode, turnaround, {"rt_update_period": 5}]),
         )
         series.completed = True
@@ -638,12 +646,26 @@ class _Connection:
         if done:
             extra["data_completed"] = "end"
         self.emit(
-            self.stamp("timescale_update", [chart.cs, _series_payload(series, bars, 0), _timescale(model, bars, 0)]),
+            self.stamp("timescale_update", [chart.cs, _series_payload(series, bars, 0),
+                                            _timescale(model, bars, 0, series.interval)]),
             self.stamp("series_completed", [chart.cs, series.sid, model.spec.update_mode, series.turnaround, extra]),
         )
 
-    def cmd_request_more_tickmarks(self, p: list) -> None:
-        pass
+    async def cmd_request_more_tickmarks(self, p: list) -> None:
+        """Future time-scale marks: a timescale_update whose p[1] is ``{}`` (DT-2019)."""
+        chart = await self._chart("request_more_tickmarks", p)
+        series = chart.series.get(p[1]) if len(p) > 2 and isinstance(p[1], str) else None
+        n = p[2] if len(p) > 2 else None
+        if series is None or series.last_time is None or not isinstance(n, int) or isinstance(n, bool) or n <= 0:
+            return
+        model, interval = series.model, series.interval
+        after = bar_end(from_epoch(series.last_time), interval, model.session)
+        horizon = after + timedelta(seconds=interval.nominal_seconds * (n + 1) * 3) + timedelta(days=10)
+        starts = bar_starts_between(after, horizon, interval, model.session)[: min(n, 1000)]
+        times = np.asarray([int(t.timestamp()) for t in starts], dtype=np.int64)
+        future = BarArrays(times, times, times, times, times, times)
+        marks = _timescale(model, future, series.last_index + 1, interval)
+        self.emit(self.stamp("timescale_update", [chart.cs, {}, marks]))
 
     # ------------------------------------------------------------------ quote session
 
@@ -793,7 +815,7 @@ def _series_payload(series: _Series, bars: BarArrays, first_index: int) -> dict:
     return {series.sid: body}
 
 
-def _timescale(model: _SymbolModel, bars: BarArrays, first_index: int) -> dict:
+def _timescale(model: _SymbolModel, bars: BarArrays, first_index: int, interval: Interval) -> dict:
     """The third timescale_update element: bar times and time-scale marks [weight, t, i].
 
     Weights as observed (§5.2): 70 first bar of a year, 60 of a month, 50 of a week (Monday),
@@ -803,7 +825,7 @@ def _timescale(model: _SymbolModel, bars: BarArrays, first_index: int) -> dict:
     marks = []
     zone = ZoneInfo(model.spec.timezone)
     prev = None
-    intraday = len(times) > 1 and (times[1] - times[0]) < 86_400
+    intraday = interval.is_intraday
     for k, t in enumerate(times):
         local = datetime.fromtimestamp(t, zone)
         day = local.date()
@@ -920,6 +942,7 @@ class SimulatorServer:
         max_frames_per_message: int = 64,
         delays: dict[str, int] | None = None,
         warm_up: bool = False,
+        empty_first_update: bool = False,
     ):
         if not heartbeat_s > 0:
             raise InvalidInputError(f"heartbeat_s {heartbeat_s!r} must be > 0")
@@ -952,6 +975,7 @@ class SimulatorServer:
         self.resolve_delay_s = float(resolve_delay_s)
         self.max_frames_per_message = int(max_frames_per_message)
         self.warm_up = bool(warm_up)
+        self.empty_first_update = bool(empty_first_update)
         self._warm_thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._server = None
