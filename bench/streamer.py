@@ -124,6 +124,7 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=20.0, help="measurement window (s)")
     ap.add_argument("--warmup", type=float, default=8.0, help="seconds before measuring")
     ap.add_argument("--markdown", action="store_true")
+    ap.add_argument("--profile", metavar="PATH", help="run the streamer under cProfile, write stats to PATH")
     args = ap.parse_args()
 
     import redis
@@ -176,7 +177,10 @@ def main() -> int:
         for name in symbol_names(args.symbols):
             store.add_symbol(SymbolInfo(name, timezone="Etc/UTC", session="24x7", stream=True))
         store.close()
-        streamer = subprocess.Popen([sys.executable, "-m", "streamer"], env=env, cwd=tmp,
+        command = [sys.executable, "-m", "streamer"]
+        if args.profile:
+            command = [sys.executable, "-m", "cProfile", "-o", str(Path(args.profile).resolve()), "-m", "streamer"]
+        streamer = subprocess.Popen(command, env=env, cwd=tmp,
                                     stdout=subprocess.DEVNULL, stderr=open(tmp / "streamer.log", "w"),
                                     preexec_fn=lambda: (signal.signal(signal.SIGTERM, signal.SIG_DFL),
                                                         signal.signal(signal.SIGINT, signal.SIG_DFL)))
@@ -248,6 +252,9 @@ def main() -> int:
             le = k.split('le="')[1].rstrip('"}')
             internal.append((float("inf") if le == "+Inf" else float(le), (hist[k] - hist0.get(k, 0)) / total))
         internal.sort()
+        rounds = (m1[p + "cache_round_seconds_count"] - m0[p + "cache_round_seconds_count"]) / elapsed
+        round_time = ((m1[p + "cache_round_seconds_sum"] - m0[p + "cache_round_seconds_sum"])
+                      / max(1.0, m1[p + "cache_round_seconds_count"] - m0[p + "cache_round_seconds_count"]))
         p50_bucket = next((le for le, frac in internal if frac >= 0.5), float("nan"))
         p99_bucket = next((le for le, frac in internal if frac >= 0.99), float("nan"))
         rows = [
@@ -260,6 +267,7 @@ def main() -> int:
             ("tick -> cache latency p99", f"{pct(latencies, 99) * 1000:.1f} ms"),
             ("tick -> cache latency max", f"{max(latencies) * 1000 if latencies else float('nan'):.1f} ms"),
             ("streamer-side tick -> cache write (histogram)", f"p50 <= {p50_bucket * 1000:g} ms, p99 <= {p99_bucket * 1000:g} ms"),
+            ("cache write rounds", f"{rounds:,.1f}/s, {round_time * 1000:.1f} ms each on average"),
             ("latency samples", f"{len(latencies):,} (symbols S0000-S0099)"),
             ("late ticks / cache errors", f"{late:.0f} / {cache_errors:.0f}"),
         ]

@@ -147,8 +147,10 @@ class CacheWriter:
         if len(messages) > _MAX_PENDING_MESSAGES:  # a stalled cache must not grow memory without bound
             self.metrics.publishes_dropped.inc(len(messages) - _MAX_PENDING_MESSAGES)
             messages = messages[-_MAX_PENDING_MESSAGES:]
+        started = time.perf_counter()
         try:
             write_round(self.cache, quotes, bars, messages)
+            self.metrics.cache_round_seconds.observe(time.perf_counter() - started)
         except Exception as exc:  # noqa: BLE001 - any backend failure is an outage
             self.metrics.cache_errors.inc()
             self.last_error = f"{type(exc).__name__}: {exc}"

@@ -155,6 +155,8 @@ class StreamerMetrics:
         self.publishes_dropped = r.counter("publishes_dropped_total", "Pub/sub messages not sent because the live cache was down.")
         self.tick_to_cache_seconds = r.histogram(
             "tick_to_cache_seconds", "Tick receipt to its quote being written to the live cache.", LATENCY_BUCKETS)
+        self.cache_round_seconds = r.histogram(
+            "cache_round_seconds", "Duration of one live cache write round (pipelined).", LATENCY_BUCKETS)
         self.bars_unaligned = r.counter(
             "bars_not_stored_session_unknown_total",
             "Bars of symbols whose session is not in the registry yet: live cache only, not stored.")
