@@ -135,8 +135,11 @@ class Connection:
             raise ConnectionLostError(f"cannot connect to {self.url}: {exc}", reason=str(exc)) from None
         self.stats.connections += 1
         self.stats.connected = True
-        await self.send("set_auth_token", [self._token])
         self._reader = asyncio.create_task(self._read_loop(), name=f"tv-reader-{id(self):x}")
+        try:
+            await self.send("set_auth_token", [self._token])
+        except ConnectionLostError:
+            pass  # already closed: the reader reports why (e.g. protocol_error) to the sessions
 
     async def close(self) -> None:
         await self._shutdown(None)
