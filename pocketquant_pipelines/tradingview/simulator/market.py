@@ -63,6 +63,7 @@ _MEAN_REVERSION = 0.004  # per day, towards the start price (keeps 8-year paths 
 _ANCHOR_BLOCK = 256      # anchor normals are drawn per block of days, seeded by block number
 _LOW48 = np.uint64((1 << 48) - 1)
 _BLOCK_SECONDS = 900  # every intraday interval >= 15m is a multiple of 15 minutes
+_SUMMARY_CHUNK = 256  # days summarised per lock acquisition
 
 
 @dataclass(frozen=True)
@@ -282,8 +283,7 @@ class _SymbolModel:
     # ------------------------------------------------------------------ trading days
 
     def ensure_days(self, until: int) -> None:
-        """Enumerate trading days (from the market core's 1d bars) with open <= ``until``,
-        plus one more so every enumerated day knows its successor's anchor."""
+        """Enumerate trading days (the market core's 1d bars) at least up to ``until``."""
         with self.lock:
             while self._horizon <= until:
                 lo = self._horizon
@@ -384,31 +384,38 @@ class _SymbolModel:
     def _ensure_summary(self, n: int) -> None:
         """OHLCV of days [0, n) (complete days only), computed once, and in the same pass the
         day's 15-minute blocks anchored at its open: every intraday bucket of 15 minutes or
-        more is a union of those blocks, so 15m..4h history is served without ticks."""
-        with self.lock:
-            have = self._summary.shape[0]
-            if have >= n:
-                return
-            rows = np.empty((n - have, 5), dtype=np.int64)
-            blocks: list[list[np.ndarray]] = [[] for _ in range(6)]
-            counts = np.empty(n - have, dtype=np.int64)
-            for i, d in enumerate(range(have, n)):
-                cached = self._days.get(d)
-                t = cached if cached is not None else self._generate_day(d)
-                u = t.units
-                rows[i] = (u[0], u.max(), u.min(), u[-1], t.cumvol[-1])
-                key = (t.times - t.times[0]) // _BLOCK_SECONDS
-                first = np.concatenate(([0], np.flatnonzero(np.diff(key)) + 1))
-                last = np.append(first[1:], u.shape[0]) - 1
-                for col, arr in zip(blocks, (
-                    t.times[first], u[first], np.maximum.reduceat(u, first), np.minimum.reduceat(u, first),
-                    u[last], np.add.reduceat(t.vol, first),
-                )):
-                    col.append(arr)
-                counts[i] = first.shape[0]
-            self._summary = np.concatenate((self._summary, rows))
-            self._blocks = BarArrays(*(np.concatenate([old, *new]) for old, new in zip(self._blocks, blocks)))
-            self._block_offsets = np.concatenate((self._block_offsets, self._block_offsets[-1] + np.cumsum(counts)))
+        more is a union of those blocks, so 15m..4h history is served without ticks.
+
+        Works in chunks, taking the lock per chunk, so a background warm-up never holds the
+        symbol for long."""
+        while True:
+            with self.lock:
+                have = self._summary.shape[0]
+                if have >= n:
+                    return
+                self._summarise(have, min(n, have + _SUMMARY_CHUNK))
+
+    def _summarise(self, have: int, n: int) -> None:
+        rows = np.empty((n - have, 5), dtype=np.int64)
+        blocks: list[list[np.ndarray]] = [[] for _ in range(6)]
+        counts = np.empty(n - have, dtype=np.int64)
+        for i, d in enumerate(range(have, n)):
+            cached = self._days.get(d)
+            t = cached if cached is not None else self._generate_day(d)
+            u = t.units
+            rows[i] = (u[0], u.max(), u.min(), u[-1], t.cumvol[-1])
+            key = (t.times - t.times[0]) // _BLOCK_SECONDS
+            first = np.concatenate(([0], np.flatnonzero(np.diff(key)) + 1))
+            last = np.append(first[1:], u.shape[0]) - 1
+            for col, arr in zip(blocks, (
+                t.times[first], u[first], np.maximum.reduceat(u, first), np.minimum.reduceat(u, first),
+                u[last], np.add.reduceat(t.vol, first),
+            )):
+                col.append(arr)
+            counts[i] = first.shape[0]
+        self._summary = np.concatenate((self._summary, rows))
+        self._blocks = BarArrays(*(np.concatenate([old, *new]) for old, new in zip(self._blocks, blocks)))
+        self._block_offsets = np.concatenate((self._block_offsets, self._block_offsets[-1] + np.cumsum(counts)))
 
     def _blocks_of_day(self, d: int) -> BarArrays | None:
         if d >= self._summary.shape[0]:
@@ -677,9 +684,10 @@ class SyntheticMarket:
         return from_epoch(int(model.opens[0]))
 
     def warm_up(self, symbol: str, until: datetime | float) -> None:
-        """Precompute the daily summaries up to ``until`` (what 1d/1w/1M history needs)."""
+        """Precompute the daily summaries and 15-minute blocks of every complete trading day
+        before ``until`` (what 15m..1M history needs), without holding the symbol for long."""
         model = self.model(symbol)
-        model.bars(Interval.D1, _epoch(until, "until"), count=1)
+        model._ensure_summary(max(0, model.last_day_opened_before(_epoch(until, "until"))))
 
     # ------------------------------------------------------------------ conversions
 
