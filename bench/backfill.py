@@ -1,0 +1,274 @@
+"""Backfill benchmark: 100 symbols x 13 intervals through a real Dagster webserver + daemon.
+
+    .venv/bin/python bench/backfill.py                      # 100 symbols, 500 bars/partition
+    .venv/bin/python bench/backfill.py --symbols 20 --bars 200 --sample 6   # quicker
+
+What it measures (docs/benchmarks.md, "## Backfill"):
+
+* fast path — what a user gets from the UI or from the registry sensor: ONE asset backfill of
+  every (symbol, interval). ``historical_bars`` has ``BackfillPolicy.single_run()``, so the
+  daemon groups the 1300 keys into 13 range runs (one per interval, 100 symbols each) and each
+  run fetches its keys concurrently on one TradingView client. Here the backfill is created by
+  ``symbol_registry_sensor`` after the symbols are registered in the store, exactly like a
+  fresh install. Wall time = backfill created -> last run finished (and from registration).
+* per-partition path — one run per (symbol, interval), what a backfill without the policy (or
+  a job backfill, which ignores policies) does. Measured on a SAMPLE of partitions launched
+  as single-partition runs over GraphQL and extrapolated linearly to 1300 (stated as such).
+
+Both paths fetch the same number of bars per partition from the simulator (SYNC_FIRST_BARS
+for the fast path's first sync; explicit ``bars`` for the sample), through the same daemon,
+run queue (max_concurrent_runs 4) and pool limit (3) as ``dagster_home/dagster.yaml``.
+
+The simulator runs in its own process with generated symbols SIM:S001..SIM:Snnn (24x7, like
+crypto, so every interval has full history).
+"""
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from pocketquant_pipelines.demo import ProcessGroup, free_port, wait_for_http  # noqa: E402
+
+
+def sim_specs(n: int):
+    from pocketquant_pipelines.tradingview.simulator.market import SymbolSpec
+
+    return [
+        SymbolSpec(f"SIM:S{i:03d}", f"Synthetic {i:03d}", "spot", "USD", "24x7", "Etc/UTC",
+                   pricescale=100, start_price=50.0 + i, daily_volatility=0.02,
+                   mean_tick_volume=100.0, exchange_name="SIM")
+        for i in range(1, n + 1)
+    ]
+
+
+def serve_simulator(port: int, n: int) -> None:
+    """Internal mode: run the simulator with n generated symbols until SIGTERM."""
+    import asyncio
+    import signal
+
+    from pocketquant_pipelines.tradingview.simulator.server import SimulatorServer
+
+    async def main():
+        server = SimulatorServer(port=port, symbols=sim_specs(n), seed=11)
+        await server.start()
+        print(server.url, flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await server.stop()
+
+    asyncio.run(main())
+
+
+def graphql(url: str, query: str, variables: dict | None = None) -> dict:
+    body = json.dumps({"query": query, "variables": variables or {}}).encode()
+    req = urllib.request.Request(f"{url}/graphql", data=body,
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=120) as resp:
+        payload = json.loads(resp.read())
+    if "errors" in payload:
+        raise RuntimeError(payload["errors"])
+    return payload["data"]
+
+
+def wait(what, predicate, timeout, procs, poll=2.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        dead = procs.dead()
+        if dead:
+            raise RuntimeError(f"{[d.name for d in dead]} exited while waiting for {what}")
+        time.sleep(poll)
+    raise TimeoutError(f"timed out waiting for {what}")
+
+
+def run_stats(instance, run_ids):
+    """(first start, last end, count) of finished runs."""
+    import dagster as dg
+
+    records = instance.get_run_records(filters=dg.RunsFilter(run_ids=list(run_ids)))
+    starts = [r.start_time for r in records if r.start_time]
+    ends = [r.end_time for r in records if r.end_time]
+    statuses = [r.dagster_run.status.value for r in records]
+    return min(starts) if starts else None, max(ends) if ends else None, statuses
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--symbols", type=int, default=100)
+    parser.add_argument("--bars", type=int, default=500, help="bars per partition")
+    parser.add_argument("--sample", type=int, default=10,
+                        help="partitions run one-per-run for the per-partition estimate")
+    parser.add_argument("--serve-sim", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve_sim is not None:
+        serve_simulator(args.serve_sim, args.symbols)
+        return 0
+
+    import dagster as dg
+
+    from pocketquant_pipelines.market.timeutil import utcnow
+    from pocketquant_pipelines.settings import load_settings
+    from pocketquant_pipelines.storage.base import SymbolInfo
+    from pocketquant_pipelines.storage.factory import open_bar_store
+
+    work = Path(tempfile.mkdtemp(prefix="pq-bench-backfill-"))
+    data_dir, home, logs = work / "data", work / "dagster_home", work / "logs"
+    data_dir.mkdir()
+    home.mkdir()
+    shutil.copyfile(ROOT / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
+    env = {k: v for k, v in os.environ.items() if k not in ("MONGODB_URL", "REDIS_URL")}
+    sim_port, ui_port = free_port(), free_port()
+    env.update({"POCKETQUANT_DATA_DIR": str(data_dir), "DAGSTER_HOME": str(home),
+                "SYNC_FIRST_BARS": str(args.bars), "PYTHONUNBUFFERED": "1",
+                "TRADINGVIEW_WS_URL": f"ws://127.0.0.1:{sim_port}/socket.io/websocket",
+                "LOG_LEVEL": "WARNING"})
+    bin_dir = Path(sys.executable).parent
+    symbols = [s.symbol for s in sim_specs(args.symbols)]
+    n_parts = 13 * len(symbols)
+    procs = ProcessGroup()
+    url = f"http://127.0.0.1:{ui_port}"
+    print(f"work dir {work}; {len(symbols)} symbols x 13 intervals = {n_parts} partitions, "
+          f"{args.bars} bars each", flush=True)
+    try:
+        procs.start("simulator", [sys.executable, __file__, "--serve-sim", str(sim_port),
+                                  "--symbols", str(args.symbols)], env, ROOT, logs / "simulator.log")
+        procs.start("webserver", [str(bin_dir / "dagster-webserver"), "-w", "workspace.yaml",
+                                  "-h", "127.0.0.1", "-p", str(ui_port)], env, ROOT,
+                    logs / "webserver.log")
+        if not wait_for_http(f"{url}/server_info", 240, procs):
+            raise RuntimeError(f"webserver did not start; see {logs}")
+        os.environ["DAGSTER_HOME"] = str(home)
+        instance = dg.DagsterInstance.get()
+
+        # ---- fast path: register symbols; the sensor creates one backfill ------------------
+        with open_bar_store(load_settings(env)) as store:
+            now = utcnow()
+            for s in symbols:
+                store.add_symbol(SymbolInfo(symbol=s, added_at=now))
+        t_registered = time.time()
+        procs.start("daemon", [str(bin_dir / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+                    env, ROOT, logs / "daemon.log")
+
+        def backfill():
+            fills = [b for b in instance.get_backfills()
+                     if b.tags.get("pocketquant/trigger") == "first_sync"]
+            return fills[0] if fills else None
+
+        bf = wait("the registry sensor's backfill", backfill, 300, procs)
+        print(f"backfill {bf.backfill_id} created {bf.backfill_timestamp - t_registered:.1f}s "
+              "after registration (daemon start + first sensor tick)", flush=True)
+
+        def backfill_done():
+            b = instance.get_backfill(bf.backfill_id)
+            return b if b.status.value not in ("REQUESTED", "CANCELING", "FAILING") else None
+
+        done = wait("the backfill to finish", backfill_done, 3600, procs, poll=3)
+        fast_runs = instance.get_run_ids(filters=dg.RunsFilter(tags={"dagster/backfill": bf.backfill_id}))
+        first_start, last_end, statuses = run_stats(instance, fast_runs)
+        fast_wall = last_end - bf.backfill_timestamp
+        with open_bar_store(load_settings(env)) as store:
+            stats = store.bar_stats()
+        bars_written = sum(s["count"] for s in stats)
+        series = len(stats)
+        status = instance.get_status_by_partition(
+            dg.AssetKey("historical_bars"),
+            [f"{i}|{s}" for i in ["1m", "3m", "5m", "15m", "30m", "45m", "1h", "2h", "3h", "4h",
+                                  "1d", "1w", "1M"] for s in symbols],
+            _partitions_def())
+        materialized = sum(1 for v in status.values() if v is not None and v.value == "MATERIALIZED")
+        print(f"fast path: {len(fast_runs)} runs, {materialized}/{n_parts} partitions materialized, "
+              f"{bars_written} bars in {series} series, {fast_wall:.1f}s (backfill status "
+              f"{done.status.value})", flush=True)
+
+        # ---- per-partition path: a sample of single-partition runs -------------------------
+        mix = ["1m", "1h", "1d", "5m", "4h", "1w", "15m", "2h", "1M", "30m", "3m", "45m", "3h"]
+        sample = [f"{mix[k % 13]}|{symbols[k % len(symbols)]}" for k in range(args.sample)]
+        launch = """mutation($p: ExecutionParams!) { launchRun(executionParams: $p) {
+            __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }"""
+        t0 = time.time()
+        sample_ids = []
+        for key in sample:
+            interval, symbol = key.split("|", 1)
+            res = graphql(url, launch, {"p": {
+                "selector": {"repositoryLocationName": "pocketquant", "repositoryName": "__repository__",
+                             "jobName": "historical_sync"},
+                "runConfigData": {"ops": {"historical_bars": {"config": {"bars": args.bars}}}},
+                "executionMetadata": {"tags": [
+                    {"key": "dagster/partition", "value": key},
+                    {"key": "dagster/partition/interval", "value": interval},
+                    {"key": "dagster/partition/symbol", "value": symbol},
+                    {"key": "pocketquant/trigger", "value": "bench_per_partition"}]}}})["launchRun"]
+            if res["__typename"] != "LaunchRunSuccess":
+                raise RuntimeError(res)
+            sample_ids.append(res["run"]["runId"])
+
+        def sample_done():
+            _, _, sts = run_stats(instance, sample_ids)
+            return all(s in ("SUCCESS", "FAILURE", "CANCELED") for s in sts) and len(sts) == len(sample_ids)
+
+        wait("the per-partition sample", sample_done, 3600, procs, poll=2)
+        _, sample_end, sample_statuses = run_stats(instance, sample_ids)
+        sample_wall = sample_end - t0
+        per_part = sample_wall / len(sample)
+        extrapolated = per_part * n_parts
+        records = instance.get_run_records(filters=dg.RunsFilter(run_ids=sample_ids))
+        run_secs = [r.end_time - r.start_time for r in records if r.end_time and r.start_time]
+
+        result = {
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
+            "symbols": len(symbols), "partitions": n_parts, "bars_per_partition": args.bars,
+            "cpu_count": os.cpu_count(),
+            "fast_runs": len(fast_runs), "fast_wall_s": round(fast_wall, 1),
+            "fast_from_registration_s": round(last_end - t_registered, 1),
+            "fast_partitions_materialized": materialized, "bars_written": bars_written,
+            "fast_backfill_status": done.status.value,
+            "fast_run_statuses": {s: statuses.count(s) for s in set(statuses)},
+            "sample_partitions": len(sample), "sample_wall_s": round(sample_wall, 1),
+            "sample_run_statuses": {s: sample_statuses.count(s) for s in set(sample_statuses)},
+            "sample_median_run_s": round(statistics.median(run_secs), 1) if run_secs else None,
+            "per_partition_extrapolated_s": round(extrapolated, 1),
+            "speedup": round(extrapolated / fast_wall, 1),
+        }
+        print()
+        print("| path | runs | partitions | wall time |")
+        print("|---|---|---|---|")
+        print(f"| fast (one backfill, single_run policy) | {len(fast_runs)} | {n_parts} | "
+              f"{fast_wall:.0f} s (measured) |")
+        print(f"| per-partition (one run each) | {n_parts} | {n_parts} | ~{extrapolated:.0f} s "
+              f"(extrapolated from {len(sample)} runs in {sample_wall:.0f} s) |")
+        print(f"\nspeed-up ~{result['speedup']}x; bars written {bars_written}; "
+              f"median single-partition run {result['sample_median_run_s']} s")
+        out = ROOT / "bench" / "out"
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "backfill.json").write_text(json.dumps(result, indent=2))
+        print(json.dumps(result, indent=2))
+        return 0
+    finally:
+        procs.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _partitions_def():
+    from pocketquant_pipelines.defs.partitions import bars_partitions
+
+    return bars_partitions
+
+
+if __name__ == "__main__":
+    sys.exit(main())

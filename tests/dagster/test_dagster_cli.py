@@ -1,0 +1,112 @@
+"""`pocketquant symbols / sync / bars / status` in-process, against the simulator and a real
+temporary Dagster instance."""
+
+import json
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from pocketquant_pipelines.cli import main
+from pocketquant_pipelines.defs.history import historical_bars
+
+
+@pytest.fixture
+def sim_env(monkeypatch, simulator):
+    monkeypatch.setenv("TRADINGVIEW_WS_URL", simulator.url)
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_symbols_add_list_remove(capsys, store):
+    assert run(capsys, "symbols", "add", "nasdaq:aapl", "--stream", "--name", "Apple")[:2] == (0, "added NASDAQ:AAPL (streamed)\n")
+    code, out, _ = run(capsys, "symbols", "add", "SP:SPX")
+    assert code == 0
+    code, out, _ = run(capsys, "symbols", "add", "SP:SPX")
+    assert "already registered" in out
+    code, out, _ = run(capsys, "symbols", "list", "--format", "json")
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert {r["symbol"]: r["stream"] for r in rows} == {"NASDAQ:AAPL": True, "SP:SPX": False}
+    code, out, _ = run(capsys, "symbols", "list")
+    assert "NASDAQ:AAPL" in out and "Apple" in out
+    assert run(capsys, "symbols", "remove", "SP:SPX")[0] == 0
+    code, _, err = run(capsys, "symbols", "remove", "SP:SPX")
+    assert code == 1 and "not registered" in err
+
+
+def test_symbols_add_rejects_bad_symbol_naming_it(capsys):
+    code, _, err = run(capsys, "symbols", "add", "NASDAQ|AAPL")
+    assert code == 2 and "'NASDAQ|AAPL'" in err
+
+
+def test_sync_then_bars_in_every_format(capsys, sim_env, store, tmp_path):
+    run(capsys, "symbols", "add", "BINANCE:BTCUSDT")
+    code, out, err = run(capsys, "sync", "BINANCE:BTCUSDT", "-i", "1h", "-i", "1d", "--bars", "30")
+    assert code == 0, err
+    assert "BINANCE:BTCUSDT 1h [explicit, simulator]: fetched 30" in out
+    assert "BINANCE:BTCUSDT 1d [explicit, simulator]: fetched 30" in out
+    code, out, _ = run(capsys, "sync", "BINANCE:BTCUSDT", "-i", "1h", "--format", "json")
+    outcome = json.loads(out)
+    assert outcome["mode"] == "incremental" and outcome["inserted"] + outcome["updated"] + outcome["unchanged"] == outcome["fetched"]
+    assert store.count_bars("BINANCE:BTCUSDT", "1h") >= 30
+
+    code, out, _ = run(capsys, "bars", "BINANCE:BTCUSDT", "-i", "1d", "--limit", "5", "--format", "csv")
+    lines = out.splitlines()
+    assert lines[0] == "time,open,high,low,close,volume,source" and len(lines) == 6
+    code, out, _ = run(capsys, "bars", "BINANCE:BTCUSDT", "-i", "1d", "--limit", "3", "--format", "json")
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert len(rows) == 3 and rows[0]["symbol"] == "BINANCE:BTCUSDT" and rows[0]["source"] == "history"
+    frame = store.read_bars("BINANCE:BTCUSDT", "1d")
+    assert rows[-1]["close"] == frame["close"].iloc[-1]
+    code, out, _ = run(capsys, "bars", "BINANCE:BTCUSDT", "-i", "1d", "--limit", "2")
+    assert "TIME (UTC)" in out and len(out.splitlines()) == 4
+    start = frame.index[-10].strftime("%Y-%m-%d")
+    code, out, _ = run(capsys, "bars", "BINANCE:BTCUSDT", "-i", "1d", "--start", start, "--format", "json")
+    assert len(out.splitlines()) == 10
+    target = tmp_path / "btc.parquet"
+    code, _, err = run(capsys, "bars", "BINANCE:BTCUSDT", "-i", "1d", "--format", "parquet", "-o", str(target))
+    assert code == 0 and "wrote 30 bars" in err
+    assert len(pd.read_parquet(target)) == 30
+
+
+def test_bars_errors_name_the_bad_value(capsys):
+    assert run(capsys, "bars", "NASDAQ:AAPL", "-i", "2d")[0] == 2
+    code, _, err = run(capsys, "bars", "NASDAQ:AAPL", "--start", "yesterday")
+    assert code == 2 and "'yesterday'" in err
+    code, _, err = run(capsys, "bars", "NASDAQ:AAPL", "--format", "parquet")
+    assert code == 2 and "--output" in err
+
+
+def test_sync_unknown_symbol_reports_the_reason(capsys, sim_env):
+    code, _, err = run(capsys, "sync", "NASDAQ:NOSUCH", "--bars", "10")
+    assert code == 1 and "NASDAQ:NOSUCH" in err
+
+
+def test_status_reads_dagster_and_the_store(capsys, instance, resources, store):
+    from conftest import register
+
+    register(store, instance, "NASDAQ:AAPL", "NASDAQ:NOSUCH")
+    dg.materialize([historical_bars], partition_key="1d|NASDAQ:AAPL", instance=instance,
+                   resources=resources, run_config=dg.RunConfig(ops={"historical_bars": {"config": {"bars": 25}}}))
+    dg.materialize([historical_bars], partition_key="1d|NASDAQ:NOSUCH", instance=instance,
+                   resources=resources, raise_on_error=False)
+    code, out, err = run(capsys, "status", "--format", "json")
+    assert code == 0, err
+    rows = {(r["symbol"], r["interval"]): r for r in map(json.loads, out.splitlines())}
+    ok = rows[("NASDAQ:AAPL", "1d")]
+    assert ok["status"] == "MATERIALIZED" and ok["bars_stored"] == 25 and ok["last_sync_at"]
+    assert ok["last_outcome"].startswith("fetched 25, inserted 25")
+    bad = rows[("NASDAQ:NOSUCH", "1d")]
+    assert bad["status"] == "FAILED" and "NOSUCH" in bad["last_error"] and bad["bars_stored"] == 0
+    code, out, _ = run(capsys, "status", "--symbol", "NASDAQ:AAPL")
+    assert "MATERIALIZED" in out and "NOSUCH" not in out
+
+
+def test_status_without_dagster_home_says_so(capsys, monkeypatch):
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    code, _, err = run(capsys, "status")
+    assert code == 2 and "DAGSTER_HOME" in err
