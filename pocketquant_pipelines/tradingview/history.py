@@ -60,8 +60,23 @@ def symbol_descriptor(symbol: str, session: str = "regular", adjustment: str = "
 
 
 def series_rows(series: dict) -> list[list]:
-    """The raw ``v`` arrays of a series update: [time, o, h, l, c(, volume)]."""
-    return [item["v"] for item in series.get("s") or ()]
+    """The raw ``v`` arrays of a series update: [time, o, h, l, c(, volume)].
+
+    Items that are not ``{"v": [<number>, ...]}`` are skipped (the caller validates values)."""
+    items = series.get("s") if isinstance(series, dict) else None
+    if not items or not isinstance(items, list):
+        return []
+    try:
+        rows = [item["v"] for item in items]  # the common case, as fast as it gets
+        if all(type(v) is list and v and type(v[0]) in (int, float) for v in rows):
+            return rows
+    except (KeyError, TypeError):
+        pass
+    return [
+        item["v"] for item in items
+        if isinstance(item, dict) and type(item.get("v")) is list and item["v"]
+        and type(item["v"][0]) in (int, float)
+    ]
 
 
 _new_bar = object.__new__
@@ -236,10 +251,16 @@ async def fetch_on_connection(
                 if series is not None:
                     before = len(by_time)
                     for v in series_rows(series):
-                        if v:
-                            by_time.setdefault(v[0], v)
+                        by_time.setdefault(v[0], v)
                     page_added = (page_added or 0) + len(by_time) - before
                     pages += 1
+            elif method == "du":
+                # Live updates of the series while we page: newer values of the forming bar (or
+                # a new bar). Kept, but not counted as history a page added.
+                series = frame.params[1].get(SERIES_ID) if len(frame.params) > 1 and isinstance(frame.params[1], dict) else None
+                if series is not None and by_time:
+                    for v in series_rows(series):
+                        by_time[v[0]] = v
             elif method == "series_completed":
                 p = frame.params
                 if len(p) > 2 and isinstance(p[2], str):
@@ -261,7 +282,7 @@ async def fetch_on_connection(
                 log.warning("tradingview_history_error", symbol=symbol, interval=str(interval),
                             method=method, reason=error.reason)
                 raise error
-            # series_loading, series_timeframe, du, study frames...: nothing to do
+            # series_loading, series_timeframe, study frames...: nothing to do
     finally:
         conn.unregister(cs)
         if not conn.closed:

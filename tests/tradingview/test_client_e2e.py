@@ -446,3 +446,33 @@ def test_a_token_rejected_right_after_refresh_is_final():
     finally:
         signin.close()
     assert signin.calls == 2
+
+
+def test_live_updates_during_paging_keep_the_forming_bars_current():
+    # 10 simulated minutes pass per wall second: bars open and close while we page, and the
+    # server streams them as `du` updates on the same chart session.
+    async def go():
+        async with SimulatorServer(sim_start=SIM_START, speed=600, pump_interval_s=0.02,
+                                   faults=FaultConfig(reply_delay_s=0.3)) as server:  # slow pages
+            async with TradingViewClient(url=server.url, page_size=500, **FAST) as tv:
+                result = await tv.fetch_history(CRYPTO, "1m", 2500)
+            return result, server.market.history(CRYPTO, "1m", server.sim_now(), 2600)
+
+    result, truth = run(go())
+    by_time = {b.time: b for b in truth}
+    assert len(result.bars) == 2500
+    # the newest bar is the one forming when the request ended, not when it started (the
+    # 6 slow pages take about 20 simulated minutes)
+    assert (truth[-1].time - result.bars[-1].time).total_seconds() <= 300
+    stale = [b.time for b in result.bars[:-1] if by_time[b.time] != b]
+    assert not stale, f"{len(stale)} closed bars differ from the oracle, first {stale[0]}"
+
+
+def test_series_rows_skips_malformed_items():
+    from pocketquant_pipelines.tradingview.history import series_rows
+
+    good = [{"i": 0, "v": [1.0, 1, 1, 1, 1]}, {"i": 1, "v": [2.0, 1, 1, 1, 1, 5]}]
+    assert series_rows({"s": good}) == [g["v"] for g in good]
+    messy = good + [{"i": 2}, "junk", {"v": []}, {"v": [[1], 2]}, {"v": ["1.0", 1]}, None]
+    assert series_rows({"s": messy}) == [g["v"] for g in good]
+    assert series_rows({"s": None}) == [] and series_rows({}) == [] and series_rows("x") == []
