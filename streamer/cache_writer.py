@@ -28,7 +28,7 @@ _MAX_PENDING_MESSAGES = 200_000
 
 
 def write_round(
-    cache: LiveCache, quotes: Mapping[str, dict], bars: Mapping[str, Sequence[Bar]],
+    cache, quotes: Mapping[str, dict], bars: Mapping[str, Sequence[Bar]],
     messages: Sequence[tuple[str, dict]],
 ) -> None:
     """One round of writes in as few round trips as the backend allows (Redis: one pipeline;
@@ -38,8 +38,11 @@ def write_round(
 
 class CacheWriter:
     def __init__(self, cache: LiveCache, metrics: StreamerMetrics, *, idle_wait_s: float = 0.05,
-                 max_bar_symbols: int = 100) -> None:
+                 max_bar_symbols: int = 100, writer=None) -> None:
         self.cache = cache
+        # what writes the rounds: the cache itself (write_batch), or a faster writer with the
+        # same effect (streamer.redis_rounds for Redis); reads and pings always use the cache
+        self.writer = writer if writer is not None else cache
         self.max_bar_symbols = max_bar_symbols
         self.metrics = metrics
         self.idle_wait_s = idle_wait_s
@@ -149,7 +152,7 @@ class CacheWriter:
             messages = messages[-_MAX_PENDING_MESSAGES:]
         started = time.perf_counter()
         try:
-            write_round(self.cache, quotes, bars, messages)
+            write_round(self.writer, quotes, bars, messages)
             self.metrics.cache_round_seconds.observe(time.perf_counter() - started)
         except Exception as exc:  # noqa: BLE001 - any backend failure is an outage
             self.metrics.cache_errors.inc()

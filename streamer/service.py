@@ -77,7 +77,12 @@ class StreamerService:
             batch_interval_s=(store_batch_ms or settings.streamer_store_batch_ms) / 1000,
             spill_dir=settings.data_dir,
         )
-        self.cache_writer = CacheWriter(cache, self.metrics)
+        self._round_writer = None
+        if type(cache).__name__ == "RedisLiveCache" and settings.redis_url:
+            from streamer.redis_rounds import RedisRoundWriter
+
+            self._round_writer = RedisRoundWriter(settings.redis_url.reveal())
+        self.cache_writer = CacheWriter(cache, self.metrics, writer=self._round_writer)
         self.flush_s = (cache_flush_ms or settings.streamer_cache_flush_ms) / 1000
         self.registry_poll_s = registry_poll_s or settings.streamer_registry_poll_s
         self.health = HealthServer(
@@ -423,6 +428,8 @@ class StreamerService:
                     await asyncio.wait_for(_maybe_await(closer()), timeout=2)
                 except Exception:  # noqa: BLE001
                     pass
+        if self._round_writer is not None:
+            self._round_writer.close()
         for name in ("store", "cache"):
             if self._owns[name]:
                 try:
