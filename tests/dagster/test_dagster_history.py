@@ -147,3 +147,33 @@ def test_range_run_keeps_going_past_a_bad_symbol(instance, resources, store):
         "1d|NASDAQ:AAPL": "MATERIALIZED", "1d|NASDAQ:NOSUCH": "FAILED",
         "1d|BINANCE:BTCUSDT": "MATERIALIZED"}
     assert store.count_bars("NASDAQ:AAPL", "1d") == 300
+
+
+def _unchecked_bar(**values):
+    """A Bar that skips Bar's own validation: how a corrupt row would look to the checks."""
+    from pocketquant_pipelines.market.bars import Bar
+
+    bar = object.__new__(Bar)
+    for name, value in values.items():
+        object.__setattr__(bar, name, value)
+    return bar
+
+
+def test_blocking_ohlc_check_fails_the_run_on_a_planted_bad_bar(instance, resources, store):
+    register(store, instance, "NASDAQ:AAPL")
+    materialize_one("1d|NASDAQ:AAPL", instance, resources, bars=40)
+    oldest = store.read_bars("NASDAQ:AAPL", "1d").iloc[[0]]
+    t = oldest.index[0].to_pydatetime()
+    from pocketquant_pipelines.market.intervals import Interval
+
+    store.upsert_bars([_unchecked_bar(symbol="NASDAQ:AAPL", interval=Interval.D1, time=t,
+                                      open=10.0, high=9.0, low=11.0, close=10.0, volume=5.0)])
+    # a small re-sync leaves the oldest (planted) bar alone; the blocking check catches it
+    result = materialize_one("1d|NASDAQ:AAPL", instance, resources, bars=5, raise_on_error=False)
+    assert not result.success
+    evals = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert not evals["ohlc_sanity"].passed
+    assert evals["ohlc_sanity"].metadata["examples"].data[0]["time"] == t.isoformat()
+    assert evals["no_duplicate_bars"].passed
+    # the sync itself was recorded; the run failed on the blocking check
+    assert result.asset_materializations_for_node("historical_bars")
