@@ -15,7 +15,7 @@ import sys
 
 from pocketquant_pipelines.errors import InvalidInputError
 from pocketquant_pipelines.market.intervals import Interval
-from pocketquant_pipelines.tradingview.errors import SymbolNotFoundError
+from pocketquant_pipelines.tradingview.errors import ConnectionLostError, SymbolNotFoundError
 
 
 def _ws_url(value: str) -> str:
@@ -156,9 +156,6 @@ def _cmd_quotes(args: argparse.Namespace, settings) -> int:
         errors.append(error)
         print(f"warning: {error.symbol}: {error.reason}", file=sys.stderr, flush=True)
 
-    if args.format == "table":
-        out.write(f"{'time':<26} {'symbol':<22} {'price':>14} {'volume':>14} {'bid':>12} {'ask':>12}\n")
-
     async def go() -> int:
         count = 0
         async with _client(args, settings) as tv:
@@ -166,11 +163,17 @@ def _cmd_quotes(args: argparse.Namespace, settings) -> int:
             async with stream:
                 ticks = stream.__aiter__()
                 loop = asyncio.get_running_loop()
-                deadline = None if args.duration is None else loop.time() + args.duration
+                started = loop.time()
+                deadline = None if args.duration is None else started + args.duration
                 while args.limit is None or count < args.limit:
                     if not stream.symbols:
                         reasons = "; ".join(f"{e.symbol}: {e.reason}" for e in errors)
                         raise SymbolNotFoundError(f"no quotes: every symbol was refused ({reasons})")
+                    if stream.stats.connections == 0 and loop.time() - started > tv.request_timeout_s:
+                        # the stream would retry forever; a command line should say so and stop
+                        raise ConnectionLostError(
+                            f"cannot connect to {tv.url} within {tv.request_timeout_s:g} s "
+                            "(TRADINGVIEW_REQUEST_TIMEOUT_S)")
                     timeout = None if deadline is None else deadline - loop.time()
                     if timeout is not None and timeout <= 0:
                         break
@@ -183,6 +186,9 @@ def _cmd_quotes(args: argparse.Namespace, settings) -> int:
                     except StopAsyncIteration:
                         break
                     count += 1
+                    if count == 1 and args.format == "table":
+                        out.write(f"{'time':<26} {'symbol':<22} {'price':>14} {'volume':>14} "
+                                  f"{'bid':>12} {'ask':>12}\n")
                     if args.format == "json":
                         out.write(json.dumps(tick.to_dict()) + "\n")
                     else:

@@ -93,3 +93,20 @@ def test_bad_input_names_the_value(args, words):
     proc = pocketquant(*args, "--ws-url", "ws://127.0.0.1:9/socket.io/websocket")
     assert proc.returncode == 2
     assert words in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("command", [["fetch", "BINANCE:BTCUSDT"], ["quotes", "BINANCE:BTCUSDT"]])
+def test_unreachable_server_fails_after_the_request_timeout(command):
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADINGVIEW_")}
+    env["TRADINGVIEW_REQUEST_TIMEOUT_S"] = "1"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pocketquant_pipelines", *command, "--ws-url", f"ws://127.0.0.1:{port}/"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1].startswith("error:") and "connect" in proc.stderr
