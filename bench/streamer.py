@@ -10,7 +10,7 @@ embedded SQLite store in a temp dir.
 
 Measured:
 
-* ticks/s: the streamer's ``ticks_received_total`` (/metrics) over the measurement window,
+* ticks/s: the streamer's ``ticks_total`` (/metrics) over the measurement window,
   against the rate the simulator was asked for (symbols x speed / tick_seconds).
 * tick -> live-cache latency: the streamer stamps ``received_at`` (wall clock) in every quote
   when it takes the tick off the client; this script subscribes to the quote channels of a
@@ -234,7 +234,7 @@ def main() -> int:
         _, final_health = health(health_port)
         elapsed = t1 - t0
         p = "pocketquant_streamer_"
-        ticks_s = (m1[p + "ticks_received_total"] - m0[p + "ticks_received_total"]) / elapsed
+        ticks_s = (m1[p + "ticks_total"] - m0[p + "ticks_total"]) / elapsed
         quotes_s = (m1[p + "quotes_published_total"] - m0[p + "quotes_published_total"]) / elapsed
         bars_s = (m1[p + "bars_written_total"] - m0[p + "bars_written_total"]) / elapsed
         cache_errors = m1.get(p + "cache_errors_total", 0)

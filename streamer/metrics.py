@@ -141,7 +141,6 @@ class StreamerMetrics:
 
     def __init__(self) -> None:
         r = self.registry = Registry()
-        self.ticks = r.counter("ticks_total", "Ticks received from TradingView and aggregated.")
         self.bars_completed = r.counter("bars_completed_total", "Bars the aggregators completed.")
         self.bars_written = r.counter("bars_written_total", "Bars upserted into the bar store (complete and partial).")
         self.partial_bars_written = r.counter("partial_bars_written_total", "Bars upserted with partial=True.")

@@ -109,7 +109,7 @@ class StreamerService:
     # --- metrics and health ------------------------------------------------------------------
     def _bind_gauges(self) -> None:
         r, m = self.metrics.registry, self.metrics
-        r.counter_fn("ticks_received_total", "Ticks taken from the quote stream.", lambda: self._ticks)
+        r.counter_fn("ticks_total", "Ticks taken from the quote stream and aggregated.", lambda: self._ticks)
         r.counter_fn("late_ticks_total", "Ticks older than the current bar, dropped by the aggregator.",
                      lambda: self._late_base + sum(s.aggregator.late_ticks for s in self.symbols.values()))
         r.counter_fn("out_of_session_ticks_total", "Ticks outside the symbol's session, dropped.",

@@ -19,7 +19,7 @@ def _get(url: str) -> tuple[int, str, str]:
 
 def test_health_and_metrics_endpoints_answer_over_http():
     metrics = StreamerMetrics()
-    metrics.ticks.inc(3)
+    metrics.bars_completed.inc(3)
     metrics.store_write_seconds.observe(0.003)
     state = {"healthy": True}
 
@@ -42,8 +42,8 @@ def test_health_and_metrics_endpoints_answer_over_http():
     assert ok[0] == 200 and json.loads(ok[2]) == {"status": "ok"}
     assert bad[0] == 503 and json.loads(bad[2]) == {"status": "bad"}
     assert prom[0] == 200 and prom[1].startswith("text/plain; version=0.0.4")
-    assert "# TYPE pocketquant_streamer_ticks_total counter" in prom[2]
-    assert "pocketquant_streamer_ticks_total 3" in prom[2]
+    assert "# TYPE pocketquant_streamer_bars_completed_total counter" in prom[2]
+    assert "pocketquant_streamer_bars_completed_total 3" in prom[2]
     assert 'pocketquant_streamer_store_write_seconds_bucket{le="0.005"} 1' in prom[2]
     assert 'pocketquant_streamer_store_write_seconds_bucket{le="+Inf"} 1' in prom[2]
     assert "pocketquant_streamer_store_write_seconds_count 1" in prom[2]

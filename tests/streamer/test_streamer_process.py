@@ -122,7 +122,7 @@ def test_streamer_process_live_cli_health_and_sigterm(tmp_path, sim, redis_serve
         status, metrics = http_get(base + "/metrics")
         assert status == 200
         values = dict(line.rsplit(" ", 1) for line in metrics.splitlines() if line and not line.startswith("#"))
-        assert float(values["pocketquant_streamer_ticks_received_total"]) > 0
+        assert float(values["pocketquant_streamer_ticks_total"]) > 0
         assert float(values["pocketquant_streamer_bars_written_total"]) > 0
         assert values["pocketquant_streamer_connected"] == "1"
         assert "pocketquant_streamer_store_write_seconds_count" in values
