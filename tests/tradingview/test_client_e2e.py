@@ -476,3 +476,17 @@ def test_series_rows_skips_malformed_items():
     messy = good + [{"i": 2}, "junk", {"v": []}, {"v": [[1], 2]}, {"v": ["1.0", 1]}, None]
     assert series_rows({"s": messy}) == [g["v"] for g in good]
     assert series_rows({"s": None}) == [] and series_rows({}) == [] and series_rows("x") == []
+
+
+def test_a_paid_token_pages_past_five_thousand_bars(shared_sim):
+    async def go():
+        async with TradingViewClient(url=shared_sim.url, auth_token="sim_paid_token", **FAST) as tv:
+            return await tv.fetch_history(CRYPTO, "5m", 12_000)
+
+    result = run(go())
+    assert len(result.bars) == 12_000 and not result.depth_reached and result.pages == 3
+    times = [b.time for b in result.bars]
+    assert times == sorted(set(times))
+    assert all((b - a).total_seconds() == 300 for a, b in zip(times, times[1:]))
+    truth = {b.time: b for b in shared_sim.market.history(CRYPTO, "5m", shared_sim.sim_now(), 12_001)}
+    assert all(truth[b.time] == b for b in result.bars[:-1])
