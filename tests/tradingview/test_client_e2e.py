@@ -490,3 +490,31 @@ def test_a_paid_token_pages_past_five_thousand_bars(shared_sim):
     assert all((b - a).total_seconds() == 300 for a, b in zip(times, times[1:]))
     truth = {b.time: b for b in shared_sim.market.history(CRYPTO, "5m", shared_sim.sim_now(), 12_001)}
     assert all(truth[b.time] == b for b in result.bars[:-1])
+
+
+def test_concurrency_limit_bounds_requests_in_flight(monkeypatch):
+    from pocketquant_pipelines.tradingview import client as client_module
+
+    real = client_module.fetch_on_connection
+    in_flight, peak = 0, 0
+
+    async def counting(*args, **kwargs):
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        try:
+            return await real(*args, **kwargs)
+        finally:
+            in_flight -= 1
+
+    monkeypatch.setattr(client_module, "fetch_on_connection", counting)
+
+    async def go():
+        async with SimulatorServer(sim_start=SIM_START, faults=FaultConfig(reply_delay_s=0.05)) as server:
+            async with TradingViewClient(url=server.url, concurrency=3, max_connections=2, **FAST) as tv:
+                results = await asyncio.gather(*(tv.fetch_history(CRYPTO, iv, 50) for iv in ALL_INTERVALS))
+                return results, tv.stats.connections
+
+    results, sockets = run(go())
+    assert len(results) == 13 and all(len(r.bars) == 50 for r in results)
+    assert peak == 3 and sockets == 2
