@@ -188,3 +188,11 @@ def test_one_hundred_thousand_random_frames():
             assert frame.kind == "heartbeat" and frame.raw == original
         else:
             assert frame.method == original["m"] and frame.params == original["p"]
+
+
+def test_payload_containing_frame_markers_is_not_split():
+    # A description holding "~m~12~m~" breaks the regex-split parsers most libraries use.
+    payload = {"m": "qsd", "p": ["qs_1", {"n": "X:Y", "v": {"description": "a ~m~12~m~ b ~h~3"}}]}
+    frames = decode_message(encode_frame(payload) + encode_heartbeat(4))
+    assert [f.kind for f in frames] == ["message", "heartbeat"]
+    assert frames[0].params == payload["p"]
