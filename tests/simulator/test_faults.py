@@ -6,9 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import InvalidStatus
 
-from pocketquant_pipelines.tradingview.codec import decode_message
 from pocketquant_pipelines.tradingview.simulator import FaultConfig, SimulatorServer, run_simulator_in_thread
 
 from tests.simulator.rawclient import RawClient, method_is, qsd_values, run
