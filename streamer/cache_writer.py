@@ -38,7 +38,7 @@ def write_round(
 
 class CacheWriter:
     def __init__(self, cache: LiveCache, metrics: StreamerMetrics, *, idle_wait_s: float = 0.05,
-                 max_bar_symbols: int = 100, writer=None) -> None:
+                 max_bar_symbols: int = 25, writer=None) -> None:
         self.cache = cache
         # what writes the rounds: the cache itself (write_batch), or a faster writer with the
         # same effect (streamer.redis_rounds for Redis); reads and pings always use the cache
