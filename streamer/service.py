@@ -39,8 +39,8 @@ from streamer.symbols import SymbolState
 
 log = get_logger("streamer")
 
-CLOSE_GRACE_S = 2.0
-HEALTH_SYMBOLS_LISTED = 100  # /health lists this many subscribed symbols (the count is separate)  # market seconds a bar stays open past its end for straggling ticks
+CLOSE_GRACE_S = 2.0  # market seconds a bar stays open past its end for straggling ticks
+HEALTH_SYMBOLS_LISTED = 100  # /health lists this many subscribed symbols (the count is separate)
 
 
 async def _maybe_await(value):
@@ -108,7 +108,7 @@ class StreamerService:
 
     # --- metrics and health ------------------------------------------------------------------
     def _bind_gauges(self) -> None:
-        r, m = self.metrics.registry, self.metrics
+        r = self.metrics.registry
         r.counter_fn("ticks_total", "Ticks taken from the quote stream and aggregated.", lambda: self._ticks)
         r.counter_fn("late_ticks_total", "Ticks older than the current bar, dropped by the aggregator.",
                      lambda: self._late_base + sum(s.aggregator.late_ticks for s in self.symbols.values()))
@@ -125,7 +125,6 @@ class StreamerService:
                 lambda: None if self._last_tick_mono is None else time.monotonic() - self._last_tick_mono)
         r.gauge("store_up", "1 when the last bar store write succeeded.", lambda: 1 if self.store_writer.healthy else 0)
         r.gauge("cache_up", "1 when the live cache is reachable.", lambda: 1 if self.cache_writer.available else 0)
-        del m
 
     def _client_stats(self):
         for owner in (self._stream, self.client):
@@ -244,11 +243,6 @@ class StreamerService:
         self._seen_reconnects = count
         for state in self.symbols.values():
             state.anchor = None
-
-    def market_now(self) -> float | None:
-        if self._market_t is None:
-            return None
-        return self._market_t + (time.monotonic() - self._market_mono)
 
     # --- periodic work -------------------------------------------------------------------------
     def close_due_bars(self, grace_s: float = CLOSE_GRACE_S) -> int:
