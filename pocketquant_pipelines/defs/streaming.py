@@ -17,7 +17,7 @@ import dagster as dg
 from pocketquant_pipelines.defs.history import HISTORICAL_BARS
 from pocketquant_pipelines.defs.partitions import SYMBOLS_PARTITIONS_NAME, bars_partitions, key_str, split_key
 from pocketquant_pipelines.defs.resources import BarStoreResource
-from pocketquant_pipelines.defs.streaming_spec import STREAMED_BARS, streamed_bars
+from pocketquant_pipelines.defs.streaming_spec import STREAMED_BARS
 from pocketquant_pipelines.logging import get_logger
 from pocketquant_pipelines.storage.base import Source
 from streamer.reconcile import PRICE_TOLERANCE, VOLUME_TOLERANCE, reconcile
@@ -29,7 +29,7 @@ INGEST_PAGE = 5000
 MAX_PAGES_PER_TICK = 10  # stay far inside the 60 s sensor evaluation budget
 TRIGGER_TAG = "pocketquant/trigger"
 
-__all__ = ["streamed_bars", "streamed_bars_sensor", "streamed_vs_history"]
+__all__ = ["streamed_bars_sensor", "streamed_vs_history"]
 
 
 def _ts(value):
