@@ -145,3 +145,25 @@ def test_streamer_process_live_cli_health_and_sigterm(tmp_path, sim, redis_serve
             assert len(frame) and bool(frame["partial"].iloc[-1]), (symbol, interval)
             assert frame["source"].iloc[-1] == "stream"
     store.close()
+
+
+@pytest.mark.e2e
+def test_pocketquant_stream_command_runs_the_same_service(tmp_path):
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MONGODB_", "TRADINGVIEW_", "REDIS_"))}
+    env.update({"POCKETQUANT_DATA_DIR": str(tmp_path / "data"), "LOG_FORMAT": "json",
+                "TRADINGVIEW_WS_URL": "ws://127.0.0.1:9/socket.io/websocket"})  # nothing streamed: never dialled
+    proc = subprocess.Popen([sys.executable, "-m", "pocketquant_pipelines", "stream", "--health-port", str(port)],
+                            env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=_default_signals, start_new_session=True)
+    try:
+        status, body = wait_for(lambda: (r := http_get(f"http://127.0.0.1:{port}/health"))[0] == 200 and r,
+                                30, "/health 200")
+        assert json.loads(body)["connection"] == "idle"  # an empty registry is healthy, not an error
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "streamer_stopped" in proc.stdout.read()
