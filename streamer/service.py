@@ -377,7 +377,12 @@ class StreamerService:
     async def run(self) -> int:
         """Run until ``request_stop()``; then flush and close. Returns an exit code."""
         self._stop = asyncio.Event() if self._stop.is_set() else self._stop
-        await self.health.start()
+        try:
+            await self.health.start()
+        except OSError as exc:
+            log.error("health_port_unavailable", host=self.health.host, port=self.health.port, error=str(exc),
+                      hint="set STREAMER_HEALTH_PORT to a free port (0 = any)")
+            return 2
         self.store_writer.start()
         self.cache_writer.start()
         self._tasks += [
