@@ -137,6 +137,28 @@ async def _sync_one(store, client, symbol, interval, bars, settings, source, log
     raise AssertionError("unreachable")
 
 
+def _events_for(key: str, outcome: SyncOutcome | None, exc: BaseException | None,
+                single: bool, store):
+    if exc is not None:
+        yield dg.AssetObservation(
+            asset_key=HISTORICAL_BARS, partition=key,
+            metadata={"sync_error": _reason(exc), "error_type": type(exc).__name__,
+                      "transient": _is_transient(exc)},
+        )
+        return
+    if single:
+        # the partitioned check steps run after this step in single-partition runs
+        yield dg.MaterializeResult(metadata=outcome_metadata(outcome))
+        return
+    yield dg.AssetMaterialization(asset_key=HISTORICAL_BARS, partition=key,
+                                  metadata=outcome_metadata(outcome))
+    # range run: Dagster skips the check steps (no output), so evaluate them here, per key;
+    # a failed blocking check fails the step after every key has been reported
+    symbol, interval = split_key(key)
+    for check in evaluate_all(store, symbol, interval, outcome.fetched_duplicate_times):
+        yield check.to_evaluation(key)
+
+
 @dg.asset(
     key=HISTORICAL_BARS,
     partitions_def=bars_partitions,
@@ -170,6 +192,7 @@ async def historical_bars(
     context.log.info(f"syncing {len(keys)} partition(s) from {source} "
                      f"({'automatic' if bars is None else bars} bars each)")
 
+    failures: list[tuple[str, BaseException]] = []
     async with tradingview.open_client() as client:
         sem = asyncio.Semaphore(max(1, settings.tradingview_concurrency))
 
@@ -182,29 +205,19 @@ async def historical_bars(
                 except Exception as exc:  # noqa: BLE001 - reported per key below
                     return key, None, exc
 
-        results = await asyncio.gather(*(run(k) for k in keys))
-
-    failures: list[tuple[str, BaseException]] = []
-    for key, outcome, exc in results:
-        if exc is not None:
-            failures.append((key, exc))
-            yield dg.AssetObservation(
-                asset_key=HISTORICAL_BARS, partition=key,
-                metadata={"sync_error": _reason(exc), "error_type": type(exc).__name__,
-                          "transient": _is_transient(exc)},
-            )
-            continue
-        if single:
-            # the partitioned check steps run after this step in single-partition runs
-            yield dg.MaterializeResult(metadata=outcome_metadata(outcome))
-            continue
-        yield dg.AssetMaterialization(asset_key=HISTORICAL_BARS, partition=key,
-                                      metadata=outcome_metadata(outcome))
-        # range run: Dagster skips the check steps (no output), so evaluate them here, per key;
-        # a failed blocking check fails the step after every key has been reported
-        symbol, interval = split_key(key)
-        for check in evaluate_all(store, symbol, interval, outcome.fetched_duplicate_times):
-            yield check.to_evaluation(key)
+        # report each key as soon as it is synced: writing its events overlaps the fetches
+        # still in flight (the server keeps computing while Dagster writes the event log)
+        tasks = [asyncio.ensure_future(run(k)) for k in keys]
+        try:
+            for next_done in asyncio.as_completed(tasks):
+                key, outcome, exc = await next_done
+                for event in _events_for(key, outcome, exc, single, store):
+                    yield event
+                if exc is not None:
+                    failures.append((key, exc))
+        finally:
+            for task in tasks:
+                task.cancel()
 
     if failures:
         lines = [f"{key}: {type(exc).__name__}: {_reason(exc)}" for key, exc in failures]
