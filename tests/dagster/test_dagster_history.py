@@ -177,3 +177,76 @@ def test_blocking_ohlc_check_fails_the_run_on_a_planted_bad_bar(instance, resour
     assert evals["no_duplicate_bars"].passed
     # the sync itself was recorded; the run failed on the blocking check
     assert result.asset_materializations_for_node("historical_bars")
+
+
+class FlakyTradingView:
+    """Wraps the real client: the first request of every key times out (a transient error)."""
+
+    def __init__(self, client, failures_per_key=1):
+        self.client, self.left, self.calls = client, {}, 0
+        self.failures_per_key = failures_per_key
+
+    async def fetch_history(self, symbol, interval, bars, **kwargs):
+        from pocketquant_pipelines.tradingview.errors import HistoryTimeoutError
+
+        self.calls += 1
+        key = (symbol, str(interval))
+        left = self.left.setdefault(key, self.failures_per_key)
+        if left:
+            self.left[key] = left - 1
+            raise HistoryTimeoutError(f"no series_completed for {symbol}", symbol=symbol)
+        return await self.client.fetch_history(symbol, interval, bars, **kwargs)
+
+
+def test_transient_errors_are_retried_per_key(instance, resources, store, monkeypatch):
+    import contextlib
+
+    from pocketquant_pipelines.defs import history
+    from pocketquant_pipelines.defs.resources import TradingViewResource
+
+    monkeypatch.setattr(history, "TRANSIENT_BASE_DELAY_S", 0.01)
+    flaky = {}
+
+    class FlakyResource(TradingViewResource):
+        @contextlib.asynccontextmanager
+        async def open_client(self):
+            async with TradingViewResource.open_client(self) as client:
+                flaky["client"] = FlakyTradingView(client)
+                yield flaky["client"]
+
+    res = dict(resources, tradingview=FlakyResource(**resources["tradingview"].model_dump()))
+    register(store, instance, "NASDAQ:AAPL", "SP:SPX")
+    result = dg.materialize([historical_bars], instance=instance, resources=res,
+                            tags={RANGE_START: "1d|NASDAQ:AAPL", RANGE_END: "1d|SP:SPX"},
+                            run_config=dg.RunConfig(ops={"historical_bars": {"config": {"bars": 20}}}))
+    assert result.success
+    assert flaky["client"].calls == 4  # one timeout + one success per key
+    assert {m.partition for m in result.asset_materializations_for_node("historical_bars")} == {
+        "1d|NASDAQ:AAPL", "1d|SP:SPX"}
+
+
+def test_a_key_that_keeps_timing_out_fails_as_transient(instance, resources, store, monkeypatch):
+    import contextlib
+
+    from pocketquant_pipelines.defs import history
+    from pocketquant_pipelines.defs.resources import TradingViewResource
+
+    monkeypatch.setattr(history, "TRANSIENT_BASE_DELAY_S", 0.01)
+
+    class DeadResource(TradingViewResource):
+        @contextlib.asynccontextmanager
+        async def open_client(self):
+            async with TradingViewResource.open_client(self) as client:
+                yield FlakyTradingView(client, failures_per_key=99)
+
+    res = dict(resources, tradingview=DeadResource(**resources["tradingview"].model_dump()))
+    register(store, instance, "NASDAQ:AAPL", "SP:SPX")
+    result = dg.materialize([historical_bars], instance=instance, resources=res, raise_on_error=False,
+                            tags={RANGE_START: "1d|NASDAQ:AAPL", RANGE_END: "1d|SP:SPX"})
+    assert not result.success
+    [failure] = result.get_step_failure_events()
+    data = failure.step_failure_data.user_failure_data
+    assert "2 of 2 partition(s) failed" in data.description and "HistoryTimeoutError" in data.description
+    obs = instance.fetch_observations(
+        dg.AssetRecordsFilter(asset_key=HISTORICAL_BARS, asset_partitions=["1d|SP:SPX"]), limit=1).records
+    assert obs[0].asset_observation.metadata["transient"].value is True
