@@ -60,8 +60,6 @@ def _is_malformed(frame: str) -> bool:
     return len(frame) < 120 and "qs_broken" in frame
 
 
-
-
 @dataclass
 class _Resolved:
     ref: str
