@@ -113,8 +113,6 @@ class _Closing(Exception):
     """Stop handling this connection's messages (the socket is being closed)."""
 
 
-
-
 class _Connection:
     def __init__(self, server: "SimulatorServer", ws: ServerConnection, number: int):
         self.server = server

@@ -48,8 +48,6 @@ def args_text(params: list) -> str:
     return "[" + ", ".join("" if p == "" else (p if isinstance(p, str) else json_text(p)) for p in params) + "]"
 
 
-
-
 def valid_zone(tz: Any) -> bool:
     if not isinstance(tz, str) or not tz or tz.startswith("/") or ".." in tz:
         return False

@@ -45,8 +45,6 @@ PAID_DEPTH = 20000
 RELEASE = "release_209-23"
 
 
-
-
 class SimulatorServer:
     """The simulator. ``await start()``, use ``url``, ``await stop()``.
 
@@ -296,8 +294,6 @@ class SimulatorServer:
             self._connections.discard(conn)
             self.stats.active -= 1
             log.info("simulator_connection_closed", connection=conn.number)
-
-
 
 
 @contextlib.contextmanager
