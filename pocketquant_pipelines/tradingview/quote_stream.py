@@ -15,6 +15,7 @@ because a streamer should outlive a network outage.
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
@@ -29,7 +30,7 @@ from pocketquant_pipelines.tradingview.errors import (
     TradingViewError,
 )
 from pocketquant_pipelines.tradingview.models import ClientStats
-from pocketquant_pipelines.tradingview.quotes import QUOTE_FIELDS, QuoteError, SymbolQuote
+from pocketquant_pipelines.tradingview.quotes import QUOTE_FIELDS, TICK_FIELDS, QuoteError, SymbolQuote
 
 if TYPE_CHECKING:
     from pocketquant_pipelines.tradingview.client import TradingViewClient
@@ -63,7 +64,8 @@ class QuoteStream:
         self._qs: str | None = None
         self._task: asyncio.Task | None = None
         self._lost: asyncio.Future | None = None
-        self._touched: dict[str, None] = {}
+        # symbol -> tick fields (lp, lp_time, volume) merged in this message, not yet emitted
+        self._touched: dict[str, set[str]] = {}
         self._closing = False
         self._got_data = False
         self.ticks_emitted = 0
@@ -159,8 +161,16 @@ class QuoteStream:
                 return
             values = data.get("v")
             if isinstance(values, dict):
-                self.quotes[symbol].merge(values)
-                self._touched[symbol] = None
+                quote = self.quotes[symbol]
+                incoming = TICK_FIELDS.intersection(values)
+                pending = self._touched.get(symbol)
+                if pending and incoming & pending:
+                    # The same field again within one message is the next tick: emit the one
+                    # pending first, or its price never reaches the bars (highs/lows lost).
+                    self._emit(quote, utcnow())
+                    pending.clear()
+                quote.merge(values)
+                self._touched.setdefault(symbol, set()).update(incoming)
                 self._got_data = True
         elif method == "quote_completed":
             self._got_data = True
@@ -175,11 +185,15 @@ class QuoteStream:
         now = utcnow()
         for symbol in self._touched:
             quote = self.quotes.get(symbol)
-            tick = quote.next_tick(now) if quote is not None else None
-            if tick is not None:
-                self.ticks_emitted += 1
-                self._queue.put_nowait(tick)
+            if quote is not None:
+                self._emit(quote, now)
         self._touched.clear()
+
+    def _emit(self, quote: SymbolQuote, received_at: datetime) -> None:
+        tick = quote.next_tick(received_at)
+        if tick is not None:
+            self.ticks_emitted += 1
+            self._queue.put_nowait(tick)
 
     def on_connection_lost(self, exc: TradingViewError) -> None:
         if self._lost is not None and not self._lost.done():

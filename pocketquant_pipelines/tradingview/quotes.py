@@ -3,8 +3,10 @@
 Tick rules (§4.4), per subscribed symbol string (the server's ``n`` echoes it exactly):
 
 * every ``qsd`` is merged field by field into the symbol's state (partial updates carry only
-  what changed); all frames of one WebSocket message are merged before ticks are built, so an
-  ``lp_time`` packed beside its ``lp`` dates the tick correctly;
+  what changed); frames of one WebSocket message are merged before a tick is built, so an
+  ``lp_time`` packed beside its ``lp`` dates the tick correctly — until a frame repeats a tick
+  field (``lp``, ``lp_time``, ``volume``) already merged in that message: that is the next
+  tick, so the pending one is emitted first (the server packs bursts of updates);
 * a tick is emitted when ``lp`` or the cumulative ``volume`` changed since the last emitted
   tick — never for a repeated snapshot, which is what a resubscription after a reconnect sends;
 * tick time = ``lp_time`` when the server sent one, else the receive time;
@@ -25,6 +27,9 @@ from datetime import datetime
 from pocketquant_pipelines.market.timeutil import from_epoch
 from pocketquant_pipelines.market.ticks import Tick
 from pocketquant_pipelines.tradingview.codec import sentinel_to_none
+
+# Fields a tick is made of: a second value of one of them in a message starts a new tick.
+TICK_FIELDS = frozenset({"lp", "lp_time", "volume"})
 
 QUOTE_FIELDS = (
     "lp", "lp_time", "volume", "bid", "ask", "bid_size", "ask_size", "ch", "chp",

@@ -32,11 +32,8 @@ BTC, AAPL = "BINANCE:BTCUSDT", "NASDAQ:AAPL"
 SIM_START = datetime(2026, 1, 27, 20, 0, tzinfo=UTC)   # Tuesday evening
 SIM_END = datetime(2026, 2, 3, 22, 0, tzinfo=UTC)      # a week later, across Jan 31 -> Feb 1
 SPEED = 12_000                                          # a simulated week in ~50 s
-# The client builds one tick per symbol per WebSocket message (it merges a message's frames
-# first). At 12,000x the simulator would pack several ticks of a symbol into one message and
-# the client would merge them away, so each message carries one frame here. See
-# docs/streamer.md "Known limits".
-ONE_FRAME = 1
+# At 12,000x the simulator packs several ticks of a symbol into one WebSocket message, as the
+# real server packs bursts: the client must turn each of them into its own tick.
 
 
 @pytest.fixture
@@ -77,8 +74,7 @@ async def stream_until(service, server, sim_end, hooks=()):
 @pytest.mark.e2e
 def test_week_across_month_end_every_bar_exact_then_dagster(data_dir):
     settings = load_settings(dict(os.environ))
-    with run_simulator_in_thread(seed=5, speed=SPEED, sim_start=SIM_START, resolve_delay_s=0.0,
-                                 max_frames_per_message=ONE_FRAME) as server:
+    with run_simulator_in_thread(seed=5, speed=SPEED, sim_start=SIM_START, resolve_delay_s=0.0) as server:
         market = server.market
         store, cache = open_bar_store(settings), open_live_cache(settings)
         registered(store, market, BTC, AAPL)

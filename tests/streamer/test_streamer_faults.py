@@ -38,8 +38,7 @@ def env(tmp_path, monkeypatch):
 
 @pytest.fixture
 def sim():
-    with run_simulator_in_thread(seed=9, speed=SPEED, sim_start=T0, resolve_delay_s=0.0,
-                                 max_frames_per_message=1) as server:
+    with run_simulator_in_thread(seed=9, speed=SPEED, sim_start=T0, resolve_delay_s=0.0) as server:
         yield server
 
 

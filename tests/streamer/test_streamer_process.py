@@ -60,8 +60,7 @@ def wait_for(predicate, timeout: float, what: str):
 
 @pytest.fixture
 def sim():
-    with run_simulator_in_thread(seed=4, speed=60, sim_start=SIM_START, resolve_delay_s=0.0,
-                                 max_frames_per_message=1) as server:
+    with run_simulator_in_thread(seed=4, speed=60, sim_start=SIM_START, resolve_delay_s=0.0) as server:
         yield server
 
 
