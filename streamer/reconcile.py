@@ -55,7 +55,7 @@ def reconcile(
     stream = store.read_stream_bars(symbol, interval, start, end)
     canon = store.read_bars(symbol, interval, start, end)
     hist = canon[canon["source"].astype(str) == Source.HISTORY.value] if len(canon) else canon
-    both = stream.join(hist, how="inner", lsuffix="_s", rsuffix="_h")
+    both = stream.merge(hist, how="inner", left_index=True, right_index=True, suffixes=("_s", "_h"))
     if len(both) and "partial_s" in both:
         partial_mask = both["partial_s"].astype(bool).to_numpy()
     else:
