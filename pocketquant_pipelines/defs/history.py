@@ -169,7 +169,6 @@ def _events_for(key: str, outcome: SyncOutcome | None, exc: BaseException | None
     output_required=False,
     group_name="market_data",
     kinds={"python", "sqlite"},
-    owners=[],
     description="OHLCV bars from TradingView's chart session, synced incrementally into the "
     "bar store (one partition per symbol x interval). Metadata = the sync status.",
     metadata={"partition_key_format": "<interval>|<symbol>, e.g. 1d|NASDAQ:AAPL"},
