@@ -14,17 +14,18 @@ from pocketquant_pipelines.tradingview.simulator import SimulatorServer
 from tests.simulator.rawclient import HELLO_FIELDS, RawClient, method_is, methods, qsd_values, run
 
 START = datetime(2026, 3, 10, 15, 0, tzinfo=UTC)  # Tuesday 11:00 New York: every market open
-FRAMES = Path("/work/shared/tradingview-frames.jsonl")
+# A copy of shared/tradingview-frames.jsonl kept in the repo, so a fresh clone has it.
+FRAMES = Path(__file__).resolve().parents[1] / "tradingview" / "data" / "tradingview-frames.jsonl"
 AAPL = '={"symbol":"NASDAQ:AAPL","adjustment":"splits","session":"regular"}'
 
 
 def real_frames(tag: str) -> list[str]:
     out = []
-    if FRAMES.exists():
-        for line in FRAMES.read_text().splitlines():
-            item = json.loads(line)
-            if item["note"].startswith(f"[{tag}]") and item["raw"].startswith("~m~"):
-                out.append(item["raw"])
+    for line in FRAMES.read_text().splitlines():
+        item = json.loads(line)
+        if item["note"].startswith(f"[{tag}]") and item["raw"].startswith("~m~"):
+            out.append(item["raw"])
+    assert out, f"no captured [{tag}] frames in {FRAMES}"
     return out
 
 
