@@ -6,7 +6,6 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pytest
 
 from pocketquant_pipelines.tradingview.codec import Frame, decode_message
 from pocketquant_pipelines.tradingview.simulator import DEFAULT_SYMBOLS, SimulatorServer
