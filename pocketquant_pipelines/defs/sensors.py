@@ -122,7 +122,9 @@ def symbol_registry_sensor(context: dg.SensorEvaluationContext, bar_store: BarSt
         requests.append(symbol_partitions.build_delete_request(list(to_remove)))
     run_requests = []
     if to_sync:
-        run_requests.append(backfill_request(to_sync, {TRIGGER_TAG: "first_sync"}))
+        # first syncs go ahead of queued routine runs (the run queue honours dagster/priority)
+        run_requests.append(backfill_request(to_sync, {TRIGGER_TAG: "first_sync",
+                                                       "dagster/priority": "10"}))
     if not (requests or run_requests) and cursor == context.cursor:
         return dg.SkipReason(f"registry in sync ({len(registry)} symbols), nothing to request")
     context.log.info(f"symbols +{len(to_add)} -{len(to_remove)}; first sync of {len(to_sync)} partition(s)")
