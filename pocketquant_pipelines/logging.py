@@ -23,6 +23,24 @@ def _mask_secrets(_logger, _method, event: dict) -> dict:
     return event
 
 
+class _StderrLogger:
+    """Writes each rendered event to whatever ``sys.stderr`` is *now*.
+
+    structlog's PrintLogger binds the stream when the logger is created, which goes stale when
+    stderr is replaced later (pytest's capture, a daemon redirecting its output)."""
+
+    def msg(self, message: str) -> None:
+        stream = sys.stderr
+        stream.write(message + "\n")
+        stream.flush()
+
+    debug = info = warning = warn = error = critical = exception = fatal = log = msg
+
+
+def _stderr_logger_factory(*_args) -> _StderrLogger:
+    return _StderrLogger()
+
+
 def configure_logging(log_format: str = "console", level: str = "INFO", force: bool = False) -> None:
     global _configured
     if _configured and not force:
@@ -42,7 +60,7 @@ def configure_logging(log_format: str = "console", level: str = "INFO", force: b
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper(), logging.INFO)),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=_stderr_logger_factory,
         cache_logger_on_first_use=True,
     )
     _configured = True
