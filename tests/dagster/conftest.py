@@ -10,7 +10,6 @@ import pytest
 from pocketquant_pipelines.defs.resources import BarStoreResource, LiveCacheResource, TradingViewResource
 from pocketquant_pipelines.settings import load_settings
 from pocketquant_pipelines.storage.factory import open_bar_store
-from pocketquant_pipelines.storage.base import SymbolInfo
 
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
@@ -85,10 +84,3 @@ def resources(data_dir, simulator):
         "live_cache": LiveCacheResource(data_dir=str(data_dir)),
         "tradingview": TradingViewResource(data_dir=str(data_dir), tradingview_ws_url=simulator.url),
     }
-
-
-def register(store, instance, *symbols: str) -> None:
-    """What `pocketquant symbols add` + the registry sensor do, for tests that need partitions."""
-    for s in symbols:
-        store.add_symbol(SymbolInfo(symbol=s))
-    instance.add_dynamic_partitions("symbols", list(symbols))

@@ -17,7 +17,7 @@ from pocketquant_pipelines.defs.schedules import sync_all_symbols, sync_daily_da
 from pocketquant_pipelines.defs.sensors import symbol_registry_sensor
 from pocketquant_pipelines.storage.base import SymbolInfo
 
-from conftest import register  # noqa: E402
+from dagster_helpers import register
 
 START, END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 MONDAY_NOON = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)

@@ -87,7 +87,7 @@ def test_sync_unknown_symbol_reports_the_reason(capsys, sim_env):
 
 
 def test_status_reads_dagster_and_the_store(capsys, instance, resources, store):
-    from conftest import register
+    from dagster_helpers import register
 
     register(store, instance, "NASDAQ:AAPL", "NASDAQ:NOSUCH")
     dg.materialize([historical_bars], partition_key="1d|NASDAQ:AAPL", instance=instance,

@@ -7,7 +7,7 @@ from pocketquant_pipelines.defs.checks import historical_bars_checks
 from pocketquant_pipelines.defs.history import historical_bars
 from pocketquant_pipelines.defs.keys import HISTORICAL_BARS
 
-from conftest import register  # noqa: E402  (tests/dagster/conftest.py)
+from dagster_helpers import register
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
