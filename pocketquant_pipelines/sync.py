@@ -117,7 +117,9 @@ def plan_request(
         return "first", first_bars
     elapsed = max(0.0, (now - ensure_utc(last)).total_seconds())
     needed = math.ceil(elapsed / interval.nominal_seconds) + overlap_bars
-    return "incremental", max(overlap_bars + 1, min(needed, first_bars))
+    # not capped at first_bars: a long outage must be filled, not left as a hole (the server
+    # stops at the account's depth anyway, reported as depth_reached)
+    return "incremental", max(overlap_bars + 1, min(needed, MAX_BARS))
 
 
 def _record_metadata(store: BarStore, symbol: str, meta) -> None:
