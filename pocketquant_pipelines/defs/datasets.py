@@ -2,9 +2,10 @@
 whenever its upstream bars change.
 
 Upstream: ``historical_bars`` (TradingView history) and ``streamed_bars`` (the streamer).
-Rebuilds are declarative: an eager automation condition requests a partition after either
-upstream partition updates. It ignores *missing* ``streamed_bars`` partitions (most symbols
-are never streamed) — plain ``eager()`` would wait for them forever. The condition is
+Rebuilds after a historical sync are declarative: an eager automation condition requests a
+partition when its ``historical_bars`` partition updates. It ignores ``streamed_bars``
+entirely: missing ones (most symbols are never streamed — plain ``eager()`` would wait for
+them forever) and updated ones (``streamed_bars_sensor`` already requests those partitions). The condition is
 evaluated by ``pocketquant_automation`` (RUNNING by default, defined here), not by Dagster's
 auto-created sensor, which starts STOPPED.
 
@@ -19,9 +20,13 @@ from pocketquant_pipelines.defs.keys import HISTORICAL_BARS, OHLCV_DATASET, STRE
 from pocketquant_pipelines.defs.partitions import bars_partitions, split_key
 from pocketquant_pipelines.defs.resources import BarStoreResource
 
-DATASET_CONDITION = dg.AutomationCondition.eager().replace(
-    "any_deps_missing",
-    dg.AutomationCondition.any_deps_missing().ignore(dg.AssetSelection.assets(STREAMED_BARS)),
+_NOT_STREAMED = dg.AssetSelection.assets(STREAMED_BARS)
+DATASET_CONDITION = (
+    dg.AutomationCondition.eager()
+    .replace("any_deps_missing", dg.AutomationCondition.any_deps_missing().ignore(_NOT_STREAMED))
+    # streamed_bars updates are handled by streamed_bars_sensor, which requests exactly the
+    # changed partitions; reacting here too would rebuild each of them twice.
+    .replace("any_deps_updated", dg.AutomationCondition.any_deps_updated().ignore(_NOT_STREAMED))
 )
 
 

@@ -158,6 +158,13 @@ def test_dataset_rebuilds_after_history_changes(instance, store, resources, data
     settled = dg.evaluate_automation_conditions(defs=d, instance=instance, cursor=after.cursor)
     assert not settled.get_requested_partitions(OHLCV_DATASET)
 
+    # a streamed_bars update is left to streamed_bars_sensor (it requests the partition
+    # itself): the condition must not request it a second time
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(asset_key="streamed_bars", partition="1d|NASDAQ:AAPL"))
+    streamed = dg.evaluate_automation_conditions(defs=d, instance=instance, cursor=settled.cursor)
+    assert not streamed.get_requested_partitions(OHLCV_DATASET)
+
 
 def test_partition_keys_are_interval_major(instance):
     instance.add_dynamic_partitions("symbols", ["B:X", "A:Y"])
