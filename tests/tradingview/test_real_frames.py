@@ -13,9 +13,8 @@ import pytest
 
 from pocketquant_pipelines.tradingview.codec import decode_message, encode_frame, sentinel_to_none
 
-FRAMES_FILE = Path("/work/shared/tradingview-frames.jsonl")
-if not FRAMES_FILE.exists():  # the repo keeps a copy so the tests run anywhere
-    FRAMES_FILE = Path(__file__).parent / "data" / "tradingview-frames.jsonl"
+# A verbatim copy of shared/tradingview-frames.jsonl, kept in the repo so a fresh clone has it.
+FRAMES_FILE = Path(__file__).parent / "data" / "tradingview-frames.jsonl"
 
 RECORDS = [json.loads(line) for line in FRAMES_FILE.read_text(encoding="utf-8").splitlines() if line.strip()]
 WRAPPED_LINE = 90  # the Kotlin raw string wraps the frame with one newline (its note says so)
