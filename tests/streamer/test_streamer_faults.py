@@ -175,7 +175,8 @@ def test_redis_stopped_and_restarted_mid_stream(env, sim, redis_server, redis_se
         redis_server_proc.start()
 
     async def wait_caught_up():
-        for _ in range(200):
+        # the writer re-pings with backoff capped at 5 s; allow for a loaded machine
+        for _ in range(600):
             if service.cache_writer.available:
                 break
             await asyncio.sleep(0.05)
