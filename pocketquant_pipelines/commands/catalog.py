@@ -21,19 +21,11 @@ import math
 import sys
 from datetime import UTC, datetime
 
+from pocketquant_pipelines.commands.argtypes import positive_int
 from pocketquant_pipelines.errors import InvalidInputError
 from pocketquant_pipelines.market.intervals import Interval
 from pocketquant_pipelines.market.symbols import normalize_symbol
 
-
-def _positive(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not an integer") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"{value!r} must be >= 1")
-    return number
 
 
 def parse_time(value: str, what: str) -> datetime:
@@ -98,7 +90,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("symbol", metavar="SYMBOL")
     p.add_argument("--interval", "-i", action="append", default=None,
                    help=f"one of {intervals}; repeat for several (default 1d)")
-    p.add_argument("--bars", "-n", type=_positive, default=None,
+    p.add_argument("--bars", "-n", type=positive_int, default=None,
                    help="bars to request (default: automatic — first sync depth, then incremental)")
     p.add_argument("--format", "-f", choices=("text", "json"), default="text")
     p.set_defaults(func=_cmd_sync)
@@ -110,7 +102,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--interval", "-i", default="1d", help=f"one of {intervals} (default 1d)")
     p.add_argument("--start", default=None)
     p.add_argument("--end", default=None)
-    p.add_argument("--limit", "-n", type=_positive, default=None)
+    p.add_argument("--limit", "-n", type=positive_int, default=None)
     p.add_argument("--format", "-f", choices=("table", "csv", "json", "parquet"), default="table",
                    help="json = one object per line; parquet needs --output")
     p.add_argument("--output", "-o", default=None, help="write to FILE instead of stdout")

@@ -13,25 +13,12 @@ import csv
 import json
 import sys
 
+from pocketquant_pipelines.commands.argtypes import positive_int, ws_url
 from pocketquant_pipelines.errors import InvalidInputError
 from pocketquant_pipelines.market.intervals import Interval
 from pocketquant_pipelines.tradingview.errors import ConnectionLostError, SymbolNotFoundError
 
 
-def _ws_url(value: str) -> str:
-    if not value.startswith(("ws://", "wss://")):
-        raise argparse.ArgumentTypeError(f"{value!r} is not a ws:// or wss:// URL")
-    return value
-
-
-def _positive(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not an integer") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"{value!r} must be >= 1")
-    return number
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,12 +28,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "up to the account's depth: 5000 bars anonymously).")
     p.add_argument("symbol", metavar="SYMBOL", help="EXCHANGE:CODE, e.g. NASDAQ:AAPL")
     p.add_argument("--interval", "-i", default="1d", help=f"one of {intervals} (default 1d)")
-    p.add_argument("--bars", "-n", type=_positive, default=100, help="how many bars (default 100)")
+    p.add_argument("--bars", "-n", type=positive_int, default=100, help="how many bars (default 100)")
     p.add_argument("--session", choices=("regular", "extended"), default="regular")
     p.add_argument("--adjustment", choices=("splits", "dividends"), default="splits")
     p.add_argument("--format", "-f", choices=("table", "csv", "json"), default="table",
                    help="json = one object per line")
-    p.add_argument("--ws-url", type=_ws_url, default=None,
+    p.add_argument("--ws-url", type=ws_url, default=None,
                    help="WebSocket URL (default TRADINGVIEW_WS_URL), e.g. the simulator's")
     p.add_argument("--verbose", "-v", action="store_true", help="show client log events")
     p.set_defaults(func=_cmd_fetch)
@@ -54,11 +41,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("quotes", help="stream live quotes as ticks",
                        description="Stream ticks for SYMBOLs until Ctrl-C, --limit or --duration.")
     p.add_argument("symbols", nargs="+", metavar="SYMBOL", help="EXCHANGE:CODE ...")
-    p.add_argument("--limit", "-n", type=_positive, default=None, help="stop after N ticks")
+    p.add_argument("--limit", "-n", type=positive_int, default=None, help="stop after N ticks")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.add_argument("--format", "-f", choices=("table", "json"), default="table",
                    help="json = one object per line")
-    p.add_argument("--ws-url", type=_ws_url, default=None,
+    p.add_argument("--ws-url", type=ws_url, default=None,
                    help="WebSocket URL (default TRADINGVIEW_WS_URL), e.g. the simulator's")
     p.add_argument("--verbose", "-v", action="store_true", help="show client log events")
     p.set_defaults(func=_cmd_quotes)
