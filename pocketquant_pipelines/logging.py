@@ -42,9 +42,17 @@ def _stderr_logger_factory(*_args) -> _StderrLogger:
 
 
 def configure_logging(log_format: str = "console", level: str = "INFO", force: bool = False) -> None:
+    """Configure once per process (``force`` re-configures). Until it is called, loggers use
+    the defaults (console, INFO, stderr) — never structlog's own default, which prints every
+    level to stdout, where command output (``--format json``) goes."""
     global _configured
     if _configured and not force:
         return
+    _apply(log_format, level)
+    _configured = True
+
+
+def _apply(log_format: str, level: str) -> None:
     renderer = (
         structlog.processors.JSONRenderer()
         if log_format == "json"
@@ -61,10 +69,18 @@ def configure_logging(log_format: str = "console", level: str = "INFO", force: b
         ],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper(), logging.INFO)),
         logger_factory=_stderr_logger_factory,
-        cache_logger_on_first_use=True,
+        # No caching: a logger first used before the process configured logging (a module
+        # logger, a test fixture) must still follow the configuration that comes later.
+        cache_logger_on_first_use=False,
     )
-    _configured = True
+
+
+_defaults_applied = False
 
 
 def get_logger(name: str | None = None, **bound):
+    global _defaults_applied
+    if not _configured and not _defaults_applied:
+        _apply("console", "INFO")
+        _defaults_applied = True
     return structlog.get_logger(name, **bound) if name else structlog.get_logger(**bound)

@@ -15,22 +15,6 @@ warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _logs_to_real_stderr():
-    """Log events to the process's real stderr at WARNING: structlog caches loggers on first
-    use, and a logger bound to one test's captured stream would write to a closed file in the
-    next test (and the sync would report that as its error)."""
-    import sys
-
-    from pocketquant_pipelines.logging import configure_logging
-
-    saved, sys.stderr = sys.stderr, sys.__stderr__
-    try:
-        configure_logging("console", "WARNING", force=True)
-    finally:
-        sys.stderr = saved
-
-
 @pytest.fixture(scope="module")
 def simulator():
     from pocketquant_pipelines.tradingview.simulator.server import run_simulator_in_thread
