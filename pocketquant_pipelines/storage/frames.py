@@ -133,3 +133,12 @@ def bars_frame(time_us: np.ndarray, open_: np.ndarray, high: np.ndarray, low: np
 def empty_bars_frame() -> pd.DataFrame:
     f = np.empty(0, dtype=np.float64)
     return bars_frame(np.empty(0, np.int64), f, f, f, f, f, np.empty(0, np.int8), np.empty(0, bool))
+
+
+def prepare_upsert(bars: Sequence[Bar], source: object, partial: object) -> tuple[Source, "BarBatch"]:
+    """The input checks every backend's upsert_bars starts with: a valid source, a boolean
+    partial flag, and the bars as a validated columnar batch."""
+    source = check_source(source)
+    if not isinstance(partial, bool):
+        raise InvalidInputError(f"partial {partial!r} must be True or False")
+    return source, batch_from_bars(bars)

@@ -33,7 +33,7 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
-from pocketquant_pipelines.errors import ConfigError, InvalidInputError, UnknownSymbolError
+from pocketquant_pipelines.errors import ConfigError, UnknownSymbolError
 from pocketquant_pipelines.logging import get_logger
 from pocketquant_pipelines.market.bars import Bar
 from pocketquant_pipelines.market.intervals import Interval
@@ -42,7 +42,7 @@ from pocketquant_pipelines.storage.base import (
     BarStore, IngestEntry, IngestPage, Source, SymbolInfo, UpsertResult,
 )
 from pocketquant_pipelines.storage.frames import (
-    SOURCE_CODE, bars_frame, batch_from_bars, check_source, empty_bars_frame,
+    SOURCE_CODE, bars_frame, prepare_upsert, check_source, empty_bars_frame,
 )
 from pocketquant_pipelines.storage.registry_records import (
     check_update_fields, info_from_record, info_to_record, prepare_new,
@@ -96,10 +96,7 @@ class MongoBarStore(BarStore):
     # --- bars ---------------------------------------------------------------------------------
     def upsert_bars(self, bars: Sequence[Bar], source: Source = Source.HISTORY,
                     partial: bool = False) -> UpsertResult:
-        source = check_source(source)
-        if not isinstance(partial, bool):
-            raise InvalidInputError(f"partial {partial!r} must be True or False")
-        batch = batch_from_bars(bars)
+        source, batch = prepare_upsert(bars, source, partial)
         if not len(batch):
             return UpsertResult()
         now_us = to_us(utcnow())

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pocketquant_pipelines.errors import InvalidInputError, UnknownSymbolError
+from pocketquant_pipelines.errors import UnknownSymbolError
 from pocketquant_pipelines.logging import get_logger
 from pocketquant_pipelines.market.bars import Bar
 from pocketquant_pipelines.market.intervals import Interval
@@ -43,7 +43,7 @@ from pocketquant_pipelines.storage.base import (
     BarStore, IngestEntry, IngestPage, Source, SymbolInfo, UpsertResult,
 )
 from pocketquant_pipelines.storage.frames import (
-    PRICE_FIELDS, SOURCE_CODE, SOURCE_CODES, bars_frame, batch_from_bars, check_source,
+    PRICE_FIELDS, SOURCE_CODE, SOURCE_CODES, bars_frame, prepare_upsert, check_source,
     empty_bars_frame,
 )
 from pocketquant_pipelines.storage.registry_records import (
@@ -217,10 +217,7 @@ class SQLiteBarStore(BarStore):
     # --- bars ---------------------------------------------------------------------------------
     def upsert_bars(self, bars: Sequence[Bar], source: Source = Source.HISTORY,
                     partial: bool = False) -> UpsertResult:
-        source = check_source(source)
-        if not isinstance(partial, bool):
-            raise InvalidInputError(f"partial {partial!r} must be True or False")
-        batch = batch_from_bars(bars)
+        source, batch = prepare_upsert(bars, source, partial)
         if not len(batch):
             return UpsertResult()
         now_us = to_us(utcnow())
