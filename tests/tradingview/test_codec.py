@@ -196,3 +196,28 @@ def test_payload_containing_frame_markers_is_not_split():
     frames = decode_message(encode_frame(payload) + encode_heartbeat(4))
     assert [f.kind for f in frames] == ["message", "heartbeat"]
     assert frames[0].params == payload["p"]
+
+
+@pytest.mark.parametrize("body, check", [
+    # orjson rejects these three; the decoder must still accept them as the stdlib does
+    ('{"m":"qsd","p":["qs",{"v":{"lp":NaN,"ask":Infinity}}]}',
+     lambda p: p[1]["v"]["lp"] != p[1]["v"]["lp"] and p[1]["v"]["ask"] == float("inf")),
+    ('{"m":"qsd","p":["qs",{"v":{"description":"\\ud800 lone"}}]}',
+     lambda p: p[1]["v"]["description"] == "\ud800 lone"),
+], ids=["nan-infinity", "lone-surrogate"])
+def test_payloads_the_fast_parser_rejects_still_decode(body, check):
+    (frame,) = decode_message(encode_frame(body), strict=True)
+    assert frame.kind == "message" and check(frame.params)
+
+
+def test_integers_beyond_64_bits_become_floats():
+    # orjson's one lossy difference from the stdlib; no TradingView number comes near 2**64
+    (frame,) = decode_message(encode_frame('{"m":"x","p":[123456789012345678901234567890, 9007199254740993]}'))
+    assert frame.params == [1.2345678901234568e29, 9007199254740993]
+
+
+@given(st.lists(messages, min_size=1, max_size=6))
+def test_fast_and_stdlib_parsers_agree(payloads):
+    text = "".join(encode_frame(p) for p in payloads)
+    decoded = [f.data for f in decode_message(text, strict=True)]
+    assert decoded == [json.loads(encode_frame(p).split("~m~", 2)[2]) for p in payloads]
