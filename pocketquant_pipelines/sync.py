@@ -32,7 +32,7 @@ from pocketquant_pipelines.errors import InvalidInputError
 from pocketquant_pipelines.logging import get_logger
 from pocketquant_pipelines.market.intervals import Interval
 from pocketquant_pipelines.market.symbols import normalize_symbol
-from pocketquant_pipelines.market.timeutil import ensure_utc, utcnow
+from pocketquant_pipelines.market.timeutil import ensure_utc, from_epoch, utcnow
 from pocketquant_pipelines.storage.base import BarStore, Source
 from pocketquant_pipelines.tradingview.history import MAX_BARS  # the client's own limit
 
@@ -165,8 +165,8 @@ async def sync_history_async(
         kwargs["adjustment"] = adjustment  # "splits" | "dividends"
     log.debug("sync_started", symbol=symbol, interval=interval.value, mode=mode, bars=count)
     result = await client.fetch_history(symbol, interval, count, **kwargs)
-    fetched = list(result.bars)
-    upsert = store.upsert_bars(fetched, source=Source.HISTORY) if fetched else None
+    fetched = result.columns  # validated, ascending, one row per key: written without Bar objects
+    upsert = store.upsert_bars(fetched, source=Source.HISTORY) if len(fetched) else None
     _record_metadata(store, symbol, getattr(result, "metadata", None))
     stored = store.count_bars(symbol, interval)
     stored_frame_first = None
@@ -180,12 +180,12 @@ async def sync_history_async(
         mode=mode,
         requested_bars=int(count),
         fetched=len(fetched),
-        fetched_duplicate_times=len(fetched) - len({b.time for b in fetched}),
+        fetched_duplicate_times=0,  # BarColumns hold one row per key by construction
         inserted=int(upsert.inserted) if upsert else 0,
         updated=int(upsert.updated) if upsert else 0,
         unchanged=int(upsert.unchanged) if upsert else 0,
-        first_bar_time=fetched[0].time if fetched else None,
-        last_bar_time=fetched[-1].time if fetched else None,
+        first_bar_time=from_epoch(float(fetched.time[0])) if len(fetched) else None,
+        last_bar_time=from_epoch(float(fetched.time[-1])) if len(fetched) else None,
         stored_bars=int(stored),
         stored_first_time=stored_frame_first,
         stored_last_time=store.last_bar_time(symbol, interval),

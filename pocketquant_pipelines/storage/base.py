@@ -12,6 +12,7 @@ from enum import Enum
 
 import pandas as pd
 
+from pocketquant_pipelines.market.bar_columns import BarColumns
 from pocketquant_pipelines.market.bars import Bar
 from pocketquant_pipelines.market.intervals import Interval
 
@@ -90,10 +91,11 @@ class BarStore(ABC):
     # --- bars -------------------------------------------------------------------------------
     @abstractmethod
     def upsert_bars(
-        self, bars: Sequence[Bar], source: Source = Source.HISTORY, partial: bool = False
+        self, bars: Sequence[Bar] | BarColumns, source: Source = Source.HISTORY, partial: bool = False
     ) -> UpsertResult:
         """Idempotent batch upsert; atomic per call; appends one IngestEntry per
-        (symbol, interval) that had inserts or updates."""
+        (symbol, interval) that had inserts or updates. ``bars`` is a list of Bars (any mix
+        of series) or one series' validated :class:`BarColumns` (what a history fetch returns)."""
 
     @abstractmethod
     def read_bars(

@@ -15,6 +15,7 @@ import pandas as pd
 import pyarrow as pa
 
 from pocketquant_pipelines.errors import InvalidBarError, InvalidInputError
+from pocketquant_pipelines.market.bar_columns import BarColumns
 from pocketquant_pipelines.market.bars import Bar
 from pocketquant_pipelines.market.intervals import Interval
 from pocketquant_pipelines.market.symbols import normalize_symbol
@@ -105,6 +106,16 @@ def batch_from_bars(bars: Sequence[Bar]) -> BarBatch:
     return BarBatch(keys, series, time, *cols, volume)
 
 
+def batch_from_columns(columns: BarColumns) -> BarBatch:
+    """One validated series (ascending, one row per key by construction) as a batch: no
+    per-bar Python work at all, which is what makes a 5000-bar sync cheap."""
+    key = (normalize_symbol(columns.symbol), Interval.parse(columns.interval))
+    n = len(columns)
+    time = np.rint(columns.time * 1e6).astype(np.int64)
+    return BarBatch([key] if n else [], np.zeros(n, dtype=np.int64), time,
+                    columns.open, columns.high, columns.low, columns.close, columns.volume)
+
+
 def source_column(codes: np.ndarray) -> pd.api.extensions.ExtensionArray:
     indices = pa.array(np.asarray(codes, dtype=np.int8))
     strings = pa.DictionaryArray.from_arrays(indices, _SOURCE_NAMES).cast(pa.string())
@@ -135,10 +146,14 @@ def empty_bars_frame() -> pd.DataFrame:
     return bars_frame(np.empty(0, np.int64), f, f, f, f, f, np.empty(0, np.int8), np.empty(0, bool))
 
 
-def prepare_upsert(bars: Sequence[Bar], source: object, partial: object) -> tuple[Source, "BarBatch"]:
+def prepare_upsert(bars: "Sequence[Bar] | BarColumns", source: object,
+                   partial: object) -> tuple[Source, "BarBatch"]:
     """The input checks every backend's upsert_bars starts with: a valid source, a boolean
-    partial flag, and the bars as a validated columnar batch."""
+    partial flag, and the bars (a list of Bars, or one series' BarColumns) as a validated
+    columnar batch."""
     source = check_source(source)
     if not isinstance(partial, bool):
         raise InvalidInputError(f"partial {partial!r} must be True or False")
+    if isinstance(bars, BarColumns):
+        return source, batch_from_columns(bars)
     return source, batch_from_bars(bars)

@@ -35,6 +35,7 @@ import pandas as pd
 
 from pocketquant_pipelines.errors import ConfigError, UnknownSymbolError
 from pocketquant_pipelines.logging import get_logger
+from pocketquant_pipelines.market.bar_columns import BarColumns
 from pocketquant_pipelines.market.bars import Bar
 from pocketquant_pipelines.market.intervals import Interval
 from pocketquant_pipelines.market.timeutil import utcnow
@@ -94,7 +95,7 @@ class MongoBarStore(BarStore):
         return f"MongoBarStore(database={self.database!r})"
 
     # --- bars ---------------------------------------------------------------------------------
-    def upsert_bars(self, bars: Sequence[Bar], source: Source = Source.HISTORY,
+    def upsert_bars(self, bars: Sequence[Bar] | BarColumns, source: Source = Source.HISTORY,
                     partial: bool = False) -> UpsertResult:
         source, batch = prepare_upsert(bars, source, partial)
         if not len(batch):

@@ -36,6 +36,7 @@ import pandas as pd
 
 from pocketquant_pipelines.errors import UnknownSymbolError
 from pocketquant_pipelines.logging import get_logger
+from pocketquant_pipelines.market.bar_columns import BarColumns
 from pocketquant_pipelines.market.bars import Bar
 from pocketquant_pipelines.market.intervals import Interval
 from pocketquant_pipelines.market.timeutil import utcnow
@@ -215,7 +216,7 @@ class SQLiteBarStore(BarStore):
         return row[0]
 
     # --- bars ---------------------------------------------------------------------------------
-    def upsert_bars(self, bars: Sequence[Bar], source: Source = Source.HISTORY,
+    def upsert_bars(self, bars: Sequence[Bar] | BarColumns, source: Source = Source.HISTORY,
                     partial: bool = False) -> UpsertResult:
         source, batch = prepare_upsert(bars, source, partial)
         if not len(batch):

@@ -20,15 +20,18 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from datetime import UTC, datetime
 from dataclasses import dataclass, field
+from itertools import chain
+
+import numpy as np
 
 from pocketquant_pipelines.errors import InvalidBarError
 from pocketquant_pipelines.logging import get_logger
+from pocketquant_pipelines.market.bar_columns import BarColumns, first_per_key, trusted_bar, valid_rows
 from pocketquant_pipelines.market.bars import Bar
 from pocketquant_pipelines.market.intervals import Interval
 from pocketquant_pipelines.market.timeutil import from_epoch
-from pocketquant_pipelines.tradingview.codec import Frame, sentinel_to_none
+from pocketquant_pipelines.tradingview.codec import SENTINEL_ABS, Frame, sentinel_to_none
 from pocketquant_pipelines.tradingview.connection import Connection, new_session_id
 from pocketquant_pipelines.tradingview.errors import (
     ConnectionLostError,
@@ -40,7 +43,6 @@ from pocketquant_pipelines.tradingview.errors import (
 )
 from pocketquant_pipelines.tradingview.models import HistoryResult, SymbolMetadata
 
-_fromtimestamp = datetime.fromtimestamp
 _isfinite = math.isfinite
 
 log = get_logger("pocketquant.tradingview.history")
@@ -79,25 +81,8 @@ def series_rows(series: dict) -> list[list]:
     ]
 
 
-_new_bar = object.__new__
-_set = object.__setattr__
 _FLOAT = float
-
-
-def _trusted_bar(symbol: str, interval: Interval, t: float, o: float, h: float, l: float, c: float,
-                 v: float | None) -> Bar:
-    """A Bar whose values :func:`rows_to_bars` has already checked by the very rules of
-    ``bar_problem``: skips the per-instance re-validation, which costs more than the decode."""
-    bar = _new_bar(Bar)
-    _set(bar, "symbol", symbol)
-    _set(bar, "interval", interval)
-    _set(bar, "time", _fromtimestamp(t, UTC))
-    _set(bar, "open", o)
-    _set(bar, "high", h)
-    _set(bar, "low", l)
-    _set(bar, "close", c)
-    _set(bar, "volume", v)
-    return bar
+_NUMBER_TYPES = frozenset((int, float))
 
 
 def rows_to_bars(symbol: str, interval: Interval, rows: list[list]) -> tuple[list[Bar], int]:
@@ -131,7 +116,7 @@ def rows_to_bars(symbol: str, interval: Interval, rows: list[list]) -> tuple[lis
                         raise ValueError
                     else:
                         vol = _FLOAT(vol)
-                append(_trusted_bar(symbol, interval, t, _FLOAT(o), _FLOAT(h), _FLOAT(l), _FLOAT(c), vol))
+                append(trusted_bar(symbol, interval, t, _FLOAT(o), _FLOAT(h), _FLOAT(l), _FLOAT(c), vol))
                 continue
             raise ValueError
         except (TypeError, ValueError, IndexError, OverflowError, OSError):
@@ -142,6 +127,40 @@ def rows_to_bars(symbol: str, interval: Interval, rows: list[list]) -> tuple[lis
         except (InvalidBarError, IndexError, TypeError, ValueError, OverflowError, OSError):
             rejected += 1
     return bars, rejected
+
+
+def rows_to_columns(symbol: str, interval: Interval, rows: list[list]) -> tuple[BarColumns, int]:
+    """Validated columns from ``v`` rows sorted by time, and how many rows were rejected.
+
+    The common page (every row ``[t, o, h, l, c, v]`` or every row without volume, all numbers)
+    becomes one float64 array and is checked with numpy by the rules of ``bar_problem``; a
+    1e+100 (or any |v| >= 1e99) volume is the no-value sentinel and becomes NaN. A page with
+    a row the vectorised check refuses, or of mixed or odd shapes, goes through
+    :func:`rows_to_bars`, whose per-row path gives the same answers."""
+    n = len(rows)
+    if not n:
+        return BarColumns.empty(symbol, interval), 0
+    width = len(rows[0])
+    uniform = width in (5, 6) and all(len(r) == width for r in rows)
+    if not uniform or not _NUMBER_TYPES.issuperset(map(type, chain.from_iterable(rows))):
+        bars, rejected = rows_to_bars(symbol, interval, rows)  # bools, strings, nulls, ragged rows
+        return BarColumns.from_bars(symbol, interval, bars), rejected
+    a = np.array(rows, dtype=np.float64)
+    t, o, h, l, c = a[:, 0], a[:, 1], a[:, 2], a[:, 3], a[:, 4]
+    if width == 6:
+        v = a[:, 5].copy()
+        with np.errstate(invalid="ignore"):
+            v[~(np.abs(v) < SENTINEL_ABS)] = np.nan  # 1e+100, inf, NaN: no value
+    else:
+        v = np.full(n, np.nan)
+    first = first_per_key(t)
+    if first is not None:  # sub-microsecond neighbours share one key: the first row wins
+        return rows_to_columns(symbol, interval, [rows[i] for i in np.flatnonzero(first).tolist()])
+    if valid_rows(t, o, h, l, c, v).all():
+        return BarColumns(symbol, interval, t.copy(), o.copy(), h.copy(), l.copy(), c.copy(), v), 0
+    # A row breaks a rule (rare in real data): the per-row path decides, and counts, row by row.
+    bars, rejected = rows_to_bars(symbol, interval, rows)
+    return BarColumns.from_bars(symbol, interval, bars), rejected
 
 
 def metadata_from(symbol: str, info: dict) -> SymbolMetadata:
@@ -291,16 +310,16 @@ async def fetch_on_connection(
             except TradingViewError:
                 pass
     rows = [by_time[t] for t in sorted(by_time)][-bars:]
-    result_bars, rejected = rows_to_bars(symbol, interval, rows)
+    columns, rejected = rows_to_columns(symbol, interval, rows)
     if rejected:
         log.warning("tradingview_bars_rejected", symbol=symbol, interval=str(interval), count=rejected)
     return HistoryResult(
         symbol=symbol,
         interval=interval,
-        bars=result_bars,
+        columns=columns,
         metadata=metadata or SymbolMetadata(symbol=symbol),
         requested=bars,
-        depth_reached=depth_reached and len(result_bars) < bars,
+        depth_reached=depth_reached and len(columns) < bars,
         update_mode=update_mode,
         pages=max(pages, 1),
     )

@@ -3,6 +3,9 @@
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import pandas as pd
+
+from pocketquant_pipelines.market.bar_columns import BarColumns
 from pocketquant_pipelines.market.bars import Bar
 from pocketquant_pipelines.market.intervals import Interval
 
@@ -25,14 +28,29 @@ class SymbolMetadata:
 
 @dataclass(frozen=True, slots=True)
 class HistoryResult:
+    """One history fetch. The bars arrive as validated columns (ascending, unique times);
+    ``bars`` builds Bar objects on first use and ``frame`` a DataFrame, so a caller that
+    writes columns to the store (the sync) never pays for 5000 Python objects."""
+
     symbol: str
     interval: Interval
-    bars: list[Bar]            # ascending by time, unique times
+    columns: BarColumns
     metadata: SymbolMetadata
     requested: int
     depth_reached: bool        # history exhausted (data_completed end / account depth) before N
     update_mode: str | None = None  # "streaming", "delayed_streaming_900", ...
     pages: int = 1             # timescale_update batches received (1 + request_more_data pages)
+    _bars: list[Bar] | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def bars(self) -> list[Bar]:
+        if self._bars is None:
+            object.__setattr__(self, "_bars", self.columns.to_bars())  # frozen: cache once
+        return self._bars
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        return self.columns.to_frame()
 
 
 @dataclass

@@ -116,6 +116,25 @@ def test_overlapping_batch_updates_changed_values_and_counts_them(store):
     assert frame["close"].iloc[-1] == overlap[-1].close
 
 
+def test_columns_upsert_like_the_same_bars(store):
+    # a history fetch hands the store BarColumns, not Bars: same rows, same counts, same log
+    from pocketquant_pipelines.market.bar_columns import BarColumns
+
+    bars = series(AAPL, "1m", 60, volume=None)[:30] + series(AAPL, "1m", 60)[30:]
+    cols = BarColumns.from_bars(AAPL, Interval.M1, bars)
+    assert store.upsert_bars(cols) == UpsertResult(60, 0, 0)
+    assert store.upsert_bars(bars) == UpsertResult(0, 0, 60)
+    frame = store.read_bars(AAPL, "1m")
+    assert bars_from_frame(AAPL, Interval.M1, frame) == bars
+    assert frame["source"].eq("history").all() and not frame["partial"].any()
+    changed = BarColumns.from_arrays(AAPL, Interval.M1, cols.time[:5], cols.open[:5], cols.high[:5] + 1,
+                                     cols.low[:5], cols.close[:5], cols.volume[:5])
+    assert store.upsert_bars(changed, source="stream") == UpsertResult(0, 5, 0)
+    last = store.ingest_since(None).entries[-1]
+    assert (last.count, last.source.value, last.first_time, last.last_time) == (5, "stream", bars[0].time, bars[4].time)
+    assert store.upsert_bars(BarColumns.empty(AAPL, Interval.M1)) == UpsertResult()
+
+
 def test_duplicate_keys_inside_one_batch_keep_the_last(store):
     first, second = bar(AAPL, "1h", T0, 10.0), bar(AAPL, "1h", T0, 11.0)
     assert store.upsert_bars([first, second]) == UpsertResult(1, 0, 0)

@@ -208,3 +208,72 @@ def test_fast_bar_path_on_well_formed_rows(specs):
     rows = [[t, lo + d1 / 2, lo + d1, lo, lo + d1 / 3, vol] for t, lo, d1, _, vol in specs]
     fast, rejected = rows_to_bars("X:Y", Interval.M1, rows)
     assert (fast, rejected) == _contract(rows)
+
+
+# --- the columnar decode (what fetches return) must agree with the Bar contract too ----------
+
+import math  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from pocketquant_pipelines.market.bars import bars_to_frame  # noqa: E402
+from pocketquant_pipelines.tradingview.history import rows_to_columns  # noqa: E402
+
+
+def _as_fetched(rows):
+    """What fetch_on_connection hands to rows_to_columns: rows with a numeric time, one per
+    bar key (start time to the microsecond; the first wins), ascending."""
+    by_time = {}
+    for v in rows:
+        if v and type(v[0]) in (int, float) and v[0] == v[0]:
+            key = v[0] * 1e6
+            by_time.setdefault(round(key) if math.isfinite(key) else key, v)
+    return [by_time[t] for t in sorted(by_time)]
+
+
+@given(_rows)
+def test_columnar_decode_agrees_with_the_bar_contract(rows):
+    rows = _as_fetched(rows)
+    cols, rejected = rows_to_columns("X:Y", Interval.M1, rows)
+    assert (cols.to_bars(), rejected) == _contract(rows)
+
+
+def test_columnar_decode_keeps_one_row_per_microsecond_key():
+    rows = [[60.0, 1, 2, 0.5, 1.5, 3.0], [60.0000000001, 1, 2, 0.5, 1.25, 4.0], [120.0, 1, 2, 0.5, 1.5, 5.0]]
+    cols, rejected = rows_to_columns("X:Y", Interval.M1, rows)
+    assert rejected == 0 and cols.close.tolist() == [1.5, 1.5] and cols.volume.tolist() == [3.0, 5.0]
+
+
+_good_row = st.tuples(st.floats(0.01, 1e6), st.floats(0, 1e6), st.floats(0, 1e9)).map(
+    lambda x: [x[0] + x[1] / 2, x[0] + x[1], x[0], x[0] + x[1] / 3, x[2]])
+
+
+@given(st.lists(_good_row, min_size=1, max_size=40), st.lists(st.tuples(st.integers(0, 39), _values), max_size=3),
+       st.booleans())
+def test_columnar_decode_of_uniform_pages_with_a_few_bad_values(good, damage, no_volume):
+    # uniform pages take the numpy path; a damaged value must be rejected (or, for a volume
+    # sentinel, turned into None) exactly as the per-row contract does
+    rows = [[60.0 * i] + r[: 4 if no_volume else 5] for i, r in enumerate(good)]
+    for i, value in damage:
+        row = rows[i % len(rows)]
+        row[1 + i % (len(row) - 1)] = value
+    cols, rejected = rows_to_columns("X:Y", Interval.M1, rows)
+    assert (cols.to_bars(), rejected) == _contract(rows)
+    assert cols.to_frame().equals(bars_to_frame(cols.to_bars()))
+
+
+@pytest.mark.parametrize("record, symbol, interval, series, volumes", [
+    (16, "SP:SPX", Interval.D1, "sds_7", True), (15, "NASDAQ:NDX", Interval.M1, "sds_3", False),
+])
+def test_columnar_decode_of_real_timescale_updates(record, symbol, interval, series, volumes):
+    (frame,) = frames(record)
+    rows = series_rows(frame.params[1][series])
+    cols, rejected = rows_to_columns(symbol, interval, rows)
+    assert rejected == 0 and cols.to_bars() == rows_to_bars(symbol, interval, rows)[0]
+    assert (~np.isnan(cols.volume)).all() if volumes else np.isnan(cols.volume).all()
+
+
+def test_columnar_decode_rejects_each_row_with_an_impossible_time():
+    rows = [[0.0, 1, 2, 0.5, 1.5, 1.0], [1e300, 1, 2, 0.5, 1.5, 1.0], [2e300, 1, 2, 0.5, 1.5, 1.0]]
+    cols, rejected = rows_to_columns("X:Y", Interval.M1, rows)
+    assert (len(cols), rejected) == (1, 2)
