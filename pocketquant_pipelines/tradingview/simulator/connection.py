@@ -24,6 +24,7 @@ from pocketquant_pipelines.market.intervals import Interval
 from pocketquant_pipelines.market.sessions import bar_end, bar_starts_between
 from pocketquant_pipelines.market.timeutil import from_epoch
 from pocketquant_pipelines.tradingview.codec import decode_message, encode_frame
+from pocketquant_pipelines.tradingview.simulator.history_text import frame_text, future_marks_text, history_params
 from pocketquant_pipelines.tradingview.simulator.market import BarArrays, _SymbolModel
 from pocketquant_pipelines.tradingview.simulator.payloads import (
     CUSTOM_RESOLUTION,
@@ -35,9 +36,7 @@ from pocketquant_pipelines.tradingview.simulator.payloads import (
     bar_values,
     json_text,
     parse_window,
-    series_payload,
     symbol_info,
-    timescale_marks,
     valid_zone,
     window_bars,
 )
@@ -143,6 +142,10 @@ class _Connection:
         """A server frame with t / t_ms (simulated server time), as the 2023+ server sends."""
         now = self.now()
         return encode_frame(json_text({"m": method, "p": params, "t": int(now), "t_ms": int(now * 1000)}))
+
+    def stamp_texts(self, method: str, param_texts: list[str]) -> str:
+        """``stamp`` with params already JSON text (history frames are composed as text)."""
+        return encode_frame(frame_text(method, param_texts, self.now()))
 
     @staticmethod
     def plain(method: str, params: list) -> str:
@@ -538,7 +541,7 @@ class _Connection:
         else:
             series.oldest = series.last_time = visible
         self.emit(
-            self.stamp("timescale_update", [cs, series_payload(series, bars, 0), timescale_marks(model, bars, 0, interval)]),
+            self.stamp_texts("timescale_update", [json_text(cs), *history_params(series, bars, 0)]),
             # Sent after the bars in 2023 captures; clients must simply ignore it.
             self.plain("series_timeframe", [cs, sid, turnaround, 0, max(0, len(bars) - 1), "LASTSESSION", True]),
             self.stamp("series_completed", [cs, sid, model.spec.update_mode, turnaround, {"rt_update_period": 5}]),
@@ -569,8 +572,7 @@ class _Connection:
         if done:
             extra["data_completed"] = "end"
         self.emit(
-            self.stamp("timescale_update", [chart.cs, series_payload(series, bars, 0),
-                                            timescale_marks(model, bars, 0, series.interval)]),
+            self.stamp_texts("timescale_update", [json_text(chart.cs), *history_params(series, bars, 0)]),
             self.stamp("series_completed", [chart.cs, series.sid, model.spec.update_mode, series.turnaround, extra]),
         )
 
@@ -586,9 +588,8 @@ class _Connection:
         horizon = after + timedelta(seconds=interval.nominal_seconds * (n + 1) * 3) + timedelta(days=10)
         starts = bar_starts_between(after, horizon, interval, model.session)[: min(n, 1000)]
         times = np.asarray([int(t.timestamp()) for t in starts], dtype=np.int64)
-        future = BarArrays(times, times, times, times, times, times)
-        marks = timescale_marks(model, future, series.last_index + 1, interval)
-        self.emit(self.stamp("timescale_update", [chart.cs, {}, marks]))
+        marks = future_marks_text(model, times, series.last_index + 1, interval)
+        self.emit(self.stamp_texts("timescale_update", [json_text(chart.cs), "{}", marks]))
 
     # ------------------------------------------------------------------ quote session
 

@@ -119,6 +119,10 @@ def bar_values(spec: SymbolSpec, bars: BarArrays) -> list[list[float]]:
 
 
 def series_payload(series: _Series, bars: BarArrays, first_index: int) -> dict:
+    """The second timescale_update element: ``{sid: {node, s, ns, t(, lbs)}}``.
+
+    The reference: the server sends history_text.history_params' text, which must equal
+    ``json_text`` of this (tests/simulator/test_history_text.py)."""
     model = series.model
     body: dict[str, Any] = {
         "node": f"{NODE}-runner-1",
@@ -137,7 +141,9 @@ def timescale_marks(model: _SymbolModel, bars: BarArrays, first_index: int, inte
 
     Weights as observed (§5.2): 70 first bar of a year, 60 of a month, 50 of a week (Monday),
     40 of a day; intraday 30 on the hour, 22 on a quarter hour, 21 on five minutes, 20 else.
-    Daily and longer marks use 00:00 UTC stamps of the exchange-local date."""
+    Daily and longer marks use 00:00 UTC stamps of the exchange-local date.
+
+    The reference for history_text, which composes the same JSON text from cached fragments."""
     times = bars.times.tolist()
     marks = []
     zone = ZoneInfo(model.spec.timezone)
