@@ -122,8 +122,8 @@ def _cmd_fetch(args: argparse.Namespace, settings) -> int:
         for r in rows:
             out.write(f"{r['time']:<26} {_num(r['open']):>14} {_num(r['high']):>14} {_num(r['low']):>14} "
                       f"{_num(r['close']):>14} {_num(r['volume']):>16}\n")
-    if result.depth_reached or len(result.bars) < args.bars:
-        print(f"note: {result.symbol} {interval}: {len(result.bars)} of {args.bars} bars "
+    if result.depth_reached or len(result.columns) < args.bars:
+        print(f"note: {result.symbol} {interval}: {len(result.columns)} of {args.bars} bars "
               "(history or account depth exhausted)", file=sys.stderr)
     out.flush()
     return 0

@@ -249,7 +249,7 @@ class TradingViewClient:
                         raise
                     continue
                 self.token_proven()
-                log.info("tradingview_history_fetched", symbol=sym, interval=str(ivl), bars=len(result.bars),
+                log.info("tradingview_history_fetched", symbol=sym, interval=str(ivl), bars=len(result.columns),
                          requested=count, pages=result.pages, depth_reached=result.depth_reached)
                 return result
         raise AssertionError("unreachable")
