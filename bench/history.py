@@ -29,6 +29,7 @@ import os
 import socket
 import subprocess
 import sys
+import statistics
 import time
 from pathlib import Path
 
@@ -84,13 +85,24 @@ def start_simulator(seed: int) -> tuple[subprocess.Popen, str]:
     raise SystemExit("simulator did not start within 30 s")
 
 
+MEDIANS: dict[int, float] = {}  # id(fn) -> median of its last best_of run
+
+
 def best_of(rounds: int, fn, clock=time.perf_counter):
     times, result = [], None
     for _ in range(rounds):
         t0 = clock()
         result = fn()
         times.append(clock() - t0)
+    MEDIANS[id(fn)] = statistics.median(times)
     return min(times), result
+
+
+def best_and_median(rounds: int, fn):
+    """(best, median, result): the median shows what a typical call costs, spikes included
+    (garbage collections, scheduler noise), which the best hides."""
+    best, result = best_of(rounds, fn)
+    return best, MEDIANS[id(fn)], result
 
 
 def tvdatafeed_fetcher(url: str, symbol: str, interval: str, bars: int):
@@ -280,31 +292,33 @@ def main() -> int:
         fetch_history_sync(args.symbol, interval, args.bars, url=url)  # warm the simulator's caches
         # Both sides end with a DataFrame of the bars (tvdatafeed's return type; ours is the
         # validated columns' .frame), so neither is timed without its result in a usable form.
-        t_cold, (ours, _) = best_of(args.rounds, lambda: with_frame(
+        t_cold, m_cold, (ours, _) = best_and_median(args.rounds, lambda: with_frame(
             fetch_history_sync(args.symbol, interval, args.bars, url=url)))
         with BlockingTradingViewClient(url=url) as tv:
             tv.fetch_history(args.symbol, interval, args.bars)
-            t_warm, _ = best_of(args.rounds, lambda: with_frame(tv.fetch_history(args.symbol, interval, args.bars)))
+            t_warm, m_warm, _ = best_and_median(
+                args.rounds, lambda: with_frame(tv.fetch_history(args.symbol, interval, args.bars)))
         tv_fetch = tvdatafeed_fetcher(url, args.symbol, args.interval, args.bars)
-        t_tv, df = best_of(args.rounds, tv_fetch)
+        t_tv, m_tv, df = best_and_median(args.rounds, tv_fetch)
         same = compare(ours, df) if df is not None else "tvdatafeed returned nothing"
         floor = RawFloor(url, args.symbol, args.interval, args.bars)
         floor.warm()
-        t_floor_cold, _ = best_of(args.rounds, floor.cold)
-        t_floor_warm, _ = best_of(args.rounds, floor.warm)
+        t_floor_cold, m_floor_cold, _ = best_and_median(args.rounds, floor.cold)
+        t_floor_warm, m_floor_warm, _ = best_and_median(args.rounds, floor.warm)
         floor.close()
 
         n = len(ours.bars)
         print(f"history: {args.symbol} {interval}, {args.bars} bars requested, best of {args.rounds}, simulator {url}")
-        print(f"{'client':<22} {'bars':>6} {'wall ms':>9} {'bars/s':>11} {'vs tvdatafeed':>14} {'client ms':>10}")
-        rows = [("ours (cold)", n, t_cold, t_floor_cold), ("ours (warm)", n, t_warm, t_floor_warm),
-                ("tvdatafeed (cold)", 0 if df is None else len(df), t_tv, t_floor_cold),
-                ("raw socket floor (cold)", n, t_floor_cold, t_floor_cold),
-                ("raw socket floor (warm)", n, t_floor_warm, t_floor_warm)]
-        for name, count, seconds, base in rows:
+        print(f"{'client':<22} {'bars':>6} {'wall ms':>9} {'bars/s':>11} {'vs tvdatafeed':>14} {'client ms':>10}"
+              f" {'median ms':>10} {'vs tvdf (median)':>17}")
+        rows = [("ours (cold)", n, t_cold, t_floor_cold, m_cold), ("ours (warm)", n, t_warm, t_floor_warm, m_warm),
+                ("tvdatafeed (cold)", 0 if df is None else len(df), t_tv, t_floor_cold, m_tv),
+                ("raw socket floor (cold)", n, t_floor_cold, t_floor_cold, m_floor_cold),
+                ("raw socket floor (warm)", n, t_floor_warm, t_floor_warm, m_floor_warm)]
+        for name, count, seconds, base, median in rows:
             own = "" if seconds is base else f"{(seconds - base) * 1e3:>10.1f}"
             print(f"{name:<22} {count:>6} {seconds * 1e3:>9.1f} {count / seconds:>11,.0f} "
-                  f"{t_tv / seconds:>13.1f}x {own:>10}")
+                  f"{t_tv / seconds:>13.1f}x {own:>10} {median * 1e3:>10.1f} {m_tv / median:>16.1f}x")
         print("client ms = wall time minus the raw-socket floor of the same kind (server time excluded)")
         print(f"client-side cost: tvdatafeed {(t_tv - t_floor_cold) * 1e3:.0f} ms vs ours "
               f"{(t_cold - t_floor_cold) * 1e3:.0f} ms cold: "

@@ -6,16 +6,21 @@ it says where a tick's time goes and so what one streamer process can sustain.
 
 Stages (each measured on its own, best of 3):
 
-1. client: decode a WebSocket message of qsd frames shaped like the simulator's (lp_time in
-   its own frame a third of the time, bid/ask in another), merge fields, build the Tick;
+1. client: decode WebSocket messages of qsd frames shaped like the simulator's (lp_time in
+   its own frame a third of the time, bid/ask in another; up to 64 frames a message, as the
+   simulator packs them), merge fields, build the Ticks, hand them over as one list per
+   message (``QuoteStream.batches()``, what the streamer consumes);
 2. aggregator: ``BarAggregator.on_tick_values`` (13 intervals);
-3. service: ``StreamerService.on_tick`` without the aggregator's share (quote dict, stamps,
-   dirty tracking, completed bars to the writers);
+3. service: ``StreamerService.on_ticks`` per message, without the aggregator's share (quote
+   dicts, stamps, dirty tracking, completed bars to the writers);
 4. cache quote: one tick's quote (one SET, coalesced per round in practice, + one PUBLISH)
    on a private redis-server, through the streamer's round writer and, for comparison,
    through ``RedisLiveCache.write_batch``;
 5. cache bars: ``current_bars()`` + writing one symbol's 13 in-progress bars, per symbol push;
-6. store: ``upsert_bars`` of completed bars (SQLite), per bar.
+6. store: ``upsert_bars`` of completed bars (SQLite), per bar: many bars of few series, and
+   the streamer's pattern -- 1000 series with one new bar each per upsert (1 s batches under
+   a heavy bar flow), or sixteen each (the store writer's paced batches). The embedded store's
+   cost is per series touched, so the two differ about tenfold per bar.
 
 Not a test: nothing asserts a time. Results go to docs/benchmarks.md "## Streamer".
 """
@@ -51,6 +56,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--symbols", type=int, default=1000)
     ap.add_argument("--ticks", type=int, default=60000)
+    ap.add_argument("--frames-per-message", type=int, default=64, help="as the simulator packs them")
     ap.add_argument("--markdown", action="store_true")
     args = ap.parse_args()
 
@@ -73,7 +79,7 @@ def main() -> int:
     rows = []
 
     # 1. client ---------------------------------------------------------------------------
-    messages = []
+    tick_frames = []  # the frames of each tick
     for k in range(n):
         sym = symbols[k % len(symbols)]
         t = int(T0) + 5 * (k // len(symbols))
@@ -87,10 +93,20 @@ def main() -> int:
         frames.append(encode_frame({"m": "qsd", "p": ["qs_bench", {"n": sym, "s": "ok", "v": main_v}]}))
         frames.append(encode_frame({"m": "qsd", "p": ["qs_bench", {"n": sym, "s": "ok",
                                                                     "v": {"bid": price - 0.01, "ask": price + 0.01}}]}))
-        messages.append("".join(frames))
+        tick_frames.append(frames)
+    messages, cut, message_ticks = [], [], []  # whole ticks per message, at most N frames
+    for k, frames in enumerate(tick_frames):
+        if cut and sum(map(len, (tick_frames[j] for j in cut))) + len(frames) > args.frames_per_message:
+            messages.append("".join(f for j in cut for f in tick_frames[j]))
+            message_ticks.append(cut)
+            cut = []
+        cut.append(k)
+    messages.append("".join(f for j in cut for f in tick_frames[j]))
+    message_ticks.append(cut)
 
     def client_stage():
         qs = QuoteStream(None, symbols)
+        qs.batches()  # the streamer's mode: one list per message on the queue
         for text in messages:
             for frame in decode_message(text):
                 qs.on_frame(frame)
@@ -108,6 +124,7 @@ def main() -> int:
             aggs[tk.symbol].on_tick_values(tk.time.timestamp(), tk.price, tk.volume)
 
     agg_cost = best(agg_stage) / n
+    batches = [[ticks[k] for k in ks] for ks in message_ticks]
     rows.append(("aggregator: on_tick_values (13 intervals)", agg_cost))
 
     tmp = Path(tempfile.mkdtemp(prefix="pq-bench-stages-"))
@@ -141,12 +158,12 @@ def main() -> int:
         def service_stage():
             svc = StreamerService(settings, store=store, cache=cache, client=NoClient(), health_port=0)
             asyncio.run(svc.apply_registry(store.list_symbols(stream_only=True)))
-            for tk in ticks:
-                svc.on_tick(tk)
+            for batch in batches:
+                svc.on_ticks(batch)
             svc.store_writer._pending.clear()
             svc.cache_writer._swap()
 
-        rows.append(("service: on_tick bookkeeping (excl. aggregator)", best(service_stage) / n - agg_cost))
+        rows.append(("service: on_ticks bookkeeping (excl. aggregator)", best(service_stage) / n - agg_cost))
 
         # 4. cache quote -----------------------------------------------------------------------
         quotes = [dict(tk.to_dict(), received_at=time.time()) for tk in ticks[:20000]]
@@ -188,6 +205,25 @@ def main() -> int:
                 store.upsert_bars(completed[i:i + 5000], source=Source.STREAM)
 
         rows.append(("store: upsert completed bars (batches of 5000), per bar", best(store_stage, 1) / len(completed)))
+
+        from pocketquant_pipelines.market.bars import Bar
+        from pocketquant_pipelines.market.intervals import Interval
+
+        minute = [0]
+
+        def streamer_pattern(per_series: int) -> float:
+            batch = [Bar(s, Interval.M1, from_epoch(T0 + 60 * (minute[0] + m)), 100.0, 101.0, 99.0, 100.5, 1.0)
+                     for s in symbols for m in range(per_series)]
+            minute[0] += per_series
+            started = time.process_time()
+            store.upsert_bars(batch, source=Source.STREAM)
+            return (time.process_time() - started) / len(batch)
+
+        streamer_pattern(1)  # the series exist from here on
+        rows.append((f"store: streamer pattern, {len(symbols)} series x 1 new bar per upsert, per bar",
+                     min(streamer_pattern(1) for _ in range(3))))
+        rows.append((f"store: streamer pattern, {len(symbols)} series x 16 new bars per upsert, per bar",
+                     min(streamer_pattern(16) for _ in range(2))))
         store.close()
         cache.close()
     finally:

@@ -78,13 +78,14 @@ class Histogram:
         self._count = 0
         self._lock = threading.Lock()
 
-    def observe(self, value: float) -> None:
+    def observe(self, value: float, count: int = 1) -> None:
+        """Record ``count`` observations of ``value``."""
         with self._lock:
-            self._sum += value
-            self._count += 1
+            self._sum += value * count
+            self._count += count
             for i, bound in enumerate(self.buckets):
                 if value <= bound:
-                    self._counts[i] += 1
+                    self._counts[i] += count
                     break
 
     @property

@@ -7,6 +7,13 @@ written twice. A failed write keeps the batch and retries with exponential backo
 buffer is bounded, and when the bound is hit the oldest bars are dropped, counted in
 ``bars_dropped_total`` and logged with their keys -- never silently.
 
+Pacing: a write costs the embedded store mostly per *series* touched (it rewrites the
+series' chunk), hardly per bar, and the writer shares the interpreter (GIL) with tick intake.
+So after each write the worker waits ``batch_interval_s`` or, when writing took long, long
+enough that writing stays under ``max_duty`` of its time (by the thread's CPU clock): under a
+heavy bar flow the batches grow and each series is rewritten once per batch instead of once
+per second. At ordinary rates (a few hundred bars a minute) nothing changes.
+
 On shutdown ``stop()`` drains what is pending (complete bars first, then the in-progress bars
 flushed by the service, marked ``partial=True``) within a deadline; anything still unwritten
 is spilled as JSON lines next to the store so nothing accepted disappears without a trace.
@@ -27,6 +34,7 @@ log = get_logger("streamer.store")
 
 _BACKOFF_START_S = 0.2
 _BACKOFF_MAX_S = 10.0
+_MAX_PACED_WAIT_S = 30.0  # pacing never holds bars back longer than this
 
 
 def _key_text(bar: Bar) -> str:
@@ -36,12 +44,17 @@ def _key_text(bar: Bar) -> str:
 class StoreWriter:
     def __init__(
         self, store: BarStore, metrics: StreamerMetrics, *, batch_interval_s: float = 1.0,
-        max_batch: int = 5000, max_pending: int = 500_000, spill_dir: Path | None = None,
+        max_batch: int = 50_000, max_pending: int = 500_000, spill_dir: Path | None = None,
+        max_duty: float = 0.1,
     ) -> None:
         self.store = store
         self.metrics = metrics
         self.batch_interval_s = batch_interval_s
+        # one upsert takes up to max_batch bars: all of a paced batch, so that each series is
+        # merged once (the store's cost is per series); it also wakes the worker early
         self.max_batch = max_batch
+        self.max_duty = max_duty
+        self.next_wait_s = batch_interval_s  # the worker's current pause between writes
         self.max_pending = max_pending
         self.spill_dir = spill_dir
         # key -> (bar, partial). dicts keep insertion order: oldest first.
@@ -86,8 +99,9 @@ class StoreWriter:
     def _run(self) -> None:
         backoff = _BACKOFF_START_S
         while not self._stopping.is_set():
-            self._wake.wait(self.batch_interval_s)
+            self._wake.wait(self.next_wait_s)
             self._wake.clear()
+            cpu = time.thread_time()
             while self._pending and not self._stopping.is_set():
                 if self.write_once():
                     backoff = _BACKOFF_START_S
@@ -95,6 +109,13 @@ class StoreWriter:
                     self._stopping.wait(backoff)
                     backoff = min(backoff * 2, _BACKOFF_MAX_S)
                     break
+            self.next_wait_s = self.paced_wait(time.thread_time() - cpu)
+
+    def paced_wait(self, write_cpu_s: float) -> float:
+        """The pause after a write that took ``write_cpu_s`` of CPU: the batch interval, or
+        longer so that writing stays under ``max_duty`` of the time (at most 30 s)."""
+        paced = write_cpu_s * (1 - self.max_duty) / self.max_duty
+        return max(self.batch_interval_s, min(paced, _MAX_PACED_WAIT_S))
 
     def _take_batch(self) -> list[tuple[Bar, bool]]:
         with self._lock:

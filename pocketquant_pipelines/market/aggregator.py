@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from pocketquant_pipelines.errors import InvalidInputError
-from pocketquant_pipelines.market.bars import Bar
+from pocketquant_pipelines.market.bars import Bar, unchecked_bar
 from pocketquant_pipelines.market.intervals import ALL_INTERVALS, Interval
 from pocketquant_pipelines.market.sessions import (
     SESSION_24X7,
@@ -34,10 +34,14 @@ from pocketquant_pipelines.market.sessions import (
 )
 from pocketquant_pipelines.market.symbols import normalize_symbol
 from pocketquant_pipelines.market.ticks import Tick
-from pocketquant_pipelines.market.timeutil import ensure_utc
+from pocketquant_pipelines.market.timeutil import ensure_utc, from_epoch
 
 _INF = math.inf
 _ORDER = {interval: n for n, interval in enumerate(ALL_INTERVALS)}
+# bar start (epoch) -> its datetime, shared by every aggregator: a push of in-progress bars
+# builds 13 bars whose starts rarely change, and symbols of one session share them
+_STARTS: dict[float, datetime] = {}
+_STARTS_MAX = 16384
 
 
 class _Coarse:
@@ -118,7 +122,10 @@ class BarAggregator:
             in_live_minute = self._m_start <= t < self._m_end
         except TypeError:  # None, strings...
             valid = False
-        if not valid:
+        # Only plain numbers (a float, nearly always; else int/float, not bool): the bars are
+        # built from these values without re-validation (``unchecked_bar``).
+        if not valid or (price.__class__ is not float and not _finite_number(price)) or (
+                volume is not None and volume.__class__ is not float and not _finite_number(volume)):
             raise InvalidInputError(f"bad tick for {self.symbol}: {_tick_problem(t, price, volume)}")
         if in_live_minute:
             if price > self._h:
@@ -170,7 +177,7 @@ class BarAggregator:
         """Emit the live minute (if 1m is wanted) and fold it into every coarser bar."""
         o, h, l, c, v = self._o, self._h, self._l, self._c, self._v
         if self._emit_1m:
-            done.append(Bar.from_epoch(self.symbol, Interval.M1, self._m_start, o, h, l, c, v))
+            done.append(self._bar(Interval.M1, self._m_start, o, h, l, c, v))
         for coarse in self._coarse:
             if coarse.has:
                 if h > coarse.h:
@@ -187,9 +194,22 @@ class BarAggregator:
         self._m_start = self._m_end  # watermark: the finished minute's ticks are now late
 
     def _coarse_bar(self, coarse: _Coarse) -> Bar:
-        return Bar.from_epoch(
-            self.symbol, coarse.interval, coarse.start, coarse.o, coarse.h, coarse.l, coarse.c, coarse.v
-        )
+        return self._bar(coarse.interval, coarse.start, coarse.o, coarse.h, coarse.l, coarse.c, coarse.v)
+
+    def _bar(self, interval: Interval, start: float, o: float, h: float, l: float, c: float,
+             v: float | None) -> Bar:
+        """A bar of values valid by construction: prices are checked ticks (finite plain
+        numbers), high/low their extremes, open/close two of them, volume a sum of checked
+        volumes -- which can still overflow to inf: that one goes through ``Bar`` and raises
+        InvalidBarError as ever. So ``unchecked_bar`` is equal to ``Bar(...)`` (tested)."""
+        if v is not None and not v < _INF:
+            return Bar.from_epoch(self.symbol, interval, start, o, h, l, c, v)
+        when = _STARTS.get(start)
+        if when is None:
+            if len(_STARTS) >= _STARTS_MAX:
+                _STARTS.clear()
+            when = _STARTS[start] = from_epoch(start)
+        return unchecked_bar(self.symbol, interval, when, o, h, l, c, v)
 
     # ---------------------------------------------------------------------------------------
     # Time passing, inspection, shutdown
@@ -225,24 +245,21 @@ class BarAggregator:
         out: dict[Interval, Bar] = {}
         live = self._live
         if live and self._emit_1m:
-            out[Interval.M1] = Bar.from_epoch(
-                self.symbol, Interval.M1, self._m_start, self._o, self._h, self._l, self._c, self._v
-            )
+            out[Interval.M1] = self._bar(Interval.M1, self._m_start, self._o, self._h, self._l, self._c, self._v)
         for coarse in self._coarse:
             with_live = live and coarse.start is not None and coarse.start <= self._m_start < coarse.end
             if coarse.has and with_live:
                 v = coarse.v
                 if self._v is not None:
                     v = self._v if v is None else v + self._v
-                out[coarse.interval] = Bar.from_epoch(
-                    self.symbol, coarse.interval, coarse.start, coarse.o, max(coarse.h, self._h),
-                    min(coarse.l, self._l), self._c, v,
+                out[coarse.interval] = self._bar(
+                    coarse.interval, coarse.start, coarse.o, max(coarse.h, self._h), min(coarse.l, self._l), self._c, v,
                 )
             elif coarse.has:
                 out[coarse.interval] = self._coarse_bar(coarse)
             elif with_live:
-                out[coarse.interval] = Bar.from_epoch(
-                    self.symbol, coarse.interval, coarse.start, self._o, self._h, self._l, self._c, self._v
+                out[coarse.interval] = self._bar(
+                    coarse.interval, coarse.start, self._o, self._h, self._l, self._c, self._v
                 )
         return out
 
@@ -253,9 +270,18 @@ class BarAggregator:
         return bars
 
 
+def _finite_number(x: object) -> bool:
+    """An int or float (not bool) that is finite: what ``bar_problem`` accepts as a price."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return False
+    try:
+        return math.isfinite(x)
+    except OverflowError:  # an int beyond float range
+        return False
+
+
 def _tick_problem(t: object, price: object, volume: object) -> str:
-    def finite(x: object) -> bool:
-        return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+    finite = _finite_number
 
     if not finite(t):
         return f"time {t!r} is not finite epoch seconds"

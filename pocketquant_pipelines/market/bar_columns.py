@@ -21,32 +21,22 @@ import numpy as np
 import pandas as pd
 
 from pocketquant_pipelines.errors import InvalidBarError
-from pocketquant_pipelines.market.bars import Bar, OHLCV_COLUMNS
+from pocketquant_pipelines.market.bars import OHLCV_COLUMNS, Bar, unchecked_bar
 from pocketquant_pipelines.market.intervals import Interval
 
 # datetime's own range (years 1..9999): a start time outside it cannot become a Bar
 MIN_EPOCH = datetime(1, 1, 2, tzinfo=UTC).timestamp()
 MAX_EPOCH = datetime(9999, 12, 30, tzinfo=UTC).timestamp()
 
-_new = object.__new__
-_set = object.__setattr__
 _fromtimestamp = datetime.fromtimestamp
 
 
 def trusted_bar(symbol: str, interval: Interval, t: float, o: float, h: float, l: float, c: float,
                 v: float | None) -> Bar:
-    """A Bar from values the caller has already checked by the rules of ``bar_problem``:
-    skips the per-instance re-validation, which costs more than decoding the values did."""
-    bar = _new(Bar)
-    _set(bar, "symbol", symbol)
-    _set(bar, "interval", interval)
-    _set(bar, "time", _fromtimestamp(t, UTC))
-    _set(bar, "open", o)
-    _set(bar, "high", h)
-    _set(bar, "low", l)
-    _set(bar, "close", c)
-    _set(bar, "volume", v)
-    return bar
+    """A Bar from epoch seconds and values the caller has already checked by the rules of
+    ``bar_problem``: skips the per-instance re-validation, which costs more than decoding the
+    values did."""
+    return unchecked_bar(symbol, interval, _fromtimestamp(t, UTC), o, h, l, c, v)
 
 
 def first_per_key(time: np.ndarray) -> np.ndarray | None:

@@ -48,6 +48,27 @@ class Bar:
         return cls(symbol, interval, from_epoch(t), o, h, l, c, v)
 
 
+_new = object.__new__
+_set = object.__setattr__
+
+
+def unchecked_bar(symbol: str, interval: Interval, time: datetime, o: float, h: float, l: float, c: float,
+                  v: float | None) -> Bar:
+    """A Bar without the per-instance validation, for makers whose values satisfy
+    :func:`bar_problem` by construction (the aggregator combines ticks it has checked): equal
+    to ``Bar(...)`` of the same values, at a fraction of the cost. Never for outside input."""
+    bar = _new(Bar)
+    _set(bar, "symbol", symbol)
+    _set(bar, "interval", interval)
+    _set(bar, "time", time)
+    _set(bar, "open", o)
+    _set(bar, "high", h)
+    _set(bar, "low", l)
+    _set(bar, "close", c)
+    _set(bar, "volume", v)
+    return bar
+
+
 def bar_problem(time, o, h, l, c, v) -> str | None:
     """Why these values are not a valid bar, or None. Shared by Bar and the storage backends."""
     if not isinstance(time, datetime) or time.tzinfo is None or time.utcoffset() is None:

@@ -236,23 +236,28 @@ class Connection:
 
     async def _dispatch(self, message: str) -> TradingViewError | None:
         frames = decode_message(message)
-        now = utcnow()
-        self.stats.last_message_at = now
-        self.stats.frames_received += len(frames)
+        stats = self.stats
+        stats.last_message_at = utcnow()
+        stats.frames_received += len(frames)
         self.frames_received += len(frames)
-        touched: dict[int, SessionHandler] = {}
+        handlers = self.handlers
+        touched: list[SessionHandler] = []  # in order of first frame; a message is nearly always one session
+        error: TradingViewError | None = None
         for frame in frames:
             kind = frame.kind
             if kind == "message":
-                handler = self.handlers.get(frame.session) if frame.params else None
+                params = frame.params
+                session = params[0] if params else None  # Frame.session, inlined (once per frame)
+                handler = handlers.get(session) if session.__class__ is str else None
                 if handler is not None:
                     handler.on_frame(frame)
-                    touched[id(handler)] = handler
+                    if not touched or (touched[-1] is not handler and handler not in touched):
+                        touched.append(handler)
                 elif frame.method == "protocol_error":
                     # Not tied to a session, and the server closes the socket after it.
                     error = protocol_error_from(frame)
                     log.error("tradingview_protocol_error", reason=error.reason)
-                    return error
+                    break
                 else:
                     log.debug("tradingview_unrouted_frame", method=frame.method, session=frame.session)
             elif kind == "heartbeat":
@@ -263,11 +268,12 @@ class Connection:
             elif kind == "hello":
                 self.hello = frame.data
             else:
-                self.stats.decode_errors += 1
+                stats.decode_errors += 1
                 log.warning("tradingview_bad_frame", error=frame.error, sample=frame.raw[:120])
-        for handler in touched.values():
-            # Lets the quote session build ticks once per message, after merging all its frames.
+        for handler in touched:
+            # Lets the quote session build ticks once per message, after merging all its frames
+            # (also when the message ends in a protocol_error: what came before it is complete).
             end = getattr(handler, "on_batch_end", None)
             if end is not None:
                 end()
-        return None
+        return error

@@ -3,8 +3,10 @@
 ``QuoteStream`` owns one socket (quotes are long-lived; history requests share other sockets)
 and a supervisor task that connects, authenticates, creates the quote session, sets the fields,
 adds every subscribed symbol, and on any loss waits (exponential backoff with jitter) and does
-it all again. Ticks come out of ``async for tick in stream``; per-symbol errors are collected in
-``errors`` (and passed to ``on_error``) without stopping the other symbols.
+it all again. Ticks come out of ``async for tick in stream`` (or ``async for ticks in
+stream.batches()``: one list per WebSocket message, for consumers that want fewer hand-overs);
+per-symbol errors are collected in ``errors`` (and passed to ``on_error``) without stopping the
+other symbols.
 
 Permanent failures end the stream with the error raised from the iterator: a rejected token
 (AuthError: ``protocol_error "bad auth token"`` or a failed sign-in). Everything else (drops,
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import TYPE_CHECKING
 
 from pocketquant_pipelines.logging import get_logger
@@ -30,7 +32,7 @@ from pocketquant_pipelines.tradingview.errors import (
     TradingViewError,
 )
 from pocketquant_pipelines.tradingview.models import ClientStats
-from pocketquant_pipelines.tradingview.quotes import QUOTE_FIELDS, TICK_FIELDS, QuoteError, SymbolQuote
+from pocketquant_pipelines.tradingview.quotes import QUOTE_FIELDS, QuoteError, SymbolQuote
 
 if TYPE_CHECKING:
     from pocketquant_pipelines.tradingview.client import TradingViewClient
@@ -64,8 +66,11 @@ class QuoteStream:
         self._qs: str | None = None
         self._task: asyncio.Task | None = None
         self._lost: asyncio.Future | None = None
-        # symbol -> tick fields (lp, lp_time, volume) merged in this message, not yet emitted
-        self._touched: dict[str, set[str]] = {}
+        # symbol -> tick fields merged in this message and not yet emitted, as bits (lp = 1,
+        # lp_time = 2, volume = 4); every symbol with a frame in the message is a key
+        self._touched: dict[str, int] = {}
+        self._out: list[Tick] = []  # ticks of the current message, delivered at its end
+        self._batched = False       # True once batches() is used: the queue carries lists
         self._closing = False
         self._got_data = False
         self.ticks_emitted = 0
@@ -146,6 +151,27 @@ class QuoteStream:
             raise item
         return item
 
+    def batches(self) -> AsyncIterator[list[Tick]]:
+        """Ticks in lists, one list per WebSocket message, in arrival order; the same ticks,
+        errors and end as ``async for tick in stream``, with one queue hand-over per message
+        instead of per tick (a busy message carries dozens of ticks). Switches the stream to
+        batch mode at once: iterate either the batches or the stream, not both."""
+        self._batched = True
+        return self._iter_batches()
+
+    async def _iter_batches(self) -> AsyncIterator[list[Tick]]:
+        await self.start()
+        queue = self._queue
+        while True:
+            item = await queue.get()
+            if item is _END:
+                queue.put_nowait(_END)
+                return
+            if isinstance(item, BaseException):
+                queue.put_nowait(_END)
+                raise item
+            yield item if item.__class__ is list else [item]  # a tick queued before the switch
+
     # ------------------------------------------------------------------ session handler
 
     def on_frame(self, frame: Frame) -> None:
@@ -154,23 +180,28 @@ class QuoteStream:
         if method == "qsd" and len(p) > 1 and isinstance(p[1], dict):
             data = p[1]
             symbol = data.get("n")
-            if symbol not in self._subscribed:
+            quote = self.quotes.get(symbol)  # same keys as _subscribed
+            if quote is None:
                 return  # late frame for an unsubscribed symbol
             if data.get("s") == "error":
                 self._symbol_error(symbol, str(data.get("errmsg") or "error"))
                 return
             values = data.get("v")
             if isinstance(values, dict):
-                quote = self.quotes[symbol]
-                incoming = TICK_FIELDS.intersection(values)
-                pending = self._touched.get(symbol)
-                if pending and incoming & pending:
-                    # The same field again within one message is the next tick: emit the one
-                    # pending first, or its price never reaches the bars (highs/lows lost).
-                    self._emit(quote, utcnow())
-                    pending.clear()
-                quote.merge(values)
-                self._touched.setdefault(symbol, set()).update(incoming)
+                # which tick fields (lp, lp_time, volume) this frame carries, as bits
+                incoming = ("lp" in values) | ("lp_time" in values) << 1 | ("volume" in values) << 2
+                touched = self._touched
+                pending = touched.get(symbol)
+                if pending is None:
+                    touched[symbol] = incoming
+                else:
+                    if incoming & pending:
+                        # The same field again within one message is the next tick: emit the
+                        # one pending first, or its price never reaches the bars (highs/lows lost).
+                        self._emit(quote, utcnow())
+                        pending = 0
+                    touched[symbol] = pending | incoming
+                quote.fields.update(values)  # SymbolQuote.merge, inlined: once per frame
                 self._got_data = True
         elif method == "quote_completed":
             self._got_data = True
@@ -180,20 +211,39 @@ class QuoteStream:
             log.error("tradingview_quote_critical_error", reason=reason)
 
     def on_batch_end(self) -> None:
-        if not self._touched:
-            return
-        now = utcnow()
-        for symbol in self._touched:
-            quote = self.quotes.get(symbol)
-            if quote is not None:
-                self._emit(quote, now)
-        self._touched.clear()
+        touched = self._touched
+        if touched:
+            now = utcnow()
+            quotes = self.quotes
+            out = self._out
+            for symbol in touched:
+                quote = quotes.get(symbol)
+                if quote is not None:
+                    tick = quote.next_tick(now)
+                    if tick is not None:
+                        out.append(tick)
+            touched.clear()
+        self._deliver()
 
     def _emit(self, quote: SymbolQuote, received_at: datetime) -> None:
         tick = quote.next_tick(received_at)
         if tick is not None:
-            self.ticks_emitted += 1
-            self._queue.put_nowait(tick)
+            self._out.append(tick)
+
+    def _deliver(self) -> None:
+        """Hand this message's ticks to the consumer: one list (batch mode) or tick by tick."""
+        out = self._out
+        if not out:
+            return
+        self.ticks_emitted += len(out)
+        if self._batched:
+            self._queue.put_nowait(out)
+            self._out = []
+        else:
+            put = self._queue.put_nowait
+            for tick in out:
+                put(tick)
+            out.clear()
 
     def on_connection_lost(self, exc: TradingViewError) -> None:
         if self._lost is not None and not self._lost.done():

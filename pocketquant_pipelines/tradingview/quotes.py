@@ -22,11 +22,17 @@ Tick rules (§4.4), per subscribed symbol string (the server's ``n`` echoes it e
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
-from pocketquant_pipelines.market.timeutil import from_epoch
 from pocketquant_pipelines.market.ticks import Tick
-from pocketquant_pipelines.tradingview.codec import sentinel_to_none
+from pocketquant_pipelines.tradingview.codec import SENTINEL_ABS, sentinel_to_none
+
+# lp_time -> its datetime. Many symbols report the same second, and building an aware
+# datetime costs more than the rest of a tick's fields together; datetimes are immutable, so
+# ticks can share them. Cleared when full (it only ever holds recent seconds).
+_TIMES: dict[float, datetime] = {}
+_TIMES_MAX = 4096
+_fromtimestamp = datetime.fromtimestamp
 
 # Fields a tick is made of: a second value of one of them in a message starts a new tick.
 TICK_FIELDS = frozenset({"lp", "lp_time", "volume"})
@@ -64,11 +70,16 @@ class SymbolQuote:
 
     def next_tick(self, received_at: datetime) -> Tick | None:
         """The tick the merged state implies, or None if nothing a tick reports changed."""
-        price = self.fields.get("lp")
-        if not isinstance(price, (int, float)) or isinstance(price, bool) or sentinel_to_none(price) is None:
+        fields = self.fields
+        price = fields.get("lp")
+        # Numbers are usable when int or float (not bool), finite and not a "no value" sentinel
+        # (|x| >= 1e99; NaN fails the comparisons too). A float in range, nearly every value,
+        # is decided inline; anything else goes through _usable.
+        if (price.__class__ is not float or not -SENTINEL_ABS < price < SENTINEL_ABS) and _usable(price) is None:
             return None
-        raw_volume = self.fields.get("volume")
-        cumulative = sentinel_to_none(raw_volume) if isinstance(raw_volume, (int, float)) else None
+        cumulative = fields.get("volume")
+        if cumulative.__class__ is not float or not -SENTINEL_ABS < cumulative < SENTINEL_ABS:
+            cumulative = _usable(cumulative)
         if price == self.last_price and cumulative == self.last_volume:
             return None
         if cumulative is None:
@@ -84,24 +95,39 @@ class SymbolQuote:
             self.baseline = cumulative
         self.last_price = price
         self.last_volume = cumulative
-        lp_time = self.fields.get("lp_time")
-        when = received_at
-        if isinstance(lp_time, (int, float)) and not isinstance(lp_time, bool) and 0 < lp_time < 1e11:
-            when = from_epoch(lp_time)
+        lp_time = fields.get("lp_time")
+        cls = lp_time.__class__
+        if (cls is int or cls is float) and 0 < lp_time < 1e11:
+            when = _TIMES.get(lp_time)
+            if when is None:
+                if len(_TIMES) >= _TIMES_MAX:
+                    _TIMES.clear()
+                when = _TIMES[lp_time] = _fromtimestamp(lp_time, UTC)
+        else:
+            when = received_at
         self.ticks += 1
-        return Tick(
-            symbol=self.symbol,
-            time=when,
-            price=float(price),
-            volume=per_tick,
-            bid=_number(self.fields.get("bid")),
-            ask=_number(self.fields.get("ask")),
-            cumulative_volume=None if cumulative is None else float(cumulative),
-        )
+        bid = fields.get("bid")
+        if bid.__class__ is not float or not -SENTINEL_ABS < bid < SENTINEL_ABS:
+            bid = _number(bid)
+        ask = fields.get("ask")
+        if ask.__class__ is not float or not -SENTINEL_ABS < ask < SENTINEL_ABS:
+            ask = _number(ask)
+        # positional: Tick(symbol, time, price, volume, bid, ask, cumulative_volume)
+        return Tick(self.symbol, when, float(price), per_tick, bid, ask,
+                    None if cumulative is None else float(cumulative))
+
+
+def _usable(value):
+    """``value`` if it is an int or float (not a bool), finite and not a sentinel, else None:
+    what ``isinstance`` + :func:`sentinel_to_none` decide, in one place."""
+    cls = value.__class__
+    if cls is float or cls is int:
+        return value if -SENTINEL_ABS < value < SENTINEL_ABS else None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return sentinel_to_none(value)
+    return None
 
 
 def _number(value) -> float | None:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        value = sentinel_to_none(value)
-        return None if value is None else float(value)
-    return None
+    value = _usable(value)
+    return None if value is None else float(value)

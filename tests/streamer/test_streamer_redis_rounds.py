@@ -71,3 +71,24 @@ def test_a_dead_server_is_a_connection_error(redis_server_proc, redis_server):
         redis_server_proc.start()
     writer.write_batch(quotes={BTC: quote(3.0)})  # reconnects by itself
     writer.close()
+
+
+def test_bars_are_written_as_bar_to_dict_json_exactly(redis_server):
+    import json
+
+    from pocketquant_pipelines.market.bars import bar_to_dict
+    from streamer.redis_rounds import bar_json
+
+    odd = [
+        Bar(BTC, Interval.M1, datetime(2026, 1, 30, 10, 0, 0, 500000, tzinfo=UTC), 1e-7, 2.5e16, 1e-8, 1.0, None),
+        Bar(BTC, Interval.MN1, T, 3, 4, 2, 3, 0),
+        Bar(BTC, Interval.H4, datetime(1971, 1, 1, tzinfo=UTC), -5.25, -1.0, -7.5, -2.0, 123456789.125),
+    ]
+    for bar in odd:
+        assert json.loads(bar_json(bar)) == bar_to_dict(bar)
+        assert json.loads(bar_json(bar))["time"] == bar.time.isoformat()
+    writer = RedisRoundWriter(redis_server)
+    writer.write_batch(current_bars={BTC: odd})
+    raw = redis.Redis.from_url(redis_server).get(f"pq:curbar:{BTC}:{odd[2].interval.value}")
+    assert json.loads(raw) == bar_to_dict(odd[2])
+    writer.close()
