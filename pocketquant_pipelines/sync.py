@@ -122,7 +122,7 @@ def plan_request(
     return "incremental", max(overlap_bars + 1, min(needed, MAX_BARS))
 
 
-def _record_metadata(store: BarStore, symbol: str, meta) -> None:
+def record_metadata(store: BarStore, symbol: str, meta) -> None:
     """Store what symbol_resolved told us into the registry (only fields it actually sent)."""
     if meta is None:
         return
@@ -167,7 +167,7 @@ async def sync_history_async(
     result = await client.fetch_history(symbol, interval, count, **kwargs)
     fetched = result.columns  # validated, ascending, one row per key: written without Bar objects
     upsert = store.upsert_bars(fetched, source=Source.HISTORY) if len(fetched) else None
-    _record_metadata(store, symbol, getattr(result, "metadata", None))
+    record_metadata(store, symbol, getattr(result, "metadata", None))
     stored = store.count_bars(symbol, interval)
     stored_frame_first = None
     if stored:

@@ -30,8 +30,10 @@ from datetime import UTC, datetime
 from pocketquant_pipelines.errors import InvalidInputError
 from pocketquant_pipelines.logging import get_logger
 from pocketquant_pipelines.market.bars import Bar
+from pocketquant_pipelines.market.intervals import Interval
 from pocketquant_pipelines.settings import Settings
 from pocketquant_pipelines.storage.base import BarStore, LiveCache, SymbolInfo
+from pocketquant_pipelines.sync import record_metadata
 from streamer.cache_writer import CacheWriter
 from streamer.health import HealthServer
 from streamer.metrics import StreamerMetrics
@@ -101,6 +103,7 @@ class StreamerService:
         self._oos_base = 0
         self._market_t: float | None = None
         self._stamps: dict[datetime, tuple[float, str]] = {}  # tick time -> (epoch, ISO UTC)
+        self._resolving: set[str] = set()  # symbols whose session is being asked for
         self._market_mono = 0.0
         self._last_tick_mono: float | None = None
         self._seen_reconnects = 0
@@ -367,6 +370,8 @@ class StreamerService:
                 added.append(symbol)
         for symbol in added:
             self.symbols[symbol] = SymbolState.create(wanted[symbol])
+            if not self.symbols[symbol].session_known:
+                self._resolve_session_soon(symbol)
         new = [s for s in added if s not in removed]
         gone = [s for s in removed if s not in wanted]
         if gone and self._stream is not None:
@@ -380,6 +385,37 @@ class StreamerService:
         if added or removed:
             log.info("subscriptions_changed", added=sorted(set(added) - set(removed)), removed=gone,
                      total=len(self.symbols))
+
+    def _resolve_session_soon(self, symbol: str) -> None:
+        """A symbol streamed before any historical sync has no session in the registry, so its
+        bars would be bucketed 24x7 and kept out of the store. The quote snapshot carries no
+        session string; ``symbol_resolved`` does. So ask TradingView once (a 1-bar daily fetch
+        resolves the symbol), record timezone/session in the registry as a sync would, and
+        re-apply the registry: the aggregator is rebuilt with the real session at once instead
+        of after the first sync. On failure the symbol stays unaligned until a sync runs."""
+        fetch = getattr(self.client, "fetch_history", None)
+        if fetch is None or symbol in self._resolving:
+            return
+        self._resolving.add(symbol)
+        task = asyncio.create_task(self._resolve_session(symbol, fetch), name=f"resolve-{symbol}")
+        self._tasks.append(task)
+
+    async def _resolve_session(self, symbol: str, fetch) -> None:
+        try:
+            result = await fetch(symbol, Interval.D1, 1)
+            meta = result.metadata
+            if not (meta.session and meta.timezone):
+                log.warning("symbol_session_unresolved", symbol=symbol, reason="symbol_resolved had no session")
+                return
+            await asyncio.to_thread(record_metadata, self.store, symbol, meta)
+            log.info("symbol_session_resolved", symbol=symbol, session=meta.session, timezone=meta.timezone)
+            await self.apply_registry(await asyncio.to_thread(self.store.list_symbols, True))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - unknown symbol, network, store: a sync fixes it later
+            log.warning("symbol_session_unresolved", symbol=symbol, reason=f"{type(exc).__name__}: {exc}")
+        finally:
+            self._resolving.discard(symbol)
 
     def _retire(self, symbol: str) -> None:
         """Stop aggregating a symbol: complete bars go to the store as usual, the in-progress
