@@ -18,6 +18,7 @@ for callers (tests, tools) that want to stop at the first problem.
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import re
@@ -51,7 +52,7 @@ _fast_loads = orjson.loads
 _FastDecodeError = orjson.JSONDecodeError
 
 
-def _loads(body: str) -> Any:
+def _parse(body: str) -> Any:
     """Parse JSON text: orjson (about 4x faster than the stdlib on a 5000-bar history frame,
     and a tick's frames are mostly JSON parsing), falling back to the stdlib for the few inputs
     orjson is stricter about (NaN/Infinity literals, lone surrogates), so exactly the same
@@ -62,6 +63,24 @@ def _loads(body: str) -> Any:
         return _fast_loads(body)
     except _FastDecodeError:
         return _std_loads(body)
+
+
+# A 5000-bar history frame becomes ~10,000 lists and dicts. Created with the cyclic garbage
+# collector on, they trigger a dozen young-generation passes and, every few pages, a full
+# collection of the whole process (30-40 ms spikes in a 12 ms fetch). Parsed JSON holds no
+# reference cycles, so pausing the collector while such a payload is built loses nothing.
+_GC_PAUSE_CHARS = 100_000  # history pages; quote frames are a few hundred characters
+
+
+def _loads(body: str) -> Any:
+    if len(body) < _GC_PAUSE_CHARS or not gc.isenabled():
+        return _parse(body)
+    gc.disable()
+    try:
+        return _parse(body)
+    finally:
+        gc.enable()
+
 
 SENTINEL_ABS = 1e99
 

@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pocketquant_pipelines.tradingview import codec
 from pocketquant_pipelines.tradingview.codec import (
     Frame,
     FrameDecodeError,
@@ -221,3 +222,34 @@ def test_fast_and_stdlib_parsers_agree(payloads):
     text = "".join(encode_frame(p) for p in payloads)
     decoded = [f.data for f in decode_message(text, strict=True)]
     assert decoded == [json.loads(encode_frame(p).split("~m~", 2)[2]) for p in payloads]
+
+
+def test_large_payloads_pause_the_garbage_collector_and_restore_its_state():
+    import gc
+
+    big = encode_message("timescale_update", ["cs", {"s": [{"i": i, "v": [i, 1.0, 2.0, 0.5, 1.5]} for i in range(5000)]}])
+    bad = "~m~200001~m~{" + "x" * 200000  # invalid JSON, large: the collector must come back on anyway
+    assert gc.isenabled()
+    seen = []
+    real_parse = codec._parse
+
+    def spy(body):
+        seen.append(gc.isenabled())
+        return real_parse(body)
+
+    codec._parse = spy
+    try:
+        (frame,) = decode_message(big)
+        assert frame.kind == "message" and len(frame.params[1]["s"]) == 5000
+        assert decode_message(bad)[0].kind == "error"
+        assert seen == [False, False] and gc.isenabled()
+        gc.disable()  # an application that runs with the collector off keeps it off
+        try:
+            decode_message(big)
+            assert not gc.isenabled()
+        finally:
+            gc.enable()
+        decode_message('~m~4~m~~h~1' + encode_message("qsd", ["qs", {}]))
+        assert seen[-1] is True  # small frames never touch it
+    finally:
+        codec._parse = real_parse
