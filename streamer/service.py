@@ -363,6 +363,12 @@ class StreamerService:
         for symbol in removed:
             self._retire(symbol)
         for symbol in wanted:
+            if symbol in self.symbols and self.symbols[symbol].session_confirmed(wanted[symbol]):
+                log.info("symbol_session_confirmed", symbol=symbol, session=wanted[symbol].session)
+                # bars completed until now were held back; the store's view of this stream
+                # starts here, so bars already in progress are written partial (a sync completes them)
+                self.symbols[symbol].session_known = True
+                self.symbols[symbol].anchor = None
             if symbol in self.symbols and self.symbols[symbol].session_changed(wanted[symbol]):
                 log.info("symbol_session_updated", symbol=symbol, session=wanted[symbol].session,
                          timezone=wanted[symbol].timezone)

@@ -14,11 +14,12 @@ log = get_logger("streamer.symbols")
 def session_for(info: SymbolInfo) -> tuple[Session, bool]:
     """The symbol's trading session from the registry, and whether it is known.
 
-    A historical sync fills ``timezone``/``session`` from ``symbol_resolved``. Until it has run
-    there is no reliable source (the quote snapshot's ``timezone`` comes without the session
-    string), so the symbol is aggregated as 24x7 and a warning says so. Its bars reach the live
-    cache but not the store (see ``StreamerService._hold_unaligned``). The registry poll
-    rebuilds the aggregator once the sync has filled the fields.
+    A historical sync, or the streamer itself when it subscribes a symbol without one
+    (``StreamerService._resolve_session_soon``), fills ``timezone``/``session`` from
+    ``symbol_resolved``; the quote snapshot's ``timezone`` comes without the session string.
+    Until then the symbol is aggregated as 24x7 and a warning says so. Its bars reach the live
+    cache but not the store (see ``StreamerService._hold_unaligned``). Once the fields are
+    filled the aggregator is rebuilt (or, if 24x7 was right, kept and its bars stored).
     """
     if info.session and info.timezone:
         try:
@@ -60,9 +61,15 @@ class SymbolState:
         session, known = session_for(info)
         if not known:
             log.warning("symbol_session_unknown", symbol=info.symbol, assumed="24x7",
-                        hint="run a historical sync (it records timezone/session from symbol_resolved)")
+                        hint="resolving it from TradingView; a historical sync records it too")
         return cls(info.symbol, session, known, BarAggregator(info.symbol, session, intervals))
 
     def session_changed(self, info: SymbolInfo) -> bool:
         session, known = session_for(info)
         return known and session != self.session
+
+    def session_confirmed(self, info: SymbolInfo) -> bool:
+        """The registry now knows the session and it is the 24x7 this state assumed: the bars
+        were aligned right all along, so they may go to the store from now on (no rebuild)."""
+        session, known = session_for(info)
+        return known and not self.session_known and session == self.session

@@ -205,25 +205,28 @@ def test_redis_stopped_and_restarted_mid_stream(env, sim, redis_server, redis_se
     cache.close()
 
 
-def test_a_symbol_without_a_session_is_resolved_by_the_streamer(env):
-    # NASDAQ:AAPL registered for streaming before any historical sync: no session in the
-    # registry. The streamer asks TradingView (symbol_resolved), records the session, and from
-    # then on aggregates on the exchange session and stores its bars: session-aligned keys only.
-    aapl = "NASDAQ:AAPL"
+@pytest.mark.parametrize("symbol, aligned_minute", [("NASDAQ:AAPL", 30), (BTC, 0)],
+                         ids=["exchange-session", "24x7"])
+def test_a_symbol_without_a_session_is_resolved_by_the_streamer(env, symbol, aligned_minute):
+    # Registered for streaming before any historical sync: no session in the registry. The
+    # streamer asks TradingView (symbol_resolved), records the session, and stores its bars from
+    # then on: for AAPL after rebuilding on the 09:30 New York session; for BTC the 24x7 it
+    # assumed was right, so the same aggregator's bars simply start reaching the store.
     start = datetime(2026, 1, 29, 14, 0, tzinfo=UTC)  # 09:00 New York, before the open
     settings = load_settings(dict(os.environ))
     with run_simulator_in_thread(seed=9, speed=SPEED, sim_start=start, resolve_delay_s=0.0) as server:
         store = open_bar_store(settings)
-        store.add_symbol(SymbolInfo(aapl, stream=True))
+        store.add_symbol(SymbolInfo(symbol, stream=True))
         client = TradingViewClient(url=server.url, backoff_initial_s=0.05, backoff_max_s=0.3)
         service = StreamerService(settings, store=store, cache=open_live_cache(settings), client=client,
                                   health_port=0, registry_poll_s=30, store_batch_ms=100, cache_flush_ms=50)
         asyncio.run(run_until(service, server, start + timedelta(hours=3)))
-        info = store.get_symbol(aapl)
-        assert (info.timezone, info.session) == (server.market.spec(aapl).timezone, server.market.spec(aapl).session)
-        assert service.symbols[aapl].session_known
-        hours = store.read_bars(aapl, "1h")
-        assert len(hours) >= 2 and set(hours.index.minute) == {30}  # 09:30 New York session, not 24x7
-        state = service.symbols[aapl]
-        counts = compare_with_history(store, server.market, aapl, state.last_t, feed_start_epoch=state.anchor)
+        spec = server.market.spec(symbol)
+        info = store.get_symbol(symbol)
+        assert (info.timezone, info.session) == (spec.timezone, spec.session)
+        assert service.symbols[symbol].session_known
+        hours = store.read_bars(symbol, "1h")
+        assert len(hours) >= 2 and set(hours.index.minute) == {aligned_minute}
+        state = service.symbols[symbol]
+        counts = compare_with_history(store, server.market, symbol, state.last_t, feed_start_epoch=state.anchor)
         assert counts["1m"] > 60
