@@ -27,9 +27,9 @@ reaches the same tick rate with faster simulated time and loads the bar store ha
 (``--tick-seconds 5`` = 100x, ~2,800 bars/s): a stress test of the store writer, not of tick
 intake. The 40 s window spans several paced store writes (streamer/store_writer.py).
 
-The simulator's pump interval is set so each symbol gets at most one tick per pump: the client
-builds one tick per symbol per WebSocket message, so packing two ticks of one symbol into a
-message would merge them (see docs/streamer.md "Known limits").
+The simulator's pump interval is set so each symbol gets one tick per pump, which makes the
+offered rate exactly symbols / pump interval (the client would also split two ticks of one
+symbol packed into one message; see quote_stream.on_frame).
 
 Not a test: nothing asserts a time. Results go to docs/benchmarks.md "## Streamer".
 """

@@ -110,7 +110,7 @@ def rows_to_bars(symbol: str, interval: Interval, rows: list[list]) -> tuple[lis
                 if vol is not None:
                     if type(vol) not in number:
                         raise TypeError
-                    if not _isfinite(vol) or abs(vol) >= 1e99:
+                    if not _isfinite(vol) or abs(vol) >= SENTINEL_ABS:
                         vol = None  # NaN/inf/1e+100: no value
                     elif vol < 0:
                         raise ValueError
