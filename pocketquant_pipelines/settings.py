@@ -52,6 +52,8 @@ class Settings:
     sync_default_bars: int = 500
     sync_first_bars: int = 5000
     sync_overlap_bars: int = 2
+    # clock sanity: ticks and bars dated beyond now + this, or before the epoch, are rejected
+    clock_skew_s: float = 300.0
     # streamer
     streamer_health_port: int = 8765
     streamer_cache_flush_ms: int = 250
@@ -103,6 +105,13 @@ def _positive_float(name: str, raw: str) -> float:
     return value
 
 
+def _skew_seconds(name: str, raw: str) -> float:
+    value = _positive_float(name, raw)
+    if not value <= 86_400:
+        raise ConfigError(f"{name}={raw!r} must be a number of seconds in (0, 86400]")
+    return value
+
+
 def _choice(*allowed: str):
     def parse(name: str, raw: str) -> str:
         value = raw.strip()
@@ -149,6 +158,7 @@ _ENV = {
     "SYNC_DEFAULT_BARS": ("sync_default_bars", _positive_int),
     "SYNC_FIRST_BARS": ("sync_first_bars", _positive_int),
     "SYNC_OVERLAP_BARS": ("sync_overlap_bars", _positive_int),
+    "POCKETQUANT_CLOCK_SKEW_S": ("clock_skew_s", _skew_seconds),
     "STREAMER_HEALTH_PORT": ("streamer_health_port", _port),
     "STREAMER_CACHE_FLUSH_MS": ("streamer_cache_flush_ms", _positive_int),
     "STREAMER_STORE_BATCH_MS": ("streamer_store_batch_ms", _positive_int),

@@ -106,3 +106,15 @@ def test_json_logs_mask_secret_fields(capsys):
         assert event["redis_url"] == "redis://***@h:6379/0"
     finally:
         configure_logging("console", "INFO", force=True)
+
+
+@pytest.mark.parametrize("raw", ["0", "-5", "nan", "inf", "86401", "soon"])
+def test_clock_skew_rejects_what_is_not_a_bounded_positive_number(raw):
+    with pytest.raises(ConfigError, match="POCKETQUANT_CLOCK_SKEW_S"):
+        load_settings(env={"POCKETQUANT_CLOCK_SKEW_S": raw}, dotenv_path=Path("/nonexistent"))
+
+
+def test_clock_skew_default_and_override():
+    assert load_settings(env={}, dotenv_path=Path("/nonexistent")).clock_skew_s == 300.0
+    assert load_settings(env={"POCKETQUANT_CLOCK_SKEW_S": "60"},
+                         dotenv_path=Path("/nonexistent")).clock_skew_s == 60.0

@@ -56,6 +56,12 @@ class SymbolInfo:
     added_at: datetime | None = None
     updated_at: datetime | None = None
     extra: Mapping[str, object] = field(default_factory=dict)  # JSON-able leftovers
+    # The exchange calendar, JSON-able (see market.calendar for the meaning of each key):
+    # {"holidays": ["YYYYMMDD", ...], "corrections": "SESSION:YYYYMMDD,...;...",
+    #  "resolved_at": ISO-8601 UTC of the symbol_resolved it came from,
+    #  "history": {"first": "YYYYMMDD", "last": "YYYYMMDD", "closed": [...], "open": [...]}}
+    # Empty until symbol_resolved (or synced daily history) says something.
+    calendar: Mapping[str, object] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

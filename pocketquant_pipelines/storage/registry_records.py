@@ -26,14 +26,14 @@ def _check_field(name: str, value: object) -> object:
     elif name == "stream":
         if not isinstance(value, bool):
             raise InvalidInputError(f"symbol field stream={value!r} must be True or False")
-    elif name == "extra":
+    elif name in ("extra", "calendar"):
         if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
-            raise InvalidInputError(f"symbol field extra={value!r} must be a mapping with str keys")
+            raise InvalidInputError(f"symbol field {name}={value!r} must be a mapping with str keys")
         value = dict(value)
         try:  # both backends store it as a JSON-like document
             json.dumps(value, allow_nan=False)
         except (TypeError, ValueError) as exc:
-            raise InvalidInputError(f"symbol field extra={value!r} is not JSON-serialisable: {exc}") from None
+            raise InvalidInputError(f"symbol field {name}={value!r} is not JSON-serialisable: {exc}") from None
     return value
 
 
@@ -57,13 +57,14 @@ def prepare_new(info: SymbolInfo) -> SymbolInfo:
     added = info.added_at or now
     return dataclasses.replace(
         info, symbol=check_symbol(info.symbol), added_at=added,
-        updated_at=info.updated_at or added, extra=dict(info.extra),
+        updated_at=info.updated_at or added, extra=dict(info.extra), calendar=dict(info.calendar),
     )
 
 
 def info_to_record(info: SymbolInfo) -> dict:
     rec = {name: getattr(info, name) for name in _FIELDS}
     rec["extra"] = dict(info.extra)
+    rec["calendar"] = dict(info.calendar)
     for name in ("added_at", "updated_at"):
         value: datetime | None = rec[name]
         rec[name] = None if value is None else to_us(value, name)
@@ -77,4 +78,5 @@ def info_from_record(rec: Mapping[str, object]) -> SymbolInfo:
             kwargs[name] = from_us(kwargs[name])
     kwargs["stream"] = bool(kwargs.get("stream", False))
     kwargs["extra"] = dict(kwargs.get("extra") or {})
+    kwargs["calendar"] = dict(kwargs.get("calendar") or {})
     return SymbolInfo(**kwargs)
