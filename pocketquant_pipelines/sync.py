@@ -215,10 +215,6 @@ async def sync_history_async(
     result = await client.fetch_history(symbol, interval, count, **kwargs)
     fetched = result.columns  # validated, ascending, one row per key: written without Bar objects
     upsert = store.upsert_bars(fetched, source=Source.HISTORY) if len(fetched) else None
-    depth_reached = bool(getattr(result, "depth_reached", False))
-    if depth_reached and len(fetched):
-        # the server has nothing older than this: the series is as deep as it gets
-        store.record_history_start(symbol, interval, from_epoch(float(fetched.time[0])))
     record_metadata(store, symbol, getattr(result, "metadata", None))
     stored = store.count_bars(symbol, interval)
     stored_frame_first = None
@@ -232,6 +228,10 @@ async def sync_history_async(
         stored_partial = int(frame["partial"].sum())
         bound = now + timedelta(seconds=clock_skew_s)
         stored_implausible = int(((index > bound) | (index < EPOCH)).sum())
+    depth_reached = bool(getattr(result, "depth_reached", False))
+    if depth_reached and len(fetched):
+        # the server has nothing older than this: the series is as deep as it gets
+        store.record_history_start(symbol, interval, from_epoch(float(fetched.time[0])))
     covered = plausible_coverage(store, symbol, interval, now, clock_skew_s)
     outcome = SyncOutcome(
         symbol=symbol,

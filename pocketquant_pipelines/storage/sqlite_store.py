@@ -461,7 +461,8 @@ class SQLiteBarStore(BarStore):
                 for sym, iv, n, first, last in rows]
 
     def delete_bars(self, symbol: str, interval: Interval | str | None = None) -> int:
-        """Delete canonical bars and their stream shadow; returns canonical bars deleted."""
+        """Delete canonical bars, their stream shadow and the history coverage record;
+        returns canonical bars deleted."""
         symbol = check_symbol(symbol)
         where, params = "s.symbol = ?", [symbol]
         if interval is not None:
