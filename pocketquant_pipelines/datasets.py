@@ -14,7 +14,9 @@ Layout (hive partitioning, one file per series)::
   ``interval`` and ``symbol`` with the real values (``NASDAQ:AAPL``).
 * Each file holds one series: column ``time`` (timestamp[us, UTC], the bar start, ascending,
   unique) and float64 ``open high low close volume`` (volume null where the market has none),
-  plus ``source`` (history/stream) and ``partial``. The symbol and interval are not repeated
+  plus ``source`` (history/stream: who wrote the bar) and ``partial`` (True for an in-progress
+  bar the streamer flushed at shutdown: not a complete bar; a backtest should drop or treat
+  it as such). Both columns are always present. The symbol and interval are not repeated
   inside the file (they come from the path) but are kept in the file's schema metadata
   (``pocketquant.symbol`` / ``pocketquant.interval``) for readers of a single file.
 * Files are written atomically: a temporary file in the same directory, fsync, then
@@ -30,6 +32,7 @@ from urllib.parse import quote, unquote
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pocketquant_pipelines.market.intervals import Interval
@@ -69,6 +72,8 @@ class DatasetWrite:
     first_time: datetime | None
     last_time: datetime | None
     bytes: int
+    partial_rows: int = 0  # in-progress bars flushed by the streamer (``partial`` is True)
+    stream_rows: int = 0   # bars the stream wrote (``source`` is "stream")
 
 
 def frame_to_table(frame: pd.DataFrame, symbol: str, interval: Interval) -> pa.Table:
@@ -113,7 +118,13 @@ def write_series(data_dir: Path, symbol: str, interval: Interval | str, frame: p
         first_time=times[0].to_pydatetime() if len(times) else None,
         last_time=times[-1].to_pydatetime() if len(times) else None,
         bytes=path.stat().st_size,
+        partial_rows=_count_true(table.column("partial")),
+        stream_rows=_count_true(pc.equal(table.column("source"), "stream")),
     )
+
+
+def _count_true(column) -> int:
+    return int(pc.sum(column.cast(pa.int64())).as_py() or 0)
 
 
 def read_series(data_dir: Path, symbol: str, interval: Interval | str) -> pd.DataFrame:

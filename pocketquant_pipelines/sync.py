@@ -7,13 +7,26 @@ or a script.
 How many bars are requested
 ---------------------------
 * ``bars`` given (run config, ``--bars``): exactly that many, the newest ones.
-* ``bars`` is None and the store has no bar yet: ``first_bars`` (``SYNC_FIRST_BARS``), the
-  configured depth of a first sync.
-* ``bars`` is None and bars are stored: incremental — enough bars to reach from the last
-  stored bar to ``now`` plus ``overlap_bars`` already-stored bars. The overlap rewrites the
-  last stored bars because the newest of them may have been in progress when it was stored.
-  Counting uses the interval's nominal length, so over closed sessions it asks a little too
-  much — never too little.
+* ``bars`` is None and history has written no bar of the series yet: ``first_bars``
+  (``SYNC_FIRST_BARS``), the configured depth of a first sync. What the *stream* wrote does
+  not count: a series the streamer filled before its first sync still gets the full depth.
+* ``bars`` is None and history has written bars: incremental — enough bars to reach from the
+  last bar *history* wrote to ``now`` plus ``overlap_bars`` already-stored bars. The overlap
+  rewrites the last history bars because the newest of them may have been in progress when
+  it was stored; stream bars after it are rewritten by history too (history outranks the
+  stream). Counting uses the interval's nominal length, so over closed sessions it asks a
+  little too much — never too little.
+* Bars dated beyond ``now + clock_skew_s`` (``POCKETQUANT_CLOCK_SKEW_S``) or before the epoch
+  are ignored: a store that holds a year-3000 bar from before clock checks existed would
+  otherwise ask for the overlap only, forever. The next sync asks for the right range.
+
+How deep the series is
+----------------------
+The outcome says what history covers after the sync (``history_first_time``,
+``history_bars``) against the depth a first sync asks for (``first_sync_bars``), and whether
+the server has said its history ends (``history_ended``: a fetch ran out of bars before the
+count it asked for; the store keeps where). The ``history_depth`` check warns about a series
+shallower than that depth whose server never said so.
 
 Re-syncing never duplicates: the store's unique key (symbol, interval, start) makes the
 upsert idempotent, and the outcome says how many bars were inserted, updated or unchanged.
@@ -26,15 +39,18 @@ import asyncio
 import math
 import time
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from pocketquant_pipelines.errors import InvalidInputError
 from pocketquant_pipelines.logging import get_logger
 from pocketquant_pipelines.market.intervals import Interval
 from pocketquant_pipelines.market.symbols import normalize_symbol
 from pocketquant_pipelines.market.timeutil import ensure_utc, from_epoch, utcnow
-from pocketquant_pipelines.storage.base import BarStore, Source
+from pocketquant_pipelines.settings import Settings
+from pocketquant_pipelines.storage.base import BarStore, HistoryCoverage, Source
 from pocketquant_pipelines.tradingview.history import MAX_BARS  # the client's own limit
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 log = get_logger("pocketquant.sync")
 
@@ -70,6 +86,19 @@ class SyncOutcome:
     source: str                       # "tradingview" or "simulator" (from the WebSocket URL)
     duration_s: float
     synced_at: datetime
+    # how deep history reaches (plausible keys only: dated up to synced_at + clock skew)
+    first_sync_bars: int = 0          # the depth a first sync asks for (SYNC_FIRST_BARS)
+    history_bars: int = 0             # keys whose stored row history wrote
+    history_first_time: datetime | None = None
+    history_last_time: datetime | None = None
+    history_ended: bool = False       # the server has said its history begins at history_start
+    history_start: datetime | None = None
+    # clock sanity
+    rejected_times: int = 0           # fetched rows dated beyond now + skew or before 1970
+    stored_implausible_bars: int = 0  # stored bars dated so (ignored by the planner)
+    # what users read: bars the stream wrote, and those of them flushed in progress
+    stored_stream_bars: int = 0
+    stored_partial_bars: int = 0
 
     @property
     def written(self) -> int:
@@ -90,11 +119,20 @@ class SyncOutcome:
             f"{self.first_bar_time.isoformat()} .. {self.last_bar_time.isoformat()}"
             if self.first_bar_time and self.last_bar_time else "no bars"
         )
+        notes = []
+        if self.depth_reached:
+            notes.append("history depth reached")
+        if self.history_bars < self.first_sync_bars and not self.history_ended:
+            notes.append(f"shallow: {self.history_bars} history bars of {self.first_sync_bars}")
+        if self.rejected_times:
+            notes.append(f"{self.rejected_times} fetched bar(s) rejected (dated beyond now + skew or before 1970)")
+        if self.stored_implausible_bars:
+            notes.append(f"{self.stored_implausible_bars} stored bar(s) dated beyond now + skew or before 1970")
         return (
             f"{self.symbol} {self.interval} [{self.mode}, {self.source}]: fetched {self.fetched} "
             f"(requested {self.requested_bars}), inserted {self.inserted}, updated {self.updated}, "
             f"unchanged {self.unchanged}; {span}; stored {self.stored_bars} bars "
-            f"in {self.duration_s:.2f}s" + ("; history depth reached" if self.depth_reached else "")
+            f"in {self.duration_s:.2f}s" + "".join(f"; {n}" for n in notes)
         )
 
 
@@ -105,17 +143,26 @@ def source_from_url(ws_url: str | None) -> str:
     return "simulator" if ws_url else "tradingview"
 
 
+def plausible_coverage(store: BarStore, symbol: str, interval: Interval, now: datetime,
+                       clock_skew_s: float) -> HistoryCoverage | None:
+    """What history covers of the series among keys a market can have produced by ``now``:
+    dated from the epoch up to ``now + clock_skew_s``."""
+    end = now + timedelta(seconds=clock_skew_s, microseconds=1)  # the bound itself is plausible
+    return store.history_coverage(symbol, interval, start=EPOCH, end=end)
+
+
 def plan_request(
     store: BarStore, symbol: str, interval: Interval, bars: int | None, *,
     first_bars: int, overlap_bars: int, now: datetime,
+    clock_skew_s: float = Settings.clock_skew_s,
 ) -> tuple[str, int]:
     """(mode, bar count) for the next request; see the module docstring."""
     if bars is not None:
         return "explicit", bars
-    last = store.last_bar_time(symbol, interval)
-    if last is None:
+    covered = plausible_coverage(store, symbol, interval, now, clock_skew_s)
+    if covered is None:
         return "first", first_bars
-    elapsed = max(0.0, (now - ensure_utc(last)).total_seconds())
+    elapsed = max(0.0, (now - covered.last_time).total_seconds())
     needed = math.ceil(elapsed / interval.nominal_seconds) + overlap_bars
     # not capped at first_bars: a long outage must be filled, not left as a hole (the server
     # stops at the account's depth anyway, reported as depth_reached)
@@ -142,6 +189,7 @@ async def sync_history_async(
     store: BarStore, client, symbol: str, interval: Interval | str, bars: int | None = None, *,
     first_bars: int, overlap_bars: int, now: datetime | None = None,
     source: str | None = None, session: str | None = None, adjustment: str | None = None,
+    clock_skew_s: float = Settings.clock_skew_s,
 ) -> SyncOutcome:
     """The sync itself; ``client`` is a TradingViewClient (``await client.fetch_history``).
 
@@ -157,7 +205,7 @@ async def sync_history_async(
     now = utcnow() if now is None else ensure_utc(now, "now")
     started = time.perf_counter()
     mode, count = plan_request(store, symbol, interval, bars, first_bars=first_bars,
-                               overlap_bars=overlap_bars, now=now)
+                               overlap_bars=overlap_bars, now=now, clock_skew_s=clock_skew_s)
     kwargs = {}
     if session is not None:
         kwargs["session"] = session  # TradingView's "regular" | "extended" hours
@@ -170,10 +218,21 @@ async def sync_history_async(
     record_metadata(store, symbol, getattr(result, "metadata", None))
     stored = store.count_bars(symbol, interval)
     stored_frame_first = None
+    stored_stream = stored_partial = stored_implausible = 0
     if stored:
         # the store has no "first bar" accessor; one series is small (<= tens of thousands)
-        index = store.read_bars(symbol, interval).index
+        frame = store.read_bars(symbol, interval)
+        index = frame.index
         stored_frame_first = index[0].to_pydatetime() if len(index) else None
+        stored_stream = int((frame["source"] == Source.STREAM.value).sum())
+        stored_partial = int(frame["partial"].sum())
+        bound = now + timedelta(seconds=clock_skew_s)
+        stored_implausible = int(((index > bound) | (index < EPOCH)).sum())
+    depth_reached = bool(getattr(result, "depth_reached", False))
+    if depth_reached and len(fetched):
+        # the server has nothing older than this: the series is as deep as it gets
+        store.record_history_start(symbol, interval, from_epoch(float(fetched.time[0])))
+    covered = plausible_coverage(store, symbol, interval, now, clock_skew_s)
     outcome = SyncOutcome(
         symbol=symbol,
         interval=interval.value,
@@ -189,13 +248,24 @@ async def sync_history_async(
         stored_bars=int(stored),
         stored_first_time=stored_frame_first,
         stored_last_time=store.last_bar_time(symbol, interval),
-        depth_reached=bool(getattr(result, "depth_reached", False)),
+        depth_reached=depth_reached,
         source=source or source_from_url(getattr(client, "url", None)),
         duration_s=round(time.perf_counter() - started, 4),
         synced_at=utcnow(),
+        first_sync_bars=int(first_bars),
+        history_bars=covered.bars if covered else 0,
+        history_first_time=covered.first_time if covered else None,
+        history_last_time=covered.last_time if covered else None,
+        history_ended=bool(covered and covered.history_start is not None),
+        history_start=covered.history_start if covered else None,
+        rejected_times=int(getattr(result, "implausible_times", 0)),
+        stored_implausible_bars=stored_implausible,
+        stored_stream_bars=stored_stream,
+        stored_partial_bars=stored_partial,
     )
     log.info("sync_finished", symbol=symbol, interval=interval.value, mode=mode,
              fetched=outcome.fetched, inserted=outcome.inserted, updated=outcome.updated,
+             history_bars=outcome.history_bars, rejected_times=outcome.rejected_times,
              duration_s=outcome.duration_s)
     return outcome
 
@@ -204,10 +274,11 @@ def sync_history(
     store: BarStore, client, symbol: str, interval: Interval | str, bars: int | None = None, *,
     first_bars: int, overlap_bars: int, now: datetime | None = None,
     source: str | None = None, session: str | None = None, adjustment: str | None = None,
+    clock_skew_s: float = Settings.clock_skew_s,
 ) -> SyncOutcome:
     """Blocking form of :func:`sync_history_async` for scripts and the CLI (not for use
     inside a running event loop)."""
     return asyncio.run(sync_history_async(
         store, client, symbol, interval, bars, first_bars=first_bars, overlap_bars=overlap_bars,
-        now=now, source=source, session=session, adjustment=adjustment,
+        now=now, source=source, session=session, adjustment=adjustment, clock_skew_s=clock_skew_s,
     ))

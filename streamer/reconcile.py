@@ -5,6 +5,13 @@ the stream's own copy (``read_stream_bars``). For keys present in both, with the
 row now from history, we compare OHLCV. Stream bars flushed as ``partial`` (not watched from
 their start) are expected to differ and are counted apart, not as differences.
 
+Orphans: a stream key that history lacks although history covers its time (between the first
+and last bar history wrote) is a bar TradingView never made -- e.g. a week keyed at a holiday
+Monday while history starts the week on Tuesday. Comparing shared keys alone would never see
+it, and the store would show two bars for one period. Orphans are counted (partial ones
+included: a key is wrong whatever the bar's completeness) with a few examples. Stream keys
+after history's last bar are not orphans: history has not got there yet.
+
 Deviation is relative: |stream - history| / max(|history|, 1e-12) for prices, and for volume
 |Δ| / max(history volume, 1) (volumes are counts; relative to 1 avoids dividing by zero on
 empty bars). Floating-point re-summing of per-tick volume leaves ~1e-12 noise, so the default
@@ -22,6 +29,7 @@ from pocketquant_pipelines.storage.base import BarStore, Source
 
 PRICE_TOLERANCE = 1e-9
 VOLUME_TOLERANCE = 1e-6
+MAX_ORPHAN_EXAMPLES = 5
 
 
 @dataclass(frozen=True)
@@ -37,10 +45,14 @@ class Reconciliation:
     worst_time: str | None      # key of the worst difference
     price_tolerance: float
     volume_tolerance: float
+    orphans: int = 0            # stream keys inside history's covered range that history lacks
+    orphan_examples: tuple[str, ...] = ()  # the first few of them (ISO)
+    history_first: str | None = None       # the range history covers (ISO), None = no history
+    history_last: str | None = None
 
     @property
     def passed(self) -> bool:
-        return self.differing == 0
+        return self.differing == 0 and self.orphans == 0
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -55,6 +67,11 @@ def reconcile(
     stream = store.read_stream_bars(symbol, interval, start, end)
     canon = store.read_bars(symbol, interval, start, end)
     hist = canon[canon["source"].astype(str) == Source.HISTORY.value] if len(canon) else canon
+    covered = store.history_coverage(symbol, interval)
+    orphan_times = pd.DatetimeIndex([], tz="UTC")
+    if covered is not None and len(stream):
+        inside = (stream.index >= covered.first_time) & (stream.index <= covered.last_time)
+        orphan_times = stream.index[inside & ~stream.index.isin(hist.index)]
     both = stream.merge(hist, how="inner", left_index=True, right_index=True, suffixes=("_s", "_h"))
     if len(both) and "partial_s" in both:
         partial_mask = both["partial_s"].astype(bool).to_numpy()
@@ -88,5 +105,8 @@ def reconcile(
         symbol=symbol, interval=interval.value, stream_bars=int(len(stream)), compared=int(len(full)),
         differing=differing, partial_skipped=int(partial_mask.sum()), worst_price_deviation=worst_p,
         worst_volume_deviation=worst_v, worst_time=worst_time, price_tolerance=price_tolerance,
-        volume_tolerance=volume_tolerance,
+        volume_tolerance=volume_tolerance, orphans=int(len(orphan_times)),
+        orphan_examples=tuple(t.isoformat() for t in orphan_times[:MAX_ORPHAN_EXAMPLES]),
+        history_first=covered.first_time.isoformat() if covered else None,
+        history_last=covered.last_time.isoformat() if covered else None,
     )

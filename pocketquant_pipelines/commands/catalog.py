@@ -187,7 +187,8 @@ def _cmd_sync(args, settings) -> int:
             return await asyncio.gather(*(
                 sync_history_async(store, client, symbol, interval, args.bars,
                                    first_bars=settings.sync_first_bars,
-                                   overlap_bars=settings.sync_overlap_bars, source=source)
+                                   overlap_bars=settings.sync_overlap_bars, source=source,
+                                   clock_skew_s=settings.clock_skew_s)
                 for interval in intervals), return_exceptions=True)
 
     with _open_store(settings) as store:

@@ -122,9 +122,14 @@ def _cmd_fetch(args: argparse.Namespace, settings) -> int:
         for r in rows:
             out.write(f"{r['time']:<26} {_num(r['open']):>14} {_num(r['high']):>14} {_num(r['low']):>14} "
                       f"{_num(r['close']):>14} {_num(r['volume']):>16}\n")
+    if result.implausible_times:
+        print(f"note: {result.symbol} {interval}: {result.implausible_times} bar(s) rejected: dated "
+              f"beyond now + {settings.clock_skew_s:g} s (POCKETQUANT_CLOCK_SKEW_S) or before 1970",
+              file=sys.stderr)
     if result.depth_reached or len(result.columns) < args.bars:
         print(f"note: {result.symbol} {interval}: {len(result.columns)} of {args.bars} bars "
-              "(history or account depth exhausted)", file=sys.stderr)
+              + ("(history or account depth exhausted)" if result.depth_reached or not result.implausible_times
+                 else "(the rest were rejected)"), file=sys.stderr)
     out.flush()
     return 0
 

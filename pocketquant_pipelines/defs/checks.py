@@ -9,6 +9,12 @@
   are not gaps. Missing ranges are listed in the metadata.
 * ``fresh_last_bar`` (WARN): the last stored bar is not older than the latest bar the session
   has produced by now (one bar of slack for the bar in progress).
+* ``history_depth`` (WARN): history reaches back at least the first-sync depth
+  (``SYNC_FIRST_BARS`` bars), or the server has said its history ends sooner; otherwise the
+  series is shallow (a first sync that never happened at full depth).
+* ``plausible_bar_times`` (ERROR, not blocking): no stored bar is dated beyond now +
+  ``POCKETQUANT_CLOCK_SKEW_S`` or before the epoch (the planner ignores such bars; this says
+  they are there, with examples).
 
 The judgements are plain functions over a bar frame (``evaluate_*``) so they are tested on
 DataFrames directly; the Dagster checks below and the range-run path in ``history.py`` call
@@ -31,6 +37,9 @@ from pocketquant_pipelines.defs.resources import BarStoreResource
 from pocketquant_pipelines.market.intervals import Interval
 from pocketquant_pipelines.market.sessions import SESSION_24X7, Session, bar_starts_between
 from pocketquant_pipelines.market.timeutil import utcnow
+from pocketquant_pipelines.settings import Settings
+from pocketquant_pipelines.storage.base import HistoryCoverage
+from pocketquant_pipelines.sync import EPOCH, plausible_coverage
 
 MAX_LISTED = 20  # examples / ranges shown in metadata
 
@@ -188,6 +197,59 @@ def evaluate_freshness(frame: pd.DataFrame, interval: Interval | str,
     )
 
 
+# --------------------------------------------------------------------------- depth
+def evaluate_depth(coverage: HistoryCoverage | None, first_bars: int) -> CheckOutcome:
+    """Shallow = fewer history bars than a first sync asks for, while the server never said
+    its history ends sooner (a young market is short, not shallow)."""
+    ended = coverage is not None and coverage.history_start is not None
+    bars = coverage.bars if coverage is not None else 0
+    metadata = {
+        "history_bars": int(bars), "first_sync_bars": int(first_bars), "history_ended": bool(ended),
+        "history_first_time": (dg.MetadataValue.timestamp(coverage.first_time) if coverage
+                               else dg.MetadataValue.null()),
+        "history_start": (dg.MetadataValue.timestamp(coverage.history_start) if ended
+                          else dg.MetadataValue.null()),
+    }
+    if coverage is None:
+        return CheckOutcome("history_depth", False, "WARN", False,
+                            "history has written no bar of this series yet", metadata)
+    since = coverage.first_time.isoformat()
+    if bars >= first_bars:
+        text = f"{bars} history bars since {since} (first-sync depth {first_bars})"
+    elif ended:
+        text = (f"{bars} history bars since {since}: all the server has "
+                f"(it said its history begins at {coverage.history_start.isoformat()})")
+    else:
+        text = (f"shallow: {bars} history bars since {since}, fewer than the first-sync depth "
+                f"{first_bars}, and the server has not said its history ends there")
+    return CheckOutcome("history_depth", passed=bars >= first_bars or ended, severity="WARN",
+                        blocking=False, description=text, metadata=metadata)
+
+
+# --------------------------------------------------------------------------- clock sanity
+def evaluate_plausible_times(frame: pd.DataFrame, now: datetime, clock_skew_s: float) -> CheckOutcome:
+    """Stored bars no market produced: dated beyond now + skew, or before the epoch."""
+    bound = now + timedelta(seconds=clock_skew_s)
+    index = pd.DatetimeIndex(frame.index)
+    future = index > bound
+    before = index < EPOCH
+    bad = index[future | before]
+    problems = []
+    if future.any():
+        problems.append(f"{int(future.sum())} bar(s) dated beyond {bound.isoformat()} "
+                        f"(now + {clock_skew_s:g} s)")
+    if before.any():
+        problems.append(f"{int(before.sum())} bar(s) dated before 1970")
+    return CheckOutcome(
+        "plausible_bar_times", passed=not problems, severity="ERROR", blocking=False,
+        description=("; ".join(problems) + ": the sync planner ignores them") if problems
+        else "every stored bar is dated between 1970 and now + the clock skew",
+        metadata={"bars_checked": int(len(frame)), "future_bars": int(future.sum()),
+                  "before_epoch_bars": int(before.sum()), "latest_plausible": _iso(bound),
+                  "examples": dg.MetadataValue.json([_iso(t) for t in bad[:MAX_LISTED]])},
+    )
+
+
 # --------------------------------------------------------------------------- wiring
 def session_for(store, symbol: str) -> Session:
     """The symbol's session from the registry (what symbol_resolved said), else 24x7."""
@@ -201,7 +263,9 @@ def session_for(store, symbol: str) -> Session:
 
 
 def evaluate_all(store, symbol: str, interval: Interval, fetched_duplicate_times: int = 0,
-                 names: Iterable[str] | None = None, now: datetime | None = None) -> list[CheckOutcome]:
+                 names: Iterable[str] | None = None, now: datetime | None = None, *,
+                 first_bars: int = Settings.sync_first_bars,
+                 clock_skew_s: float = Settings.clock_skew_s) -> list[CheckOutcome]:
     frame = store.read_bars(symbol, interval)
     session = session_for(store, symbol)
     wanted = set(names) if names is not None else set(CHECK_NAMES)
@@ -214,10 +278,16 @@ def evaluate_all(store, symbol: str, interval: Interval, fetched_duplicate_times
         out.append(evaluate_gaps(frame, interval, session))
     if "fresh_last_bar" in wanted:
         out.append(evaluate_freshness(frame, interval, session, now=now))
+    if "history_depth" in wanted:
+        coverage = plausible_coverage(store, symbol, interval, now or utcnow(), clock_skew_s)
+        out.append(evaluate_depth(coverage, first_bars))
+    if "plausible_bar_times" in wanted:
+        out.append(evaluate_plausible_times(frame, now or utcnow(), clock_skew_s))
     return out
 
 
-CHECK_NAMES = ("ohlc_sanity", "no_duplicate_bars", "no_gaps", "fresh_last_bar")
+CHECK_NAMES = ("ohlc_sanity", "no_duplicate_bars", "no_gaps", "fresh_last_bar", "history_depth",
+               "plausible_bar_times")
 
 
 def _latest_fetched_duplicates(instance: dg.DagsterInstance, key: str) -> int:
@@ -242,6 +312,12 @@ def _latest_fetched_duplicates(instance: dg.DagsterInstance, key: str) -> int:
                           description="no missing bars inside the symbol's trading sessions (WARN)"),
         dg.AssetCheckSpec("fresh_last_bar", asset=HISTORICAL_BARS, partitions_def=bars_partitions,
                           description="the last bar is as recent as the session allows (WARN)"),
+        dg.AssetCheckSpec("history_depth", asset=HISTORICAL_BARS, partitions_def=bars_partitions,
+                          description="history reaches back SYNC_FIRST_BARS bars, or the server "
+                          "said it has no more (WARN: a shallow series)"),
+        dg.AssetCheckSpec("plausible_bar_times", asset=HISTORICAL_BARS, partitions_def=bars_partitions,
+                          description="no stored bar dated beyond now + POCKETQUANT_CLOCK_SKEW_S "
+                          "or before 1970"),
     ],
     can_subset=True,
 )
@@ -249,6 +325,9 @@ def historical_bars_checks(context: dg.AssetCheckExecutionContext, bar_store: Ba
     key = str(context.partition_key)
     symbol, interval = split_key(key)
     selected = {k.name for k in context.selected_asset_check_keys}
+    settings = bar_store.settings()
     for outcome in evaluate_all(bar_store.get(), symbol, interval,
-                                _latest_fetched_duplicates(context.instance, key), selected):
+                                _latest_fetched_duplicates(context.instance, key), selected,
+                                first_bars=settings.sync_first_bars,
+                                clock_skew_s=settings.clock_skew_s):
         yield outcome.to_result()

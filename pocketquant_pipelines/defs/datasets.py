@@ -55,6 +55,8 @@ def ohlcv_dataset(context: dg.AssetExecutionContext, bar_store: BarStoreResource
             "path": dg.MetadataValue.path(str(written.path)),
             "dagster/row_count": int(written.rows),
             "rows": int(written.rows),
+            "partial_rows": int(written.partial_rows),
+            "stream_rows": int(written.stream_rows),
             "bytes": int(written.bytes),
             "first_bar_time": (dg.MetadataValue.timestamp(written.first_time)
                                if written.first_time else dg.MetadataValue.null()),

@@ -86,6 +86,19 @@ def outcome_metadata(outcome: SyncOutcome) -> dict:
         "stored_last_time": _ts(outcome.stored_last_time),
         "coverage": coverage,
         "depth_reached": bool(outcome.depth_reached),
+        # how far back history reaches, against what a first sync asks for
+        "history_bars": int(outcome.history_bars),
+        "history_first_time": _ts(outcome.history_first_time),
+        "history_last_time": _ts(outcome.history_last_time),
+        "first_sync_bars": int(outcome.first_sync_bars),
+        "history_ended": bool(outcome.history_ended),
+        "history_start": _ts(outcome.history_start),
+        # clock sanity: fetched rows rejected, stored bars the planner ignores
+        "rejected_times": int(outcome.rejected_times),
+        "stored_implausible_bars": int(outcome.stored_implausible_bars),
+        # bars users read that history did not write, and those flushed in progress
+        "stored_stream_bars": int(outcome.stored_stream_bars),
+        "stored_partial_bars": int(outcome.stored_partial_bars),
         "duration_s": float(outcome.duration_s),
         "synced_at": _ts(outcome.synced_at),
     }
@@ -125,7 +138,7 @@ async def _sync_one(store, client, symbol, interval, bars, settings, source, log
             return await sync_history_async(
                 store, client, symbol, interval, bars,
                 first_bars=settings.sync_first_bars, overlap_bars=settings.sync_overlap_bars,
-                source=source,
+                source=source, clock_skew_s=settings.clock_skew_s,
             )
         except Exception as exc:  # noqa: BLE001 - classified below
             if not _is_transient(exc) or attempt == TRANSIENT_ATTEMPTS:
@@ -138,7 +151,7 @@ async def _sync_one(store, client, symbol, interval, bars, settings, source, log
 
 
 def _events_for(key: str, outcome: SyncOutcome | None, exc: BaseException | None,
-                single: bool, store):
+                single: bool, store, clock_skew_s: float):
     if exc is not None:
         yield dg.AssetObservation(
             asset_key=HISTORICAL_BARS, partition=key,
@@ -155,7 +168,8 @@ def _events_for(key: str, outcome: SyncOutcome | None, exc: BaseException | None
     # range run: Dagster skips the check steps (no output), so evaluate them here, per key;
     # a failed blocking check fails the step after every key has been reported
     symbol, interval = split_key(key)
-    for check in evaluate_all(store, symbol, interval, outcome.fetched_duplicate_times):
+    for check in evaluate_all(store, symbol, interval, outcome.fetched_duplicate_times,
+                              first_bars=outcome.first_sync_bars, clock_skew_s=clock_skew_s):
         yield check.to_evaluation(key)
 
 
@@ -210,7 +224,7 @@ async def historical_bars(
         try:
             for next_done in asyncio.as_completed(tasks):
                 key, outcome, exc = await next_done
-                for event in _events_for(key, outcome, exc, single, store):
+                for event in _events_for(key, outcome, exc, single, store, settings.clock_skew_s):
                     yield event
                 if exc is not None:
                     failures.append((key, exc))

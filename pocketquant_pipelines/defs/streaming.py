@@ -9,7 +9,9 @@
   tick succeeds) requests nothing twice.
 * ``streamed_vs_history`` (asset check on ``historical_bars``): after a historical sync, the
   stream's own copy of each key it shares with history is compared to history's values
-  (``streamer.reconcile``); WARN when they differ beyond tolerance.
+  (``streamer.reconcile``), and stream keys that history lacks inside the range it covers
+  (orphans: bars TradingView never made) are counted with examples; WARN when any differs
+  beyond tolerance or any orphan exists.
 """
 
 import dagster as dg
@@ -20,7 +22,7 @@ from pocketquant_pipelines.defs.resources import BarStoreResource
 from pocketquant_pipelines.defs.streaming_spec import STREAMED_BARS
 from pocketquant_pipelines.logging import get_logger
 from pocketquant_pipelines.storage.base import Source
-from streamer.reconcile import PRICE_TOLERANCE, VOLUME_TOLERANCE, reconcile
+from streamer.reconcile import MAX_ORPHAN_EXAMPLES, PRICE_TOLERANCE, VOLUME_TOLERANCE, reconcile
 
 log = get_logger("pocketquant.defs.streaming")
 
@@ -117,8 +119,9 @@ def streamed_bars_sensor(context: dg.SensorEvaluationContext, bar_store: BarStor
     name="streamed_vs_history",
     partitions_def=bars_partitions,
     description="Once a historical sync covers bars the streamer also wrote, their OHLCV must "
-    "agree: compares the stream's copy with history's per key (partial stream bars excluded). "
-    "WARN when any differs beyond tolerance.",
+    "agree: compares the stream's copy with history's per key (partial stream bars excluded), "
+    "and counts stream keys history lacks inside the range it covers (orphans). "
+    "WARN when any differs beyond tolerance or any orphan exists.",
 )
 def streamed_vs_history(context: dg.AssetCheckExecutionContext, bar_store: BarStoreResource) -> dg.AssetCheckResult:
     store = bar_store.get()
@@ -128,6 +131,8 @@ def streamed_vs_history(context: dg.AssetCheckExecutionContext, bar_store: BarSt
         results.append(reconcile(store, symbol, interval))
     compared = sum(r.compared for r in results)
     differing = sum(r.differing for r in results)
+    orphans = sum(r.orphans for r in results)
+    orphan_examples = [f"{r.interval}|{r.symbol}@{t}" for r in results for t in r.orphan_examples]
     worst = max(results, key=lambda r: (r.differing, r.worst_price_deviation, r.worst_volume_deviation))
     metadata = {
         "compared": compared,
@@ -140,9 +145,16 @@ def streamed_vs_history(context: dg.AssetCheckExecutionContext, bar_store: BarSt
         "worst_time": worst.worst_time or "",
         "price_tolerance": PRICE_TOLERANCE,
         "volume_tolerance": VOLUME_TOLERANCE,
+        "orphans": orphans,
+        "orphan_examples": dg.MetadataValue.json(orphan_examples[:MAX_ORPHAN_EXAMPLES]),
     }
+    parts = []
+    if compared:
+        parts.append(f"{differing} of {compared} streamed bars differ from history")
+    if orphans:
+        parts.append(f"{orphans} streamed bar(s) under keys history lacks inside the range it "
+                     f"covers (e.g. {orphan_examples[0]})")
     return dg.AssetCheckResult(
-        passed=differing == 0, severity=dg.AssetCheckSeverity.WARN, metadata=metadata,
-        description="no streamed bars to compare yet" if compared == 0 else
-        f"{differing} of {compared} streamed bars differ from history",
+        passed=differing == 0 and orphans == 0, severity=dg.AssetCheckSeverity.WARN,
+        metadata=metadata, description="; ".join(parts) or "no streamed bars to compare yet",
     )

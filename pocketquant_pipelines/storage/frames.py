@@ -19,11 +19,12 @@ from pocketquant_pipelines.market.bar_columns import BarColumns
 from pocketquant_pipelines.market.bars import Bar
 from pocketquant_pipelines.market.intervals import Interval
 from pocketquant_pipelines.market.symbols import normalize_symbol
-from pocketquant_pipelines.storage.base import Source
+from pocketquant_pipelines.storage.base import HistoryCoverage, Source
 
 # Sources are stored as small integer codes; the order is part of the on-disk format.
 SOURCE_CODES: tuple[Source, ...] = (Source.HISTORY, Source.STREAM)
 SOURCE_CODE = {s: i for i, s in enumerate(SOURCE_CODES)}
+HISTORY_CODE = SOURCE_CODE[Source.HISTORY]
 _SOURCE_NAMES = pa.array([s.value for s in SOURCE_CODES], pa.string())
 _STR_DTYPE = pd.StringDtype("pyarrow", na_value=np.nan)  # pandas 3's default ``str`` dtype
 _TIME_DTYPE = "datetime64[us, UTC]"
@@ -116,6 +117,33 @@ def batch_from_columns(columns: BarColumns) -> BarBatch:
                     columns.open, columns.high, columns.low, columns.close, columns.volume)
 
 
+def replace_mask(old_source: np.ndarray, old_partial: np.ndarray, new_source: int,
+                 new_partial: bool) -> np.ndarray:
+    """The precedence rule of every backend (BarStore's docstring), per existing row: True
+    where a write of ``new_source`` (a source code) with ``new_partial`` may replace the row.
+
+    History replaces anything; the stream never replaces history, and a partial stream bar
+    never replaces a complete one."""
+    old_source = np.asarray(old_source)
+    if new_source == HISTORY_CODE:
+        return np.ones(len(old_source), dtype=bool)
+    replaceable = old_source != HISTORY_CODE
+    if new_partial:
+        replaceable &= np.asarray(old_partial, dtype=bool)
+    return replaceable
+
+
+def coverage_of_frame(frame: pd.DataFrame, history_start=None) -> HistoryCoverage | None:
+    """The history coverage of a read_bars frame: its rows whose source is history."""
+    if not len(frame):
+        return None
+    times = frame.index[(frame["source"] == Source.HISTORY.value).to_numpy(dtype=bool)]
+    if not len(times):
+        return None
+    return HistoryCoverage(times[0].to_pydatetime(), times[-1].to_pydatetime(), len(times),
+                           history_start)
+
+
 def source_column(codes: np.ndarray) -> pd.api.extensions.ExtensionArray:
     indices = pa.array(np.asarray(codes, dtype=np.int8))
     strings = pa.DictionaryArray.from_arrays(indices, _SOURCE_NAMES).cast(pa.string())
@@ -154,6 +182,10 @@ def prepare_upsert(bars: "Sequence[Bar] | BarColumns", source: object,
     source = check_source(source)
     if not isinstance(partial, bool):
         raise InvalidInputError(f"partial {partial!r} must be True or False")
+    if partial and source is Source.HISTORY:
+        # "partial" means an in-progress bar the streamer flushed; history is the final word
+        raise InvalidInputError("partial=True is for stream writes: history bars are final "
+                                "(source='history')")
     if isinstance(bars, BarColumns):
         return source, batch_from_columns(bars)
     return source, batch_from_bars(bars)

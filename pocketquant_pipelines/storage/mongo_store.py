@@ -10,15 +10,25 @@ Collections in ``settings.mongodb_database``:
 - ``ingest_log``: ``{seq, symbol, interval, source, first_time, last_time, count, written_at,
   logged_at}``, unique index on seq; ``counters`` holds ``{_id: "ingest_seq", seq}`` ($inc).
 - ``symbols``: the registry, ``_id`` = canonical symbol.
+- ``history_coverage``: per series ``{_id: "<interval>|<symbol>", symbol, interval,
+  first_time, last_time, bars, history_start}``: what history has written (BarStore).
+  Recomputed from the series' history documents after every history write (one
+  aggregation over the series), so it converges even when a writer died between its bars
+  and its record; ``counters`` ``{_id: "schema", coverage: 1}`` marks a database whose
+  records were built (a database from before them gets them on first open).
 
 ``time``, ``first_time``, ``last_time``, ``written_at``, ``added_at``, ``updated_at`` are int64
 epoch microseconds (UTC), exact and zone-free like the embedded store.
 
-Upsert: fetch the batch's existing keys, compare in Python, then ``bulk_write`` UpdateOne
-(upsert=True) only for new or changed bars; that is what yields the inserted / updated /
-unchanged counts. Without a replica-set transaction a batch is not atomic across documents,
-but every step is idempotent, so a retried batch converges to the same state; the ingest
-entries are written after the bars they describe.
+Upsert: fetch the batch's existing keys, compare in Python (values, and the precedence rule
+of ``frames.replace_mask``), then ``bulk_write`` UpdateOne (upsert=True) only for new or
+changed bars; that is what yields the inserted / updated / unchanged / refused counts. A
+stream write's UpdateOne also filters on the row it may replace (``source: "stream"``, and
+``partial: true`` for a partial write): if history wrote the key between our read and our
+write, the filter misses, the upsert's insert hits the unique index (E11000), and the key is
+compared again -- and refused. Without a replica-set transaction a batch is not atomic across
+documents, but every step is idempotent, so a retried batch converges to the same state; the
+ingest entries are written after the bars they describe.
 
 Ingest seq values come from ``$inc`` before the entries are inserted, so two writers can
 commit seq 6 before seq 5. ``ingest_since`` therefore stops at a gap younger than
@@ -40,10 +50,10 @@ from pocketquant_pipelines.market.bars import Bar
 from pocketquant_pipelines.market.intervals import Interval
 from pocketquant_pipelines.market.timeutil import utcnow
 from pocketquant_pipelines.storage.base import (
-    BarStore, IngestEntry, IngestPage, Source, SymbolInfo, UpsertResult,
+    BarStore, HistoryCoverage, IngestEntry, IngestPage, Source, SymbolInfo, UpsertResult,
 )
 from pocketquant_pipelines.storage.frames import (
-    SOURCE_CODE, bars_frame, prepare_upsert, check_source, empty_bars_frame,
+    SOURCE_CODE, bars_frame, check_source, empty_bars_frame, prepare_upsert, replace_mask,
 )
 from pocketquant_pipelines.storage.registry_records import (
     check_update_fields, info_from_record, info_to_record, prepare_new,
@@ -85,11 +95,30 @@ class MongoBarStore(BarStore):
         self._ingest = db["ingest_log"]
         self._counters = db["counters"]
         self._symbols = db["symbols"]
+        self._coverage = db["history_coverage"]
         key = [("symbol", 1), ("interval", 1), ("time", 1)]
         self._bars.create_index(key, unique=True, name="symbol_interval_time")
         self._stream.create_index(key, unique=True, name="symbol_interval_time")
         self._ingest.create_index([("seq", 1)], unique=True, name="seq")
         self._ingest.create_index([("source", 1), ("seq", 1)], name="source_seq")
+        self._build_coverage_once()
+
+    def _build_coverage_once(self) -> None:
+        """Coverage records for a database written before they existed (idempotent: a
+        concurrent opener computes the same records)."""
+        if self._counters.find_one({"_id": "schema", "coverage": 1}) is not None:
+            return
+        built = 0
+        for row in self._bars.aggregate([
+            {"$match": {"source": Source.HISTORY.value}},
+            {"$group": {"_id": {"symbol": "$symbol", "interval": "$interval"}}},
+        ]):
+            self._refresh_coverage(row["_id"]["symbol"], Interval(row["_id"]["interval"]))
+            built += 1
+        self._counters.update_one({"_id": "schema"}, {"$set": {"coverage": 1}}, upsert=True)
+        if built:
+            log.info("bar_store_migrated", store="mongo", database=self.database,
+                     series_with_history=built)
 
     def __repr__(self) -> str:
         return f"MongoBarStore(database={self.database!r})"
@@ -106,9 +135,11 @@ class MongoBarStore(BarStore):
         for k, sl in batch.groups():
             symbol, interval = batch.keys[k]
             docs = self._docs(symbol, interval, batch, sl, source, partial, now_us)
-            result, changed = self._write(self._bars, symbol, interval, docs)
+            result, changed = self._write(self._bars, symbol, interval, docs, source, partial)
             if source is Source.STREAM:
-                self._write(self._stream, symbol, interval, docs)
+                self._write(self._stream, symbol, interval, docs, source, partial)
+            else:
+                self._refresh_coverage(symbol, interval)
             total = total + result
             if result.written:
                 times = [d["time"] for d in changed]
@@ -120,7 +151,8 @@ class MongoBarStore(BarStore):
         if pending_entries:
             self._append_ingest(pending_entries)
         log.debug("bars_upserted", store="mongo", source=source.value, series=len(batch.keys),
-                  inserted=total.inserted, updated=total.updated, unchanged=total.unchanged)
+                  inserted=total.inserted, updated=total.updated, unchanged=total.unchanged,
+                  refused=total.refused)
         return total
 
     @staticmethod
@@ -135,7 +167,8 @@ class MongoBarStore(BarStore):
                                          batch.close[sl].tolist(), vol.tolist())
         ]
 
-    def _write(self, coll, symbol: str, interval: Interval, docs: list[dict], retry: bool = True):
+    def _write(self, coll, symbol: str, interval: Interval, docs: list[dict], source: Source,
+               partial: bool, retry: bool = True):
         from pymongo import InsertOne, UpdateOne
         from pymongo.errors import BulkWriteError
 
@@ -146,23 +179,35 @@ class MongoBarStore(BarStore):
                                 "time": {"$in": times[i:i + _IN_BATCH]}},
                                {"_id": 0, "time": 1, **{f: 1 for f in _VALUE_FIELDS}}):
                 existing[d["time"]] = d
+        olds = [existing.get(d["time"]) for d in docs]
+        found = [o for o in olds if o is not None]
+        allowed = iter(replace_mask(
+            np.fromiter((SOURCE_CODE[Source(o["source"])] for o in found), np.int8, len(found)),
+            np.fromiter((bool(o.get("partial")) for o in found), bool, len(found)),
+            SOURCE_CODE[source], partial).tolist())
+        # a stream write replaces only what it may replace, also under a racing history write
+        guard: dict = {}
+        if source is Source.STREAM:
+            guard = {"source": Source.STREAM.value, **({"partial": True} if partial else {})}
         ops, changed, new_docs = [], [], []
-        inserted = updated = 0
-        for d in docs:
-            old = existing.get(d["time"])
+        inserted = updated = refused = 0
+        for d, old in zip(docs, olds):
             if old is None:
                 inserted += 1
                 new_docs.append(d)
                 # Insert, not upsert: cheaper, and the unique index catches a racing writer.
                 ops.append(InsertOne(dict(d)))
+            elif not next(allowed):
+                refused += 1
+                continue
             elif any(old.get(f) != d[f] for f in _VALUE_FIELDS):
                 updated += 1
                 ops.append(UpdateOne({"symbol": symbol, "interval": interval.value,
-                                      "time": d["time"]}, {"$set": dict(d)}, upsert=True))
+                                      "time": d["time"], **guard}, {"$set": dict(d)}, upsert=True))
             else:
                 continue
             changed.append(d)  # parallel to ops
-        result = UpsertResult(inserted, updated, len(docs) - inserted - updated)
+        result = UpsertResult(inserted, updated, len(docs) - inserted - updated - refused, refused)
         raced: list[dict] = []
         for i in range(0, len(ops), _WRITE_BATCH):
             try:
@@ -177,11 +222,39 @@ class MongoBarStore(BarStore):
             # again against what it wrote, and count them as that comparison says.
             keys = {d["time"] for d in raced}
             mine = [d for d in docs if d["time"] in keys]
-            again, again_changed = self._write(coll, symbol, interval, mine, retry=False)
-            result = UpsertResult(result.inserted - len(mine) + again.inserted,
-                                  result.updated + again.updated, result.unchanged + again.unchanged)
+            raced_inserts = sum(1 for d in new_docs if d["time"] in keys)
+            again, again_changed = self._write(coll, symbol, interval, mine, source, partial,
+                                               retry=False)
+            result = UpsertResult(result.inserted - raced_inserts + again.inserted,
+                                  result.updated - (len(mine) - raced_inserts) + again.updated,
+                                  result.unchanged + again.unchanged,
+                                  result.refused + again.refused)
             changed = [d for d in changed if d["time"] not in keys] + again_changed
         return result, changed
+
+    def _refresh_coverage(self, symbol: str, interval: Interval) -> None:
+        """Recompute the series' coverage record from its history documents."""
+        cov = self._aggregate_coverage({"symbol": symbol, "interval": interval.value})
+        _id = f"{interval.value}|{symbol}"
+        if cov is None:
+            self._coverage.delete_one({"_id": _id})
+            return
+        first, last, bars = cov
+        self._coverage.update_one(
+            {"_id": _id},
+            {"$set": {"symbol": symbol, "interval": interval.value, "first_time": first,
+                      "last_time": last, "bars": bars}},
+            upsert=True)
+
+    def _aggregate_coverage(self, flt: dict) -> tuple[int, int, int] | None:
+        rows = list(self._bars.aggregate([
+            {"$match": {**flt, "source": Source.HISTORY.value}},
+            {"$group": {"_id": None, "first": {"$min": "$time"}, "last": {"$max": "$time"},
+                        "bars": {"$sum": 1}}},
+        ]))
+        if not rows or not rows[0]["bars"]:
+            return None
+        return int(rows[0]["first"]), int(rows[0]["last"]), int(rows[0]["bars"])
 
     def _append_ingest(self, entries: list[dict]) -> None:
         from pymongo import ReturnDocument
@@ -247,6 +320,30 @@ class MongoBarStore(BarStore):
     def count_bars(self, symbol: str, interval: Interval | str) -> int:
         return self._bars.count_documents(self._key_filter(symbol, interval, None, None))
 
+    def history_coverage(self, symbol: str, interval: Interval | str, start: datetime | None = None,
+                         end: datetime | None = None) -> HistoryCoverage | None:
+        symbol, interval = check_symbol(symbol), check_interval(interval)
+        lo, hi = time_range_us(start, end)
+        doc = self._coverage.find_one({"_id": f"{interval.value}|{symbol}"})
+        if doc is None or hi <= lo:
+            return None
+        history_start = None if doc.get("history_start") is None else from_us(doc["history_start"])
+        first, last, bars = doc["first_time"], doc["last_time"], doc["bars"]
+        if not (lo <= first and last < hi):
+            # part of the record lies outside the range: count history's documents inside it
+            cov = self._aggregate_coverage(self._key_filter(symbol, interval, start, end))
+            if cov is None:
+                return None
+            first, last, bars = cov
+        return HistoryCoverage(from_us(first), from_us(last), int(bars), history_start)
+
+    def record_history_start(self, symbol: str, interval: Interval | str,
+                             first_time: datetime) -> bool:
+        symbol, interval = check_symbol(symbol), check_interval(interval)
+        res = self._coverage.update_one({"_id": f"{interval.value}|{symbol}"},
+                                        {"$set": {"history_start": to_us(first_time, "first_time")}})
+        return res.matched_count == 1
+
     def bar_stats(self) -> list[dict]:
         rows = self._bars.aggregate([
             {"$group": {"_id": {"symbol": "$symbol", "interval": "$interval"},
@@ -263,6 +360,7 @@ class MongoBarStore(BarStore):
             flt["interval"] = check_interval(interval).value
         deleted = self._bars.delete_many(flt).deleted_count
         self._stream.delete_many(flt)
+        self._coverage.delete_many(flt)
         log.info("bars_deleted", store="mongo", symbol=flt["symbol"], interval=flt.get("interval"),
                  count=deleted)
         return deleted

@@ -9,13 +9,18 @@ with numpy (which also yields the inserted / updated / unchanged counts) and wri
 windows that changed. The store key stays (symbol, interval, bar start) — unique by
 construction inside a window.
 
-Schema (``PRAGMA user_version``-free; see the ``meta`` table's ``format``):
+Schema (``PRAGMA user_version``-free; see the ``meta`` table's ``format``, now ``2``):
 
 - ``series(id, symbol, interval)`` — one id per (symbol, interval), never reused.
 - ``bar_chunks(series_id, kind, chunk, n, first_us, last_us, data)`` — kind 0 = canonical
   bars, kind 1 = the stream shadow copy; ``chunk = floor(time_us / span_us)``.
 - ``ingest_log(seq AUTOINCREMENT, symbol, interval, source, first_us, last_us, count,
   written_at_us)`` — written in the same transaction as the bars.
+- ``history_coverage(series_id, first_us, last_us, bars, start_us)`` — per series, the first
+  and last bar start history wrote and how many keys hold history's row, maintained in the
+  same transaction as every history upsert; ``start_us`` is where the server said the
+  series' history begins (NULL until it said so). Format 1 files get it on first open
+  (:func:`_migrate`), computed from their chunks.
 - ``symbols(symbol, stream, record JSON)`` — the registry.
 
 Times are integer epoch microseconds (UTC). Concurrency: every write runs in
@@ -30,6 +35,7 @@ import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -41,11 +47,11 @@ from pocketquant_pipelines.market.bars import Bar
 from pocketquant_pipelines.market.intervals import Interval
 from pocketquant_pipelines.market.timeutil import utcnow
 from pocketquant_pipelines.storage.base import (
-    BarStore, IngestEntry, IngestPage, Source, SymbolInfo, UpsertResult,
+    BarStore, HistoryCoverage, IngestEntry, IngestPage, Source, SymbolInfo, UpsertResult,
 )
 from pocketquant_pipelines.storage.frames import (
-    PRICE_FIELDS, SOURCE_CODE, SOURCE_CODES, bars_frame, prepare_upsert, check_source,
-    empty_bars_frame,
+    HISTORY_CODE, PRICE_FIELDS, SOURCE_CODE, bars_frame, check_source, coverage_of_frame,
+    empty_bars_frame, prepare_upsert, replace_mask,
 )
 from pocketquant_pipelines.storage.registry_records import (
     check_update_fields, info_from_record, info_to_record, prepare_new,
@@ -58,7 +64,7 @@ from pocketquant_pipelines.storage.validation import (
 
 log = get_logger(__name__)
 
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"
 CHUNK_BARS = 1024
 KIND_CANONICAL = 0
 KIND_STREAM = 1
@@ -72,7 +78,7 @@ _ROW_BYTES = sum(np.dtype(d).itemsize for _, d in _LAYOUT)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-INSERT OR IGNORE INTO meta(key, value) VALUES ('format', '1');
+INSERT OR IGNORE INTO meta(key, value) VALUES ('format', '2');
 CREATE TABLE IF NOT EXISTS series (
     id INTEGER PRIMARY KEY,
     symbol TEXT NOT NULL,
@@ -104,8 +110,21 @@ CREATE TABLE IF NOT EXISTS symbols (
     symbol TEXT PRIMARY KEY,
     stream INTEGER NOT NULL,
     record TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS history_coverage (
+    series_id INTEGER PRIMARY KEY REFERENCES series(id),
+    first_us INTEGER NOT NULL,
+    last_us INTEGER NOT NULL,
+    bars INTEGER NOT NULL,
+    start_us INTEGER
 )
 """
+
+_COVER = (
+    "INSERT INTO history_coverage (series_id, first_us, last_us, bars) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (series_id) DO UPDATE SET first_us = MIN(first_us, excluded.first_us), "
+    "last_us = MAX(last_us, excluded.last_us), bars = bars + excluded.bars"
+)
 
 _UPSERT_CHUNK = (
     "INSERT INTO bar_chunks (series_id, kind, chunk, n, first_us, last_us, data) "
@@ -133,13 +152,23 @@ def decode_chunk(blob: bytes, n: int) -> dict[str, np.ndarray]:
     return out
 
 
-def merge_chunk(existing: dict[str, np.ndarray] | None, new: dict[str, np.ndarray],
-                now_us: int, source_code: int, partial: bool):
-    """Merge sorted, unique ``new`` bars into a chunk.
+class Merged(NamedTuple):
+    cols: dict[str, np.ndarray] | None  # the chunk after the merge; None when nothing changed
+    inserted: int
+    updated: int
+    unchanged: int
+    refused: int          # existing rows that outrank the write (kept as they are)
+    changed: np.ndarray   # times of the inserted and updated keys, ascending
+    promoted: int         # existing rows of another source replaced by a history write
 
-    Returns (merged columns or None when nothing changed, inserted, updated, unchanged,
-    changed_times). A key is unchanged only when prices, volume (NaN == NaN), source and the
-    partial flag are all identical; so a partial row replaced by a final one counts as updated.
+
+def merge_chunk(existing: dict[str, np.ndarray] | None, new: dict[str, np.ndarray],
+                now_us: int, source_code: int, partial: bool) -> Merged:
+    """Merge sorted, unique ``new`` bars into a chunk, by the precedence rule of
+    ``frames.replace_mask``.
+
+    A key is unchanged only when prices, volume (NaN == NaN), source and the partial flag are
+    all identical; so a partial row replaced by a final one counts as updated.
     """
     new_t = new["time"]
     m = len(new_t)
@@ -148,28 +177,33 @@ def merge_chunk(existing: dict[str, np.ndarray] | None, new: dict[str, np.ndarra
         cols["written_at"] = np.full(m, now_us, np.int64)
         cols["source"] = np.full(m, source_code, np.uint8)
         cols["partial"] = np.full(m, partial, np.uint8)
-        return cols, m, 0, 0, new_t
+        return Merged(cols, m, 0, 0, 0, new_t, 0)
     ex_t = existing["time"]
     pos = np.searchsorted(ex_t, new_t)
     posc = np.minimum(pos, len(ex_t) - 1)
     found = (pos < len(ex_t)) & (ex_t[posc] == new_t)
     fi = posc[found]
-    same = (existing["source"][fi] == source_code) & (existing["partial"][fi] == partial)
+    ex_source = existing["source"][fi]
+    allowed = replace_mask(ex_source, existing["partial"][fi], source_code, partial)
+    same = allowed & (ex_source == source_code) & (existing["partial"][fi] == partial)
     for f in ("open", "high", "low", "close"):
         same &= existing[f][fi] == new[f][found]
     ev, nv = existing["volume"][fi], new["volume"][found]
     same &= (ev == nv) | (np.isnan(ev) & np.isnan(nv))
-    n_unchanged = int(same.sum())
-    n_updated = len(fi) - n_unchanged
+    write = allowed & ~same
+    n_refused = int(np.count_nonzero(~allowed))
+    n_unchanged = int(np.count_nonzero(same))
+    n_updated = int(np.count_nonzero(write))
     n_inserted = m - len(fi)
+    promoted = int(np.count_nonzero(write & (ex_source != source_code))) if source_code == HISTORY_CODE else 0
     if n_updated == 0 and n_inserted == 0:
-        return None, 0, 0, n_unchanged, new_t[:0]
+        return Merged(None, 0, 0, n_unchanged, n_refused, new_t[:0], 0)
     changed = ~found
-    changed[found] = ~same
+    changed[found] = write
     cols = {name: np.array(existing[name]) for name, _ in _LAYOUT}  # writable copies
     if n_updated:
-        dst = fi[~same]
-        src = np.flatnonzero(found)[~same]
+        dst = fi[write]
+        src = np.flatnonzero(found)[write]
         for f in PRICE_FIELDS:
             cols[f][dst] = new[f][src]
         cols["written_at"][dst] = now_us
@@ -183,13 +217,42 @@ def merge_chunk(existing: dict[str, np.ndarray] | None, new: dict[str, np.ndarra
         cols["written_at"] = np.insert(cols["written_at"], at, now_us)
         cols["source"] = np.insert(cols["source"], at, source_code)
         cols["partial"] = np.insert(cols["partial"], at, partial)
-    return cols, n_inserted, n_updated, n_unchanged, new_t[changed]
+    return Merged(cols, n_inserted, n_updated, n_unchanged, n_refused, new_t[changed], promoted)
+
+
+def _migrate(conn: sqlite3.Connection, path: Path) -> None:
+    """Bring an older file up to FORMAT_VERSION, inside one write transaction (a concurrent
+    opener waits on the lock, then finds the work done)."""
+    fmt = conn.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
+    if fmt is not None and fmt[0] == "1":
+        # Format 2 added history_coverage (the schema has just created it, empty): fill it
+        # from the canonical chunks, where source code 0 marks history's rows.
+        rows = []
+        for (sid,) in conn.execute("SELECT id FROM series").fetchall():
+            first = last = None
+            bars = 0
+            for n, data in conn.execute("SELECT n, data FROM bar_chunks WHERE series_id = ?"
+                                        " AND kind = ? ORDER BY chunk", (sid, KIND_CANONICAL)):
+                cols = decode_chunk(data, n)
+                t = cols["time"][cols["source"] == HISTORY_CODE]
+                if len(t):
+                    first = int(t[0]) if first is None else first
+                    last = int(t[-1])
+                    bars += len(t)
+            if bars:
+                rows.append((sid, first, last, bars))
+        conn.executemany(_COVER, rows)
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'format'", (FORMAT_VERSION,))
+        log.info("bar_store_migrated", store="sqlite", path=str(path), to_format=FORMAT_VERSION,
+                 series_with_history=len(rows))
 
 
 class SQLiteBarStore(BarStore):
     def __init__(self, path: Path | str):
         self.path = Path(path)
         self._db = ThreadConnections(self.path, synchronous="FULL", setup_sql=_SCHEMA)
+        with self._db.write() as conn:
+            _migrate(conn, self.path)
         fmt = self._db.get().execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
         if fmt is None or fmt[0] != FORMAT_VERSION:
             raise RuntimeError(f"bar store {self.path} has format {fmt!r}; this code reads {FORMAT_VERSION!r}")
@@ -232,10 +295,15 @@ class SQLiteBarStore(BarStore):
                 new = {"time": batch.time[sl], "open": batch.open[sl], "high": batch.high[sl],
                        "low": batch.low[sl], "close": batch.close[sl], "volume": batch.volume[sl]}
                 span = chunk_span_us(interval)
-                result, changed = self._merge_series(conn, sid, KIND_CANONICAL, span, new,
-                                                     now_us, code, partial)
+                result, changed, promoted = self._merge_series(conn, sid, KIND_CANONICAL, span,
+                                                               new, now_us, code, partial)
                 if source is Source.STREAM:
                     self._merge_series(conn, sid, KIND_STREAM, span, new, now_us, code, partial)
+                else:
+                    # every key of a history batch now holds history's row (history always
+                    # wins): the coverage grows by the keys that were not history's before
+                    t = new["time"]
+                    conn.execute(_COVER, (sid, int(t[0]), int(t[-1]), result.inserted + promoted))
                 total = total + result
                 if result.written:
                     entries.append((symbol, interval.value, source.value, int(changed[0]),
@@ -245,7 +313,8 @@ class SQLiteBarStore(BarStore):
                     "INSERT INTO ingest_log (symbol, interval, source, first_us, last_us, count,"
                     " written_at_us) VALUES (?, ?, ?, ?, ?, ?, ?)", entries)
         log.debug("bars_upserted", store="sqlite", source=source.value, series=len(batch.keys),
-                  inserted=total.inserted, updated=total.updated, unchanged=total.unchanged)
+                  inserted=total.inserted, updated=total.updated, unchanged=total.unchanged,
+                  refused=total.refused)
         return total
 
     def _merge_series(self, conn, sid, kind, span, new, now_us, code, partial):
@@ -262,23 +331,25 @@ class SQLiteBarStore(BarStore):
         starts = [0, *bounds.tolist()]
         ends = [*bounds.tolist(), len(t)]
         writes = []
-        ins = upd = same = 0
+        ins = upd = same = refused = promoted = 0
         first = last = None
         for s, e in zip(starts, ends):
             chunk = int(chunk_ids[s])
             part = {f: v[s:e] for f, v in new.items()}
-            cols, i, u, c, changed = merge_chunk(existing.get(chunk), part, now_us, code, partial)
-            ins, upd, same = ins + i, upd + u, same + c
+            merged = merge_chunk(existing.get(chunk), part, now_us, code, partial)
+            ins, upd, same = ins + merged.inserted, upd + merged.updated, same + merged.unchanged
+            refused, promoted = refused + merged.refused, promoted + merged.promoted
+            cols = merged.cols
             if cols is None:
                 continue
             if first is None:
-                first = int(changed[0])
-            last = int(changed[-1])
+                first = int(merged.changed[0])
+            last = int(merged.changed[-1])
             writes.append((sid, kind, chunk, len(cols["time"]), int(cols["time"][0]),
                            int(cols["time"][-1]), encode_chunk(cols)))
         if writes:
             conn.executemany(_UPSERT_CHUNK, writes)
-        return UpsertResult(ins, upd, same), (first, last)
+        return UpsertResult(ins, upd, same, refused), (first, last), promoted
 
     def _read_columns(self, symbol, interval, start, end, limit, kind) -> pd.DataFrame:
         symbol, interval = check_symbol(symbol), check_interval(interval)
@@ -350,6 +421,36 @@ class SQLiteBarStore(BarStore):
     def count_bars(self, symbol: str, interval: Interval | str) -> int:
         return int(self._series_aggregate(symbol, interval, "COALESCE(SUM(c.n), 0)"))
 
+    def history_coverage(self, symbol: str, interval: Interval | str, start: datetime | None = None,
+                         end: datetime | None = None) -> HistoryCoverage | None:
+        symbol, interval = check_symbol(symbol), check_interval(interval)
+        lo, hi = time_range_us(start, end)
+        with self._db.read() as conn:
+            row = conn.execute(
+                "SELECT h.first_us, h.last_us, h.bars, h.start_us FROM history_coverage h"
+                " JOIN series s ON s.id = h.series_id WHERE s.symbol = ? AND s.interval = ?",
+                (symbol, interval.value)).fetchone()
+            if row is None or hi <= lo:
+                return None
+            first, last, bars, start_us = row
+            history_start = None if start_us is None else from_us(start_us)
+            if lo <= first and last < hi:
+                return HistoryCoverage(from_us(first), from_us(last), int(bars), history_start)
+            # part of the record lies outside the range: count history's rows inside it
+            frame = self._read_columns(symbol, interval, start, end, None, KIND_CANONICAL)
+        return coverage_of_frame(frame, history_start)
+
+    def record_history_start(self, symbol: str, interval: Interval | str,
+                             first_time: datetime) -> bool:
+        symbol, interval = check_symbol(symbol), check_interval(interval)
+        start_us = to_us(first_time, "first_time")
+        with self._db.write() as conn:
+            conn.execute(
+                "UPDATE history_coverage SET start_us = ? WHERE series_id ="
+                " (SELECT id FROM series WHERE symbol = ? AND interval = ?)",
+                (start_us, symbol, interval.value))
+            return conn.execute("SELECT changes()").fetchone()[0] == 1
+
     def bar_stats(self) -> list[dict]:
         rows = self._db.get().execute(
             "SELECT s.symbol, s.interval, SUM(c.n), MIN(c.first_us), MAX(c.last_us)"
@@ -360,7 +461,8 @@ class SQLiteBarStore(BarStore):
                 for sym, iv, n, first, last in rows]
 
     def delete_bars(self, symbol: str, interval: Interval | str | None = None) -> int:
-        """Delete canonical bars and their stream shadow; returns canonical bars deleted."""
+        """Delete canonical bars, their stream shadow and the history coverage record;
+        returns canonical bars deleted."""
         symbol = check_symbol(symbol)
         where, params = "s.symbol = ?", [symbol]
         if interval is not None:
@@ -375,6 +477,7 @@ class SQLiteBarStore(BarStore):
                 f"SELECT COALESCE(SUM(n), 0) FROM bar_chunks WHERE kind = 0 AND series_id IN ({marks})",
                 sids).fetchone()[0]
             conn.execute(f"DELETE FROM bar_chunks WHERE series_id IN ({marks})", sids)
+            conn.execute(f"DELETE FROM history_coverage WHERE series_id IN ({marks})", sids)
         log.info("bars_deleted", store="sqlite", symbol=symbol,
                  interval=None if interval is None else str(interval), count=int(deleted))
         return int(deleted)

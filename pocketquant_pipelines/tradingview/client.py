@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from pocketquant_pipelines.errors import InvalidInputError
 from pocketquant_pipelines.logging import get_logger
@@ -81,11 +81,15 @@ class TradingViewClient:
         signin_url: str = SIGNIN_URL,
         page_size: int = MAX_BATCH,
         compression: bool | None = None,
+        clock_skew_s: float = Settings.clock_skew_s,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         if max_connections < 1 or concurrency < 1:
             raise InvalidInputError(
                 f"max_connections={max_connections!r} and concurrency={concurrency!r} must be >= 1"
             )
+        if isinstance(clock_skew_s, bool) or not isinstance(clock_skew_s, (int, float)) or not clock_skew_s > 0:
+            raise InvalidInputError(f"clock_skew_s={clock_skew_s!r} must be a number of seconds > 0")
         self.url = url
         self._auth_token = _reveal(auth_token)
         self._username = username
@@ -101,6 +105,10 @@ class TradingViewClient:
             raise InvalidInputError(f"page_size={page_size!r}: expected 1..{MAX_BATCH}")
         self.page_size = page_size  # bars per create_series / request_more_data page
         self.compression = compression  # permessage-deflate; None = on, except on loopback
+        # history rows dated beyond clock() + clock_skew_s are rejected; a test whose simulator
+        # runs on simulated time passes that time as the clock
+        self.clock_skew_s = float(clock_skew_s)
+        self.clock = clock or time.time
         self.stats = ClientStats()
         self.token_kind: str | None = None
         self._token: str | None = None
@@ -125,6 +133,7 @@ class TradingViewClient:
             concurrency=settings.tradingview_concurrency,
             heartbeat_timeout_s=settings.tradingview_heartbeat_timeout_s,
             request_timeout_s=settings.tradingview_request_timeout_s,
+            clock_skew_s=settings.clock_skew_s,
         )
         kwargs.update(overrides)
         return cls(**kwargs)
@@ -237,6 +246,7 @@ class TradingViewClient:
                     result = await fetch_on_connection(
                         conn, sym, ivl, count, session=session, adjustment=adjustment,
                         request_timeout_s=self.request_timeout_s, page_size=self.page_size,
+                        clock_skew_s=self.clock_skew_s, clock=self.clock,
                     )
                 except ConnectionLostError as exc:
                     if attempt == 2:
@@ -250,7 +260,8 @@ class TradingViewClient:
                     continue
                 self.token_proven()
                 log.info("tradingview_history_fetched", symbol=sym, interval=str(ivl), bars=len(result.columns),
-                         requested=count, pages=result.pages, depth_reached=result.depth_reached)
+                         requested=count, pages=result.pages, depth_reached=result.depth_reached,
+                         implausible_times=result.implausible_times)
                 return result
         raise AssertionError("unreachable")
 

@@ -13,6 +13,12 @@ Sequence per request, on a shared connection:
 Bars are keyed by their time (indexes shift when older pages arrive), deduplicated, sorted and
 validated into :class:`Bar`. ``symbol_error`` / ``series_error`` end the request at once: the
 server never sends ``series_completed`` after them (tvdatafeed's 80 s hang).
+
+Clock sanity: a row dated beyond now + ``clock_skew_s`` or before the epoch cannot be a bar
+the market produced (a server clock gone wrong, a corrupt frame). It is dropped before the
+rows are decoded, counted in ``HistoryResult.implausible_times`` and logged once per request;
+it never reaches the store or the sync planner. ``now`` is read here, at the edge, from the
+``clock`` the client passes (the wall clock by default).
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import chain
 
@@ -29,8 +37,10 @@ from pocketquant_pipelines.errors import InvalidBarError
 from pocketquant_pipelines.logging import get_logger
 from pocketquant_pipelines.market.bar_columns import BarColumns, first_per_key, trusted_bar, valid_rows
 from pocketquant_pipelines.market.bars import Bar
+from pocketquant_pipelines.market.clock import plausible_mask
 from pocketquant_pipelines.market.intervals import Interval
 from pocketquant_pipelines.market.timeutil import from_epoch
+from pocketquant_pipelines.settings import Settings
 from pocketquant_pipelines.tradingview.codec import SENTINEL_ABS, Frame, sentinel_to_none
 from pocketquant_pipelines.tradingview.connection import Connection, new_session_id
 from pocketquant_pipelines.tradingview.errors import (
@@ -52,6 +62,7 @@ SERIES_ID = "sds_1"
 TURNAROUND = "s1"
 MAX_BATCH = 5000  # the anonymous depth; also a sane page size for request_more_data
 MAX_BARS = 1_000_000
+DEFAULT_CLOCK_SKEW_S = Settings.clock_skew_s  # the client passes the configured value
 
 
 def symbol_descriptor(symbol: str, session: str = "regular", adjustment: str = "splits") -> str:
@@ -223,10 +234,13 @@ async def fetch_on_connection(
     adjustment: str = "splits",
     request_timeout_s: float = 30.0,
     page_size: int = MAX_BATCH,
+    clock_skew_s: float = DEFAULT_CLOCK_SKEW_S,
+    clock: Callable[[], float] = time.time,
 ) -> HistoryResult:
     """Run one history request on ``conn`` (which stays open for other sessions).
 
-    ``page_size`` bars are asked for first and per ``request_more_data`` page."""
+    ``page_size`` bars are asked for first and per ``request_more_data`` page. Rows dated
+    beyond ``clock() + clock_skew_s`` (epoch seconds) or before the epoch are rejected."""
     cs = new_session_id("cs")
     handler = _ChartHandler()
     conn.register(cs, handler)
@@ -309,7 +323,18 @@ async def fetch_on_connection(
                 await conn.send("chart_delete_session", [cs])
             except TradingViewError:
                 pass
-    rows = [by_time[t] for t in sorted(by_time)][-bars:]
+    times = sorted(by_time)
+    implausible = 0
+    if times:
+        plausible = plausible_mask(np.array(times, dtype=np.float64), clock(), clock_skew_s)
+        implausible = len(times) - int(np.count_nonzero(plausible))
+        if implausible:
+            bad = [t for t, ok in zip(times, plausible.tolist()) if not ok]
+            log.warning("tradingview_implausible_times_rejected", symbol=symbol,
+                        interval=str(interval), count=implausible, first=bad[0], last=bad[-1],
+                        clock_skew_s=clock_skew_s)
+            times = [t for t, ok in zip(times, plausible.tolist()) if ok]
+    rows = [by_time[t] for t in times][-bars:]
     columns, rejected = rows_to_columns(symbol, interval, rows)
     if rejected:
         log.warning("tradingview_bars_rejected", symbol=symbol, interval=str(interval), count=rejected)
@@ -322,4 +347,5 @@ async def fetch_on_connection(
         depth_reached=depth_reached and len(columns) < bars,
         update_mode=update_mode,
         pages=max(pages, 1),
+        implausible_times=implausible,
     )

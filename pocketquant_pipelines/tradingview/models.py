@@ -40,6 +40,8 @@ class HistoryResult:
     depth_reached: bool        # history exhausted (data_completed end / account depth) before N
     update_mode: str | None = None  # "streaming", "delayed_streaming_900", ...
     pages: int = 1             # timescale_update batches received (1 + request_more_data pages)
+    # rows dated beyond now + POCKETQUANT_CLOCK_SKEW_S or before the epoch: rejected, not in columns
+    implausible_times: int = 0
     _bars: list[Bar] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property

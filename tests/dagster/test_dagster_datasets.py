@@ -51,3 +51,16 @@ def test_an_empty_series_is_a_valid_file(tmp_path):
     written = ds.write_series(tmp_path, "NASDAQ:AAPL", "1M", frame(0))
     assert written.rows == 0 and written.first_time is None
     assert len(ds.read_series(tmp_path, "NASDAQ:AAPL", "1M")) == 0
+
+
+def test_partial_and_source_columns_survive_and_are_counted(tmp_path):
+    f = frame(6)
+    f["source"] = ["history"] * 4 + ["stream"] * 2
+    f["partial"] = [False] * 5 + [True]
+    written = ds.write_series(tmp_path, "BINANCE:BTCUSDT", "1h", f)
+    assert (written.partial_rows, written.stream_rows) == (1, 2)
+    back = ds.read_series(tmp_path, "BINANCE:BTCUSDT", "1h")
+    assert back["partial"].tolist() == [False] * 5 + [True]
+    assert back["source"].tolist() == ["history"] * 4 + ["stream"] * 2
+    whole = pd.read_parquet(ds.dataset_root(tmp_path))
+    assert {"partial", "source"} <= set(whole.columns) and int(whole["partial"].sum()) == 1

@@ -44,7 +44,12 @@ def test_first_incremental_and_resync_never_duplicate(instance, resources, store
     assert [b.time for b in oracle][-1] == frame.index[-1].to_pydatetime()
     checks = {e.check_name: e.passed for e in first.get_asset_check_evaluations()}
     assert checks == {"ohlc_sanity": True, "no_duplicate_bars": True, "no_gaps": True,
-                      "fresh_last_bar": True}
+                      "fresh_last_bar": True, "history_depth": True, "plausible_bar_times": True}
+    # depth visible: history reaches the first-sync depth
+    assert m["history_bars"] == m["first_sync_bars"] == 300 and m["history_ended"] is False
+    assert m["history_first_time"] == frame.index[0].timestamp()
+    assert m["rejected_times"] == 0 and m["stored_implausible_bars"] == 0
+    assert m["stored_stream_bars"] == 0 and m["stored_partial_bars"] == 0
     # symbol_resolved metadata went into the registry (the gap check reads the session from it)
     info = store.get_symbol("NASDAQ:AAPL")
     assert info.timezone == "America/New_York" and info.session and info.type == "stock"

@@ -18,7 +18,10 @@ def test_incremental_sync_fills_an_outage_without_duplicates(settings, store):
         store.add_symbol(SymbolInfo(symbol="BINANCE:BTCUSDT"))
 
         def sync(**kw):
-            return sync_history(store, TradingViewClient.from_settings(cfg), "BINANCE:BTCUSDT", "1h",
+            # the jump below runs the simulator ahead of the wall clock: the client's clock
+            # sanity must use the same (simulated) now as the sync
+            client = TradingViewClient.from_settings(cfg, clock=lambda: sim.sim_now().timestamp())
+            return sync_history(store, client, "BINANCE:BTCUSDT", "1h",
                                 first_bars=200, overlap_bars=2, now=sim.sim_now(), **kw)
 
         first = sync()

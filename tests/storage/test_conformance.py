@@ -129,9 +129,13 @@ def test_columns_upsert_like_the_same_bars(store):
     assert frame["source"].eq("history").all() and not frame["partial"].any()
     changed = BarColumns.from_arrays(AAPL, Interval.M1, cols.time[:5], cols.open[:5], cols.high[:5] + 1,
                                      cols.low[:5], cols.close[:5], cols.volume[:5])
-    assert store.upsert_bars(changed, source="stream") == UpsertResult(0, 5, 0)
+    # the stream may not replace what history wrote: refused, nothing logged
+    entries = len(store.ingest_since(None).entries)
+    assert store.upsert_bars(changed, source="stream") == UpsertResult(0, 0, 0, refused=5)
+    assert len(store.ingest_since(None).entries) == entries
+    assert store.upsert_bars(changed) == UpsertResult(0, 5, 0)
     last = store.ingest_since(None).entries[-1]
-    assert (last.count, last.source.value, last.first_time, last.last_time) == (5, "stream", bars[0].time, bars[4].time)
+    assert (last.count, last.source.value, last.first_time, last.last_time) == (5, "history", bars[0].time, bars[4].time)
     assert store.upsert_bars(BarColumns.empty(AAPL, Interval.M1)) == UpsertResult()
 
 
@@ -204,6 +208,125 @@ def test_history_confirming_stream_values_takes_over_the_source(store):
     assert store.upsert_bars([b], source=Source.HISTORY) == UpsertResult(0, 1, 0)
     assert store.read_bars(AAPL, "1m")["source"].tolist() == ["history"]
     assert store.upsert_bars([b], source=Source.HISTORY) == UpsertResult(0, 0, 1)
+
+
+# --- precedence: history outranks the stream, complete outranks partial ------------------------
+def _rows(store, symbol=AAPL, interval="1m", stream=False) -> list[tuple]:
+    frame = (store.read_stream_bars if stream else store.read_bars)(symbol, interval)
+    return [(t.to_pydatetime(), r["close"], r["source"], bool(r["partial"])) for t, r in frame.iterrows()]
+
+
+def test_a_stream_write_never_replaces_history_but_its_shadow_records_it(store):
+    history = series(AAPL, "1m", 4, base=100.0)
+    store.upsert_bars(history)
+    cursor = store.latest_ingest_cursor()
+    streamed = [bar(AAPL, "1m", b.time, b.close + 3.0) for b in history[2:]]
+    streamed.append(bar(AAPL, "1m", history[-1].time + timedelta(minutes=1), 200.0))  # a new key
+    # complete and partial stream writes alike: the two history keys are refused
+    assert store.upsert_bars(streamed, source=Source.STREAM) == UpsertResult(1, 0, 0, refused=2)
+    assert store.upsert_bars(streamed[:2], source=Source.STREAM, partial=True) == \
+        UpsertResult(0, 0, 0, refused=2)
+    assert _rows(store) == [(b.time, b.close, "history", False) for b in history] + \
+        [(streamed[-1].time, 200.0, "stream", False)]
+    # what the stream said is kept for reconciliation, even where it was refused
+    assert [(t, c) for t, c, _, _ in _rows(store, stream=True)] == [(b.time, b.close) for b in streamed]
+    # refused keys are not logged: only the new key is
+    entries = store.ingest_since(cursor).entries
+    assert [(e.source.value, e.count, e.first_time, e.last_time) for e in entries] == \
+        [("stream", 1, streamed[-1].time, streamed[-1].time)]
+
+
+def test_a_partial_bar_never_replaces_a_complete_one(store):
+    b = bar(AAPL, "1h", T0, 10.0)
+    store.upsert_bars([b], source=Source.STREAM)
+    flushed = bar(AAPL, "1h", T0, 10.5)  # a later streamer saw only the bar's end
+    assert store.upsert_bars([flushed], source=Source.STREAM, partial=True) == UpsertResult(refused=1)
+    assert _rows(store, interval="1h") == [(T0, 10.0, "stream", False)]
+    # the shadow follows the same rule among stream rows
+    assert _rows(store, interval="1h", stream=True) == [(T0, 10.0, "stream", False)]
+
+
+def test_stream_rows_give_way_to_complete_bars_and_to_later_partials(store):
+    b = bar(AAPL, "1m", T0, 10.0)
+    assert store.upsert_bars([b], source=Source.STREAM, partial=True) == UpsertResult(1, 0, 0)
+    # partial over partial: the later flush wins (it ends later in the bar)
+    later = bar(AAPL, "1m", T0, 10.25)
+    assert store.upsert_bars([later], source=Source.STREAM, partial=True) == UpsertResult(0, 1, 0)
+    assert _rows(store) == [(T0, 10.25, "stream", True)]
+    # a complete stream bar replaces a partial one, and another complete one
+    assert store.upsert_bars([b], source=Source.STREAM) == UpsertResult(0, 1, 0)
+    again = bar(AAPL, "1m", T0, 11.0)
+    assert store.upsert_bars([again], source=Source.STREAM) == UpsertResult(0, 1, 0)
+    assert _rows(store) == [(T0, 11.0, "stream", False)]
+    assert _rows(store, stream=True) == [(T0, 11.0, "stream", False)]
+
+
+def test_history_replaces_partial_and_complete_stream_rows(store):
+    store.upsert_bars([bar(AAPL, "1d", T0, 10.0)], source=Source.STREAM, partial=True)
+    store.upsert_bars([bar(AAPL, "1d", T0 + timedelta(days=1), 11.0)], source=Source.STREAM)
+    history = [bar(AAPL, "1d", T0, 20.0), bar(AAPL, "1d", T0 + timedelta(days=1), 21.0)]
+    assert store.upsert_bars(history) == UpsertResult(0, 2, 0)
+    assert _rows(store, interval="1d") == [(T0, 20.0, "history", False),
+                                           (T0 + timedelta(days=1), 21.0, "history", False)]
+    # history replaces history, too (a later sync corrects a bar)
+    assert store.upsert_bars([bar(AAPL, "1d", T0, 20.5)]) == UpsertResult(0, 1, 0)
+    assert _rows(store, interval="1d")[0] == (T0, 20.5, "history", False)
+
+
+def test_history_bars_cannot_be_partial(store):
+    with pytest.raises(InvalidInputError, match="partial=True is for stream writes"):
+        store.upsert_bars(series(AAPL, "1m", 2), source=Source.HISTORY, partial=True)
+    assert store.count_bars(AAPL, "1m") == 0
+
+
+# --- history coverage -----------------------------------------------------------------------
+def test_history_coverage_counts_what_history_wrote_never_stream_bars(store):
+    assert store.history_coverage(AAPL, "1m") is None
+    store.upsert_bars(series(AAPL, "1m", 10, start=T0 + timedelta(minutes=100)), source=Source.STREAM)
+    assert store.history_coverage(AAPL, "1m") is None  # the stream alone covers nothing
+    assert store.record_history_start(AAPL, "1m", T0) is False
+
+    history = series(AAPL, "1m", 50)
+    store.upsert_bars(history[20:])
+    cov = store.history_coverage(AAPL, "1m")
+    assert (cov.first_time, cov.last_time, cov.bars, cov.history_start) == \
+        (history[20].time, history[-1].time, 30, None)
+    store.upsert_bars(history)  # 20 new keys, 30 unchanged
+    store.upsert_bars(history[:5], source=Source.STREAM)  # refused: coverage unchanged
+    # history taking over 4 stream keys counts them once
+    store.upsert_bars(series(AAPL, "1m", 4, start=T0 + timedelta(minutes=100), base=7.0))
+    cov = store.history_coverage("nasdaq:aapl", "1")
+    assert (cov.first_time, cov.last_time, cov.bars) == (T0, T0 + timedelta(minutes=103), 54)
+    assert cov.first_time.utcoffset() == timedelta(0)
+
+    # a range: only history's keys inside it (e.g. the plausible ones of a poisoned store)
+    part = store.history_coverage(AAPL, "1m", start=history[10].time, end=history[15].time)
+    assert (part.first_time, part.last_time, part.bars) == (history[10].time, history[14].time, 5)
+    assert store.history_coverage(AAPL, "1m", end=T0) is None
+    assert store.history_coverage(AAPL, "1m", start=T0 + timedelta(minutes=104)) is None
+    assert store.history_coverage(AAPL, "1m", start=T0, end=T0 + timedelta(days=1)).bars == 54
+
+    assert store.record_history_start(AAPL, "1m", T0) is True
+    assert store.history_coverage(AAPL, "1m").history_start == T0
+    assert store.history_coverage(AAPL, "1m", end=history[3].time).history_start == T0
+    assert store.history_coverage(BTC, "1m") is None and store.history_coverage(AAPL, "5m") is None
+
+    store.delete_bars(AAPL, "1m")
+    assert store.history_coverage(AAPL, "1m") is None
+    store.upsert_bars(history[:3])
+    cov = store.history_coverage(AAPL, "1m")
+    assert (cov.bars, cov.history_start) == (3, None)  # a deleted series starts afresh
+
+
+def test_history_coverage_rejects_bad_input(store):
+    with pytest.raises(InvalidSymbolError, match="'NOCOLON'"):
+        store.history_coverage("NOCOLON", "1m")
+    with pytest.raises(InvalidIntervalError, match="'1x'"):
+        store.history_coverage(AAPL, "1x")
+    with pytest.raises(InvalidInputError, match="naive"):
+        store.history_coverage(AAPL, "1m", end=datetime(2024, 1, 1))
+    with pytest.raises(InvalidInputError, match="naive"):
+        store.record_history_start(AAPL, "1m", datetime(2024, 1, 1))
 
 
 # --- reads ------------------------------------------------------------------------------------

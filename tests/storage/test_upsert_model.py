@@ -2,7 +2,9 @@
 
 The embedded store merges bars into columnar windows with numpy; this checks that merge (and
 the Mongo compare-then-write) against the obvious implementation: counts, canonical rows,
-stream shadow, for batches that straddle window boundaries, repeat keys and flip flags.
+stream shadow, history coverage and the precedence rule (history outranks the stream, a
+complete bar outranks a partial one), for batches that straddle window boundaries, repeat
+keys and flip flags.
 """
 
 import math
@@ -21,27 +23,39 @@ SYMBOL = "NASDAQ:AAPL"
 # 1m windows hold 1024 minutes: keys up to 2600 minutes cross two window boundaries.
 keys = st.integers(min_value=0, max_value=2600)
 rows = st.tuples(keys, st.sampled_from([10.0, 11.0, 12.5]), st.booleans())
-batches = st.tuples(st.lists(rows, min_size=1, max_size=40), st.sampled_from(list(Source)),
-                    st.booleans())
+# (source, partial): only the stream writes partial bars
+writers = st.sampled_from([(Source.HISTORY, False), (Source.STREAM, False), (Source.STREAM, True)])
+batches = st.tuples(st.lists(rows, min_size=1, max_size=40), writers)
+
+
+def may_replace(old: tuple, source: Source, partial: bool) -> bool:
+    if source is Source.HISTORY:
+        return True
+    if old[2] == Source.HISTORY.value:
+        return False
+    return old[3] or not partial
 
 
 def apply_model(state: dict, shadow: dict, batch, source: Source, partial: bool) -> UpsertResult:
     latest = {}
     for k, close, no_volume in batch:  # last occurrence of a key wins
         latest[k] = (close, None if no_volume else 100.0)
-    ins = upd = same = 0
+    ins = upd = same = refused = 0
     for k, (close, vol) in latest.items():
         row = (close, vol, source.value, partial)
         if k not in state:
             ins += 1
+            state[k] = row
+        elif not may_replace(state[k], source, partial):
+            refused += 1
         elif state[k] == row:
             same += 1
         else:
             upd += 1
-        state[k] = row
-        if source is Source.STREAM:
+            state[k] = row
+        if source is Source.STREAM and (k not in shadow or may_replace(shadow[k], source, partial)):
             shadow[k] = row
-    return UpsertResult(ins, upd, same)
+    return UpsertResult(ins, upd, same, refused)
 
 
 def frame_rows(frame) -> dict:
@@ -56,7 +70,7 @@ def frame_rows(frame) -> dict:
 def run_sequence(store, sequence) -> None:
     state: dict = {}
     shadow: dict = {}
-    for batch, source, partial in sequence:
+    for batch, (source, partial) in sequence:
         bars = [bar(SYMBOL, "1m", T0 + timedelta(minutes=k), close, None if nv else 100.0)
                 for k, close, nv in batch]
         expected = apply_model(state, shadow, batch, source, partial)
@@ -64,6 +78,13 @@ def run_sequence(store, sequence) -> None:
     assert frame_rows(store.read_bars(SYMBOL, "1m")) == state
     assert {k: v for k, v in frame_rows(store.read_stream_bars(SYMBOL, "1m")).items()} == shadow
     assert store.count_bars(SYMBOL, "1m") == len(state)
+    history = sorted(k for k, row in state.items() if row[2] == Source.HISTORY.value)
+    cov = store.history_coverage(SYMBOL, "1m")
+    if history:
+        assert (cov.first_time, cov.last_time, cov.bars) == (
+            T0 + timedelta(minutes=history[0]), T0 + timedelta(minutes=history[-1]), len(history))
+    else:
+        assert cov is None
     if state:
         assert store.last_bar_time(SYMBOL, "1m") == T0 + timedelta(minutes=max(state))
         latest = sorted(state)[-3:]

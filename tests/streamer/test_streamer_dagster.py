@@ -142,3 +142,54 @@ def test_reconciliation_check_warns_after_a_sync_that_disagrees(instance, store,
         store.upsert_bars([bad], source=Source.STREAM)
         ev = run()
         assert ev.passed and ev.metadata["differing"].value == 0
+
+
+def test_reconcile_reports_stream_keys_history_lacks_inside_its_range(store):
+    week = lambda d: Bar(BTC, Interval.W1, d, 100.0, 101.0, 99.0, 100.0, 5.0)  # noqa: E731
+    mon, holiday, mon3, mon4 = (datetime(2026, 1, 26, tzinfo=UTC), datetime(2026, 2, 2, tzinfo=UTC),
+                                datetime(2026, 2, 9, tzinfo=UTC), datetime(2026, 2, 16, tzinfo=UTC))
+    tuesday = holiday + timedelta(days=1)  # history starts that week at its first trading day
+    store.upsert_bars([week(mon), week(holiday), week(mon4)], source=Source.STREAM)
+    store.upsert_bars([week(holiday + timedelta(days=1, hours=1))], source=Source.STREAM, partial=True)
+    r = reconcile(store, BTC, "1w")
+    assert (r.orphans, r.history_first) == (0, None)  # no history yet: nothing is an orphan
+    store.upsert_bars([week(mon), week(tuesday), week(mon3)])
+    r = reconcile(store, BTC, "1w")
+    # the holiday-Monday key and the odd partial one lie inside history's range; the week of
+    # the 16th is after history's last bar (not an orphan, history has not got there)
+    assert r.orphans == 2 and not r.passed
+    assert r.orphan_examples == (holiday.isoformat(), (tuesday + timedelta(hours=1)).isoformat())
+    assert (r.compared, r.differing) == (1, 0)
+    assert (r.history_first, r.history_last) == (mon.isoformat(), mon3.isoformat())
+    # the orphan is what a reader of the canonical bars sees: two bars for one week
+    canon = store.read_bars(BTC, "1w")
+    assert canon.loc[holiday, "source"] == "stream" and canon.loc[tuesday, "source"] == "history"
+
+
+def test_reconciliation_check_warns_about_orphans(instance, store, data_dir, monkeypatch):
+    """historical_bars + streamed_vs_history in one real Dagster run, the orphan planted
+    between two historical keys."""
+    from pocketquant_pipelines.defs.history import historical_bars
+    from pocketquant_pipelines.defs.resources import TradingViewResource
+    from pocketquant_pipelines.storage.base import SymbolInfo
+    from pocketquant_pipelines.tradingview.simulator.server import run_simulator_in_thread
+
+    monkeypatch.setenv("SYNC_FIRST_BARS", "50")
+    with run_simulator_in_thread(seed=3, sim_start=datetime(2026, 2, 2, 12, tzinfo=UTC), resolve_delay_s=0.0) as server:
+        resources = {"bar_store": BarStoreResource(data_dir=str(data_dir)),
+                     "tradingview": TradingViewResource(data_dir=str(data_dir), tradingview_ws_url=server.url)}
+        store.add_symbol(SymbolInfo(BTC))
+        instance.add_dynamic_partitions("symbols", [BTC])
+        truth = server.market.history(BTC, "1h", end=server.sim_now(), count=20)[:-1]
+        odd = truth[7]
+        orphan = Bar(BTC, Interval.H1, odd.time + timedelta(minutes=30), odd.open, odd.high, odd.low,
+                     odd.close, odd.volume)  # a key no hourly history has
+        store.upsert_bars([*truth, orphan], source=Source.STREAM)
+        res = dg.materialize([historical_bars, streamed_vs_history], partition_key="1h|BINANCE:BTCUSDT",
+                             instance=instance, resources=resources)
+        [ev] = [e for e in res.get_asset_check_evaluations() if e.check_name == "streamed_vs_history"]
+    assert not ev.passed and ev.severity == dg.AssetCheckSeverity.WARN
+    md = {k: v.value for k, v in ev.metadata.items()}
+    assert md["orphans"] == 1 and md["differing"] == 0 and md["compared"] == 19
+    assert md["orphan_examples"] == [f"1h|{BTC}@{orphan.time.isoformat()}"]
+    assert "1 streamed bar(s) under keys history lacks" in ev.description

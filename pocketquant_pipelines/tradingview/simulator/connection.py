@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -540,13 +541,28 @@ class _Connection:
             series.last_index = len(bars) - 1
         else:
             series.oldest = series.last_time = visible
+        params = history_params(series, bars, 0)
+        extra_times = self.server.faults.history_extra_times
+        if extra_times and len(bars):
+            params = (self._with_extra_rows(params[0], sid, extra_times), params[1])
         self.emit(
-            self.stamp_texts("timescale_update", [json_text(cs), *history_params(series, bars, 0)]),
+            self.stamp_texts("timescale_update", [json_text(cs), *params]),
             # Sent after the bars in 2023 captures; clients must simply ignore it.
             self.plain("series_timeframe", [cs, sid, turnaround, 0, max(0, len(bars) - 1), "LASTSESSION", True]),
             self.stamp("series_completed", [cs, sid, model.spec.update_mode, turnaround, {"rt_update_period": 5}]),
         )
         series.completed = True
+
+    def _with_extra_rows(self, series_text: str, sid: str, times: tuple[float, ...]) -> str:
+        """The fault ``history_extra_times``: the series text with one more row per time
+        (only on this fault path, so decoding and re-encoding the JSON costs nothing else)."""
+        payload = json.loads(series_text)
+        rows = payload[sid]["s"]
+        last = rows[-1]
+        for k, t in enumerate(times, start=1):
+            rows.append({"i": last["i"] + k, "v": [t, *last["v"][1:]]})
+        self.server.stats.extra_history_rows += len(times)
+        return json_text(payload)
 
     async def cmd_request_more_data(self, p: list) -> None:
         chart = await self._chart("request_more_data", p)

@@ -36,6 +36,11 @@ class FaultConfig:
     check_heartbeats: bool = True
     """Close connections whose heartbeats are not echoed within the grace period."""
 
+    history_extra_times: tuple[float, ...] = ()
+    """Append one bar dated at each of these epoch seconds (e.g. the year 3000, or before
+    1970) to the first ``timescale_update`` of every history series: a server whose clock or
+    data went wrong. Each extra bar repeats the values of the newest real bar."""
+
 
 @dataclass
 class ServerStats:
@@ -56,3 +61,4 @@ class ServerStats:
     dropped: int = 0              # connections aborted by a fault
     protocol_errors: int = 0      # protocol_error frames sent (the socket closes after each)
     critical_errors: int = 0
+    extra_history_rows: int = 0   # rows added by faults.history_extra_times
