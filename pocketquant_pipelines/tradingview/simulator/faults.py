@@ -10,6 +10,9 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+FUTURE_TICK_TIME = 32_503_680_000  # 3000-01-01T00:00:00Z, epoch seconds
+FUTURE_TICK_PRICE_FACTOR = 1000
+
 
 @dataclass
 class FaultConfig:
@@ -36,6 +39,17 @@ class FaultConfig:
     check_heartbeats: bool = True
     """Close connections whose heartbeats are not echoed within the grace period."""
 
+    future_ticks: int = 0
+    """Send this many quote ticks dated ``FUTURE_TICK_TIME`` (3000-01-01, a server clock gone
+    wrong), one after a live quote update, then decrement. The tick is a ``qsd`` frame with only
+    ``lp`` (the last price times ``FUTURE_TICK_PRICE_FACTOR``, a price no real tick has) and
+    ``lp_time``; no volume, so every real tick's volume still adds up. The next real update
+    resends ``lp`` and ``lp_time``, so a client's merged quote is right again after it."""
+
+    future_tick_symbol: str | None = None
+    """Only this symbol (the subscribed string) gets the future ticks; None: whichever
+    quote symbol updates next."""
+
 
 @dataclass
 class ServerStats:
@@ -56,3 +70,4 @@ class ServerStats:
     dropped: int = 0              # connections aborted by a fault
     protocol_errors: int = 0      # protocol_error frames sent (the socket closes after each)
     critical_errors: int = 0
+    future_ticks_sent: int = 0    # quote ticks dated FUTURE_TICK_TIME (faults.future_ticks)
