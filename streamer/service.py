@@ -31,7 +31,6 @@ from pocketquant_pipelines.errors import InvalidInputError
 from pocketquant_pipelines.logging import get_logger
 from pocketquant_pipelines.market.bars import Bar
 from pocketquant_pipelines.market.clock import EPOCH_FLOOR, implausible_reason
-from pocketquant_pipelines.market.intervals import Interval
 from pocketquant_pipelines.settings import Settings
 from pocketquant_pipelines.storage.base import BarStore, LiveCache, SymbolInfo
 from pocketquant_pipelines.sync import record_metadata
@@ -425,21 +424,20 @@ class StreamerService:
     def _resolve_session_soon(self, symbol: str) -> None:
         """A symbol streamed before any historical sync has no session in the registry, so its
         bars would be bucketed 24x7 and kept out of the store. The quote snapshot carries no
-        session string; ``symbol_resolved`` does. So ask TradingView once (a 1-bar daily fetch
-        resolves the symbol), record timezone/session in the registry as a sync would, and
+        session string; ``symbol_resolved`` does. So ask TradingView once
+        (``client.resolve_symbol``, the same call ``symbols add`` makes), record timezone/session in the registry as a sync would, and
         re-apply the registry: the aggregator is rebuilt with the real session at once instead
         of after the first sync. On failure the symbol stays unaligned until a sync runs."""
-        fetch = getattr(self.client, "fetch_history", None)
-        if fetch is None or symbol in self._resolving:
+        resolve = getattr(self.client, "resolve_symbol", None)
+        if resolve is None or symbol in self._resolving:
             return
         self._resolving.add(symbol)
-        task = asyncio.create_task(self._resolve_session(symbol, fetch), name=f"resolve-{symbol}")
+        task = asyncio.create_task(self._resolve_session(symbol, resolve), name=f"resolve-{symbol}")
         self._tasks.append(task)
 
-    async def _resolve_session(self, symbol: str, fetch) -> None:
+    async def _resolve_session(self, symbol: str, resolve) -> None:
         try:
-            result = await fetch(symbol, Interval.D1, 1)
-            meta = result.metadata
+            meta = await resolve(symbol)
             if not (meta.session and meta.timezone):
                 log.warning("symbol_session_unresolved", symbol=symbol, reason="symbol_resolved had no session")
                 return
