@@ -292,12 +292,15 @@ def _cmd_bars(args, settings) -> int:
         return 0
     out = open(args.output, "w", newline="") if args.output else sys.stdout  # noqa: SIM115
     try:
-        _write_bars(frame, symbol, interval, args.format, out)
+        partial = _write_bars(frame, symbol, interval, args.format, out)
     finally:
         if args.output:
             out.close()
     if len(frame) == 0:
         print(f"no bars stored for {symbol} {interval.value} in that range", file=sys.stderr)
+    elif partial and args.format == "table":
+        print(f"note: {partial} of {len(frame)} bars are partial (PARTIAL yes): the streamer did not "
+              "see them whole, or they were in progress; a historical sync completes them", file=sys.stderr)
     return 0
 
 
@@ -305,28 +308,35 @@ def _num(value):
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
 
 
-def _write_bars(frame, symbol: str, interval: Interval, fmt: str, out) -> None:
+def _write_bars(frame, symbol: str, interval: Interval, fmt: str, out) -> int:
+    """Write the bars in ``fmt``; returns how many are partial. A partial bar (the streamer did
+    not watch it from its start, or it was still in progress when stored) is marked in every
+    format, so nobody backtests on one as if it were TradingView's bar."""
     cols = ["open", "high", "low", "close", "volume"]
+    has_source, has_partial = "source" in frame.columns, "partial" in frame.columns
     records = [
         (ts.to_pydatetime(), *(_num(row[c]) for c in cols),
-         str(row["source"]) if "source" in frame.columns else None)
+         str(row["source"]) if has_source else None,
+         bool(row["partial"]) if has_partial else False)
         for ts, row in frame.iterrows()
     ]
     if fmt == "json":
-        for t, o, h, l, c, v, src in records:
+        for t, o, h, l, c, v, src, part in records:
             out.write(json.dumps({"symbol": symbol, "interval": interval.value, "time": t.isoformat(),
                                   "open": o, "high": h, "low": l, "close": c, "volume": v,
-                                  "source": src}) + "\n")
+                                  "source": src, "partial": part}) + "\n")
     elif fmt == "csv":
         writer = csv.writer(out)
-        writer.writerow(["time", *cols, "source"])
-        for t, o, h, l, c, v, src in records:
-            writer.writerow([t.isoformat(), o, h, l, c, "" if v is None else v, src])
+        writer.writerow(["time", *cols, "source", "partial"])
+        for t, o, h, l, c, v, src, part in records:
+            writer.writerow([t.isoformat(), o, h, l, c, "" if v is None else v, src, "true" if part else "false"])
     else:
-        _print_table(["TIME (UTC)", "OPEN", "HIGH", "LOW", "CLOSE", "VOLUME", "SOURCE"],
+        _print_table(["TIME (UTC)", "OPEN", "HIGH", "LOW", "CLOSE", "VOLUME", "SOURCE", "PARTIAL"],
                      [[t.strftime("%Y-%m-%d %H:%M"), f"{o:.6g}", f"{h:.6g}", f"{l:.6g}", f"{c:.6g}",
-                       "-" if v is None else f"{v:.6g}", src] for t, o, h, l, c, v, src in records],
+                       "-" if v is None else f"{v:.6g}", src, "yes" if part else ""]
+                      for t, o, h, l, c, v, src, part in records],
                      out)
+    return sum(1 for r in records if r[-1])
 
 
 # --------------------------------------------------------------------------- status

@@ -138,7 +138,7 @@ def test_sync_then_bars_in_every_format(capsys, sim_env, store, tmp_path):
 
     code, out, _ = run(capsys, "bars", "BINANCE:BTCUSDT", "-i", "1d", "--limit", "5", "--format", "csv")
     lines = out.splitlines()
-    assert lines[0] == "time,open,high,low,close,volume,source" and len(lines) == 6
+    assert lines[0] == "time,open,high,low,close,volume,source,partial" and len(lines) == 6
     code, out, _ = run(capsys, "bars", "BINANCE:BTCUSDT", "-i", "1d", "--limit", "3", "--format", "json")
     rows = [json.loads(line) for line in out.splitlines()]
     assert len(rows) == 3 and rows[0]["symbol"] == "BINANCE:BTCUSDT" and rows[0]["source"] == "history"
