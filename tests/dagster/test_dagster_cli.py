@@ -11,6 +11,17 @@ from pocketquant_pipelines.cli import main
 from pocketquant_pipelines.defs.history import historical_bars
 
 
+@pytest.fixture(autouse=True)
+def _logging_restored():
+    # commands that talk to TradingView turn the client's logs down to ERROR for their one line
+    # of output; in a process of its own that ends with the command, here it would outlive the
+    # test and silence the warnings later tests read
+    yield
+    from pocketquant_pipelines.logging import configure_logging
+
+    configure_logging("console", "INFO", force=True)
+
+
 @pytest.fixture
 def sim_env(monkeypatch, simulator):
     monkeypatch.setenv("TRADINGVIEW_WS_URL", simulator.url)
