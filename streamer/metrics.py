@@ -43,6 +43,35 @@ class Counter:
         yield f"{self.name} {_fmt(self._value)}"
 
 
+class LabelledCounter:
+    """A counter split by one label whose values are known up front (all exported from the
+    start, zeros included, so a rate() over them never starts from a missing series)."""
+
+    kind = "counter"
+
+    def __init__(self, name: str, help_text: str, label: str, values: Iterable[str]):
+        self.name, self.help, self.label = name, help_text, label
+        self._values = {v: 0.0 for v in values}
+        self._lock = threading.Lock()
+
+    def inc(self, value: str, amount: float = 1.0) -> None:
+        with self._lock:
+            self._values[value] = self._values.get(value, 0.0) + amount
+
+    def get(self, value: str) -> float:
+        return self._values.get(value, 0.0)
+
+    def as_dict(self) -> dict[str, int]:
+        with self._lock:
+            return {k: int(v) for k, v in self._values.items()}
+
+    def samples(self) -> Iterable[str]:
+        with self._lock:
+            items = list(self._values.items())
+        for value, count in items:
+            yield f'{self.name}{{{self.label}="{value}"}} {_fmt(count)}'
+
+
 class Gauge:
     """A gauge whose value is read at scrape time from ``fn`` (no bookkeeping on the hot path)."""
 
@@ -111,6 +140,9 @@ class Registry:
     def counter(self, name: str, help_text: str) -> Counter:
         return self._add(Counter(self.prefix + name, help_text))
 
+    def labelled_counter(self, name: str, help_text: str, label: str, values: Iterable[str]) -> LabelledCounter:
+        return self._add(LabelledCounter(self.prefix + name, help_text, label, values))
+
     def gauge(self, name: str, help_text: str, fn: Callable[[], float | None]) -> Gauge:
         return self._add(Gauge(self.prefix + name, help_text, fn))
 
@@ -161,3 +193,7 @@ class StreamerMetrics:
             "bars_not_stored_session_unknown_total",
             "Bars of symbols whose session is not in the registry yet: live cache only, not stored.")
         self.bad_ticks = r.counter("bad_ticks_total", "Ticks rejected by the aggregator (invalid values), logged and skipped.")
+        self.rejected_ticks = r.labelled_counter(
+            "rejected_ticks_total",
+            "Ticks dated after now + POCKETQUANT_CLOCK_SKEW_S or before the epoch: dropped before aggregation.",
+            "reason", ("future", "before_epoch"))

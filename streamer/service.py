@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from pocketquant_pipelines.errors import InvalidInputError
 from pocketquant_pipelines.logging import get_logger
 from pocketquant_pipelines.market.bars import Bar
-from pocketquant_pipelines.market.intervals import Interval
+from pocketquant_pipelines.market.clock import EPOCH_FLOOR, implausible_reason
 from pocketquant_pipelines.settings import Settings
 from pocketquant_pipelines.storage.base import BarStore, LiveCache, SymbolInfo
 from pocketquant_pipelines.sync import record_metadata
@@ -104,6 +104,8 @@ class StreamerService:
         self._market_t: float | None = None
         self._stamps: dict[datetime, tuple[float, str]] = {}  # tick time -> (epoch, ISO UTC)
         self._resolving: set[str] = set()  # symbols whose session is being asked for
+        self.clock_skew_s = float(settings.clock_skew_s)
+        self._rejected_logged: set[tuple[str, str]] = set()  # (symbol, reason) already warned about
         self._market_mono = 0.0
         self._last_tick_mono: float | None = None
         self._seen_reconnects = 0
@@ -162,6 +164,7 @@ class StreamerService:
             "last_tick_age_s": age,
             "ticks": self._ticks,
             "reconnects": int(self._client_stat("reconnects")),
+            "rejected_ticks": self.metrics.rejected_ticks.as_dict(),
             "store": {"reachable": store_ok, "pending_bars": self.store_writer.depth,
                       "last_error": self.store_writer.last_error},
             "cache": {"reachable": cache_ok, "pending_messages": self.cache_writer.depth,
@@ -178,12 +181,18 @@ class StreamerService:
         """Aggregate the ticks of one client message, in order, and hand their quotes to the
         cache writer. What does not change within a message is done once per call: the
         reconnect check, the clocks, the ``received_at`` stamp (the message's ticks arrived
-        together)."""
+        together).
+
+        Clock sanity: a tick dated after wall-clock now + ``clock_skew_s``, or before the
+        epoch, is dropped here, before it can touch the aggregator (one year-3000 tick would
+        open a year-3000 bar and make every later tick late), the symbol's clock or its quote.
+        One wall-clock read per message, two float comparisons per tick."""
         stats = self._client_stats()
         if stats is not None and stats.reconnects != self._seen_reconnects:
             self._on_reconnect(stats.reconnects)
         now_mono = time.monotonic()
         received_at = time.time()
+        horizon = received_at + self.clock_skew_s
         symbols = self.symbols
         stamps = self._stamps
         dirty = self._dirty
@@ -200,6 +209,9 @@ class StreamerService:
             if stamp is None:
                 stamp = self._stamp(when)
             t = stamp[0]
+            if not EPOCH_FLOOR <= t <= horizon:  # also False for NaN
+                self._reject_tick(symbol, t, received_at)
+                continue
             if state.anchor is None:
                 state.anchor = t
             try:
@@ -236,6 +248,23 @@ class StreamerService:
             self._last_tick_mono = now_mono
         if quotes:
             self.cache_writer.on_quotes(quotes)
+
+    def _reject_tick(self, symbol: str, t: float, now: float) -> None:
+        """Count a tick with an implausible time; warn once per (symbol, reason), not per
+        tick: a feed stuck on a bad clock would otherwise flood the log."""
+        reason = implausible_reason(t, now, self.clock_skew_s) or "future"
+        self.metrics.rejected_ticks.inc(reason)
+        key = (symbol, reason)
+        if key not in self._rejected_logged:
+            self._rejected_logged.add(key)
+            try:
+                when = datetime.fromtimestamp(t, UTC).isoformat()
+            except (OverflowError, OSError, ValueError):
+                when = repr(t)
+            log.warning("tick_rejected_implausible_time", symbol=symbol, reason=reason, tick_time=when,
+                        now=datetime.fromtimestamp(now, UTC).isoformat(), skew_s=self.clock_skew_s,
+                        note="dropped before aggregation; counted in rejected_ticks_total, "
+                             "logged once per symbol and reason")
 
     def _stamp(self, when: datetime) -> tuple[float, str]:
         """(epoch seconds, ISO text in UTC) of a tick time, cached: the ticks of a message mostly
@@ -395,21 +424,20 @@ class StreamerService:
     def _resolve_session_soon(self, symbol: str) -> None:
         """A symbol streamed before any historical sync has no session in the registry, so its
         bars would be bucketed 24x7 and kept out of the store. The quote snapshot carries no
-        session string; ``symbol_resolved`` does. So ask TradingView once (a 1-bar daily fetch
-        resolves the symbol), record timezone/session in the registry as a sync would, and
+        session string; ``symbol_resolved`` does. So ask TradingView once
+        (``client.resolve_symbol``, the same call ``symbols add`` makes), record timezone/session in the registry as a sync would, and
         re-apply the registry: the aggregator is rebuilt with the real session at once instead
         of after the first sync. On failure the symbol stays unaligned until a sync runs."""
-        fetch = getattr(self.client, "fetch_history", None)
-        if fetch is None or symbol in self._resolving:
+        resolve = getattr(self.client, "resolve_symbol", None)
+        if resolve is None or symbol in self._resolving:
             return
         self._resolving.add(symbol)
-        task = asyncio.create_task(self._resolve_session(symbol, fetch), name=f"resolve-{symbol}")
+        task = asyncio.create_task(self._resolve_session(symbol, resolve), name=f"resolve-{symbol}")
         self._tasks.append(task)
 
-    async def _resolve_session(self, symbol: str, fetch) -> None:
+    async def _resolve_session(self, symbol: str, resolve) -> None:
         try:
-            result = await fetch(symbol, Interval.D1, 1)
-            meta = result.metadata
+            meta = await resolve(symbol)
             if not (meta.session and meta.timezone):
                 log.warning("symbol_session_unresolved", symbol=symbol, reason="symbol_resolved had no session")
                 return

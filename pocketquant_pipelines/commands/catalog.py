@@ -21,8 +21,8 @@ import math
 import sys
 from datetime import UTC, datetime
 
-from pocketquant_pipelines.commands.argtypes import positive_int
-from pocketquant_pipelines.errors import InvalidInputError
+from pocketquant_pipelines.commands.argtypes import positive_int, ws_url
+from pocketquant_pipelines.errors import InvalidInputError, InvalidSymbolError, PocketQuantError
 from pocketquant_pipelines.market.intervals import Interval
 from pocketquant_pipelines.market.symbols import normalize_symbol
 
@@ -70,10 +70,18 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="The registry lists the symbols to sync (and to stream). "
                        "Dagster's symbol_registry_sensor turns it into partitions.")
     ssub = p.add_subparsers(dest="symbols_command", required=True, metavar="ACTION")
-    a = ssub.add_parser("add", help="register a symbol")
+    a = ssub.add_parser("add", help="register a symbol (checked against TradingView first)",
+                        description="Resolve SYMBOL against TradingView (or the simulator: "
+                        "TRADINGVIEW_WS_URL / --ws-url), then register it with what symbol_resolved "
+                        "says (timezone, session, type). An unknown symbol is an error and nothing "
+                        "is registered; --offline registers without the check.")
     a.add_argument("symbol", metavar="SYMBOL", help="EXCHANGE:CODE, e.g. NASDAQ:AAPL")
     a.add_argument("--stream", action="store_true", help="the streamer subscribes to it")
     a.add_argument("--name", default=None, help="a display name")
+    a.add_argument("--offline", action="store_true",
+                   help="register without asking TradingView whether the symbol exists")
+    a.add_argument("--ws-url", type=ws_url, default=None,
+                   help="WebSocket URL (default TRADINGVIEW_WS_URL), e.g. the simulator's")
     a.set_defaults(func=_cmd_symbols_add)
     ls = ssub.add_parser("list", help="list registered symbols")
     ls.add_argument("--stream-only", action="store_true")
@@ -117,16 +125,55 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 # --------------------------------------------------------------------------- symbols
+def resolve_for_registry(settings, symbol: str, url: str | None = None):
+    """``symbol_resolved`` of ``symbol`` (a SymbolMetadata), asked before anything is
+    registered: a symbol TradingView does not have would become 13 partitions that all fail.
+    Errors are one line naming the symbol: unknown (InvalidSymbolError), unreachable (a hint
+    at --offline)."""
+    from pocketquant_pipelines.tradingview.client import TradingViewClient, run_blocking
+    from pocketquant_pipelines.tradingview.errors import TRANSIENT_ERRORS, SymbolNotFoundError
+
+    overrides = {"url": url} if url else {}
+
+    async def go():
+        async with TradingViewClient.from_settings(settings, **overrides) as client:
+            return await client.resolve_symbol(symbol)
+
+    target = url or settings.tradingview_ws_url
+    try:
+        return run_blocking(go())
+    except SymbolNotFoundError as exc:
+        reason = exc.reason or "symbol_error"
+        raise InvalidSymbolError(f"unknown symbol {symbol!r}: TradingView answered {reason!r} "
+                                 f"({target}); nothing registered") from None
+    except (*TRANSIENT_ERRORS, OSError) as exc:
+        raise PocketQuantError(f"cannot check {symbol} against TradingView at {target}: {exc}; nothing "
+                               "registered (use --offline to register it without the check)") from None
+
+
 def _cmd_symbols_add(args, settings) -> int:
     from pocketquant_pipelines.market.timeutil import utcnow
     from pocketquant_pipelines.storage.base import SymbolInfo
+    from pocketquant_pipelines.sync import record_metadata
 
     symbol = normalize_symbol(args.symbol)
+    if args.offline:
+        meta = None
+        print(f"note: --offline: {symbol} was not checked against TradingView; its timezone and "
+              "session come with its first sync", file=sys.stderr)
+    else:
+        _quiet_client_logs(settings)
+        meta = resolve_for_registry(settings, symbol, args.ws_url)
     with _open_store(settings) as store:
         now = utcnow()
-        if store.add_symbol(SymbolInfo(symbol=symbol, name=args.name, stream=args.stream,
-                                       added_at=now, updated_at=now)):
-            print(f"added {symbol}" + (" (streamed)" if args.stream else ""))
+        added = store.add_symbol(SymbolInfo(symbol=symbol, name=args.name, stream=args.stream,
+                                            added_at=now, updated_at=now))
+        record_metadata(store, symbol, meta)
+        if args.name:  # symbol_resolved's "name" is the ticker; the user's display name wins
+            store.update_symbol(symbol, name=args.name)
+        what = _resolved_summary(meta)
+        if added:
+            print(f"added {symbol}" + (" (streamed)" if args.stream else "") + (f": {what}" if what else ""))
             return 0
         changes = {}
         if args.stream:
@@ -139,6 +186,20 @@ def _cmd_symbols_add(args, settings) -> int:
         else:
             print(f"{symbol} already registered")
     return 0
+
+
+def _resolved_summary(meta) -> str:
+    if meta is None:
+        return ""
+    parts = [meta.description, meta.type, meta.timezone, meta.session and f"session {meta.session}"]
+    return ", ".join(str(p) for p in parts if p)
+
+
+def _quiet_client_logs(settings) -> None:
+    # the client's own events would bury the command's one line of output or error
+    from pocketquant_pipelines.logging import configure_logging
+
+    configure_logging(settings.log_format, "DEBUG" if settings.log_level == "DEBUG" else "ERROR", force=True)
 
 
 def _cmd_symbols_list(args, settings) -> int:
@@ -232,12 +293,15 @@ def _cmd_bars(args, settings) -> int:
         return 0
     out = open(args.output, "w", newline="") if args.output else sys.stdout  # noqa: SIM115
     try:
-        _write_bars(frame, symbol, interval, args.format, out)
+        partial = _write_bars(frame, symbol, interval, args.format, out)
     finally:
         if args.output:
             out.close()
     if len(frame) == 0:
         print(f"no bars stored for {symbol} {interval.value} in that range", file=sys.stderr)
+    elif partial and args.format == "table":
+        print(f"note: {partial} of {len(frame)} bars are partial (PARTIAL yes): the streamer did not "
+              "see them whole, or they were in progress; a historical sync completes them", file=sys.stderr)
     return 0
 
 
@@ -245,28 +309,35 @@ def _num(value):
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
 
 
-def _write_bars(frame, symbol: str, interval: Interval, fmt: str, out) -> None:
+def _write_bars(frame, symbol: str, interval: Interval, fmt: str, out) -> int:
+    """Write the bars in ``fmt``; returns how many are partial. A partial bar (the streamer did
+    not watch it from its start, or it was still in progress when stored) is marked in every
+    format, so nobody backtests on one as if it were TradingView's bar."""
     cols = ["open", "high", "low", "close", "volume"]
+    has_source, has_partial = "source" in frame.columns, "partial" in frame.columns
     records = [
         (ts.to_pydatetime(), *(_num(row[c]) for c in cols),
-         str(row["source"]) if "source" in frame.columns else None)
+         str(row["source"]) if has_source else None,
+         bool(row["partial"]) if has_partial else False)
         for ts, row in frame.iterrows()
     ]
     if fmt == "json":
-        for t, o, h, l, c, v, src in records:
+        for t, o, h, l, c, v, src, part in records:
             out.write(json.dumps({"symbol": symbol, "interval": interval.value, "time": t.isoformat(),
                                   "open": o, "high": h, "low": l, "close": c, "volume": v,
-                                  "source": src}) + "\n")
+                                  "source": src, "partial": part}) + "\n")
     elif fmt == "csv":
         writer = csv.writer(out)
-        writer.writerow(["time", *cols, "source"])
-        for t, o, h, l, c, v, src in records:
-            writer.writerow([t.isoformat(), o, h, l, c, "" if v is None else v, src])
+        writer.writerow(["time", *cols, "source", "partial"])
+        for t, o, h, l, c, v, src, part in records:
+            writer.writerow([t.isoformat(), o, h, l, c, "" if v is None else v, src, "true" if part else "false"])
     else:
-        _print_table(["TIME (UTC)", "OPEN", "HIGH", "LOW", "CLOSE", "VOLUME", "SOURCE"],
+        _print_table(["TIME (UTC)", "OPEN", "HIGH", "LOW", "CLOSE", "VOLUME", "SOURCE", "PARTIAL"],
                      [[t.strftime("%Y-%m-%d %H:%M"), f"{o:.6g}", f"{h:.6g}", f"{l:.6g}", f"{c:.6g}",
-                       "-" if v is None else f"{v:.6g}", src] for t, o, h, l, c, v, src in records],
+                       "-" if v is None else f"{v:.6g}", src, "yes" if part else ""]
+                      for t, o, h, l, c, v, src, part in records],
                      out)
+    return sum(1 for r in records if r[-1])
 
 
 # --------------------------------------------------------------------------- status

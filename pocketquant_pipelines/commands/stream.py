@@ -16,6 +16,10 @@ from pocketquant_pipelines.market.intervals import ALL_INTERVALS
 from pocketquant_pipelines.market.symbols import normalize_symbol
 
 
+# The live cache holds the bars still in progress: partial until they close, and labelled so.
+IN_PROGRESS = "in progress (partial)"
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("stream", help="run the streamer sidecar (live quotes -> bars -> cache + store)",
                        description="Run the streamer: the same service as `python -m streamer`. "
@@ -93,9 +97,11 @@ def _cmd_live(args: argparse.Namespace, settings) -> int:
             quote = cache.get_quote(symbol)
             bars = cache.get_current_bars(symbol)
             if args.json:
+                # the cache holds the bars still in progress: partial by nature
                 out.write(json.dumps({
                     "symbol": symbol, "quote": quote,
-                    "bars": {i.value: bar_to_dict(bars[i]) for i in ALL_INTERVALS if i in bars},
+                    "bars": {i.value: {**bar_to_dict(bars[i]), "partial": True, "in_progress": True}
+                             for i in ALL_INTERVALS if i in bars},
                 }) + "\n")
             else:
                 if quote is None:
@@ -104,13 +110,13 @@ def _cmd_live(args: argparse.Namespace, settings) -> int:
                     _print_quote(symbol, quote, out)
                 if bars:
                     out.write(f"  {'interval':<8} {'start (UTC)':<25} {'open':>12} {'high':>12} "
-                              f"{'low':>12} {'close':>12} {'volume':>14}\n")
+                              f"{'low':>12} {'close':>12} {'volume':>14}  state\n")
                     for interval in ALL_INTERVALS:
                         if interval in bars:
                             b = bars[interval]
                             out.write(f"  {interval.value:<8} {b.time.isoformat():<25} {_fmt_num(b.open):>12} "
                                       f"{_fmt_num(b.high):>12} {_fmt_num(b.low):>12} {_fmt_num(b.close):>12} "
-                                      f"{_fmt_num(b.volume):>14}\n")
+                                      f"{_fmt_num(b.volume):>14}  {IN_PROGRESS}\n")
             missing += quote is None and not bars
         return 1 if missing == len(symbols) and symbols else 0
     finally:

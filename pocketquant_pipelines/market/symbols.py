@@ -2,6 +2,11 @@
 
 Validation is strict because symbols become Dagster partition keys, where ``|``, ``,``, ``[``,
 ``]``, ``...`` and whitespace make partitions invisible or impossible to backfill.
+
+A symbol is never rewritten into another one: only ASCII lower case is upper-cased. Unicode
+case mapping would turn ``nasdaq:straße`` into ``NASDAQ:STRASSE`` (and ``ı`` into ``I``),
+registering a symbol nobody asked for, so anything outside ASCII is refused before
+upper-casing: TradingView's symbols are ASCII.
 """
 
 import re
@@ -28,7 +33,12 @@ class Symbol:
             return value
         if not isinstance(value, str):
             raise InvalidSymbolError(f"invalid symbol {value!r}: expected a string EXCHANGE:CODE")
-        text = value.upper()
+        if not value.isascii():
+            bad = next(ch for ch in value if not ch.isascii())
+            raise InvalidSymbolError(
+                f"invalid symbol {value!r}: {bad!r} is not ASCII; TradingView symbols are "
+                "EXCHANGE:CODE in A-Z 0-9 _ . ! & / ^ -")
+        text = value.upper()  # ASCII only here: no character becomes another or several
         problem = _problem(text)
         if problem:
             raise InvalidSymbolError(f"invalid symbol {value!r}: {problem}")

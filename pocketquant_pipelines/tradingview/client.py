@@ -35,7 +35,7 @@ from pocketquant_pipelines.tradingview.auth import SIGNIN_URL, resolve_token
 from pocketquant_pipelines.tradingview.connection import Connection, backoff_delays
 from pocketquant_pipelines.tradingview.errors import AuthError, ConnectionLostError
 from pocketquant_pipelines.tradingview.history import MAX_BARS, MAX_BATCH, fetch_on_connection
-from pocketquant_pipelines.tradingview.models import ClientStats, HistoryResult
+from pocketquant_pipelines.tradingview.models import ClientStats, HistoryResult, SymbolMetadata
 from pocketquant_pipelines.tradingview.quote_stream import QuoteStream
 from pocketquant_pipelines.tradingview.quotes import QuoteError
 
@@ -264,6 +264,15 @@ class TradingViewClient:
                          implausible_times=result.implausible_times)
                 return result
         raise AssertionError("unreachable")
+
+    async def resolve_symbol(self, symbol: str) -> SymbolMetadata:
+        """What TradingView's ``symbol_resolved`` says about ``symbol`` (timezone, session,
+        type, ...), taken from a 1-bar daily request: the chart session resolves the symbol
+        before it loads bars, and one daily bar is the cheapest series there is. Raises
+        SymbolNotFoundError for a symbol TradingView does not have (``symbol_error``), and the
+        errors of :meth:`fetch_history` otherwise (ConnectionLostError when unreachable)."""
+        result = await self.fetch_history(symbol, Interval.D1, 1)
+        return result.metadata
 
     # ------------------------------------------------------------------ quotes
 

@@ -2,6 +2,7 @@
 simulator whose clock the test moves."""
 
 import dataclasses
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -13,7 +14,10 @@ from pocketquant_pipelines.tradingview.simulator.server import run_simulator_in_
 
 
 def test_incremental_sync_fills_an_outage_without_duplicates(settings, store):
-    with run_simulator_in_thread(seed=5, resolve_delay_s=0.0) as sim:
+    # two days in the past: the simulated clock never passes the wall clock, and the jump
+    # below moves it 30 hours forward
+    start = datetime.now(UTC) - timedelta(days=2)
+    with run_simulator_in_thread(seed=5, resolve_delay_s=0.0, sim_start=start) as sim:
         cfg = dataclasses.replace(settings, tradingview_ws_url=sim.url)
         store.add_symbol(SymbolInfo(symbol="BINANCE:BTCUSDT"))
 

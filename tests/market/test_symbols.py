@@ -57,6 +57,32 @@ def test_bad_symbols_are_rejected_naming_the_value(bad, why):
     assert isinstance(info.value, InvalidInputError) and isinstance(info.value, ValueError)
 
 
+@pytest.mark.parametrize("bad, char", [
+    ("nasdaq:straße", "ß"),        # str.upper() would make it NASDAQ:STRASSE
+    ("NASDAQ:STRAßE", "ß"),
+    ("nasdaq:aapl\u0131", "ı"),    # dotless i: upper() gives a plain I
+    ("NASDAQ:ﬀ", "ﬀ"),            # the ligature upper-cases to FF
+    ("KRX:005930", None),          # plain ASCII digits stay fine
+    ("ＮＡＳＤＡＱ:AAPL", "Ｎ"),       # full-width letters are not ASCII either
+    ("NASDAQ:AAPL\u00a0", "\u00a0"),  # a no-break space
+    ("BINANCE:BTCUSDT€", "€"),
+])
+def test_non_ascii_is_refused_never_rewritten(bad, char):
+    if char is None:
+        assert normalize_symbol(bad) == bad
+        return
+    with pytest.raises(InvalidSymbolError) as info:
+        Symbol.parse(bad)
+    message = str(info.value)
+    assert repr(bad) in message and repr(char) in message and "not ASCII" in message
+
+
+def test_ascii_lower_case_is_still_upper_cased():
+    assert normalize_symbol("cme_mini:nq1!") == "CME_MINI:NQ1!"
+    assert normalize_symbol("nyse:brk.b") == "NYSE:BRK.B"
+    assert normalize_symbol("nse:m&m") == "NSE:M&M"
+
+
 @pytest.mark.parametrize("bad", [None, 42, b"NASDAQ:AAPL"])
 def test_non_strings_are_rejected_naming_the_value(bad):
     with pytest.raises(InvalidSymbolError) as info:

@@ -93,6 +93,33 @@ async def test_malformed_frames_now_and_then_without_losing_real_ones():
 
 
 @run
+async def test_future_tick_once_then_real_ticks_again():
+    from pocketquant_pipelines.tradingview.simulator.faults import FUTURE_TICK_PRICE_FACTOR, FUTURE_TICK_TIME
+
+    async with server(speed=60) as srv, RawClient(srv.url) as c:
+        await subscribe(c, "BINANCE:BTCUSDT", "NASDAQ:AAPL")
+        await c.until(lambda f: f.method == "quote_completed" and f.params[1] == "NASDAQ:AAPL")
+        srv.faults.future_tick_symbol = "BINANCE:BTCUSDT"
+        srv.faults.future_ticks = 1
+        await c.until(lambda f: f.method == "qsd" and f.params[1]["v"].get("lp_time") == FUTURE_TICK_TIME)
+        await c.collect(1.0)  # ~6 more real BTC ticks at 60x
+        btc = qsd_values(c.frames, "BINANCE:BTCUSDT")
+        at = next(i for i, v in enumerate(btc) if v.get("lp_time") == FUTURE_TICK_TIME)
+        last_real = [v["lp"] for v in btc[:at] if "lp" in v][-1]
+        assert btc[at] == {"lp": last_real * FUTURE_TICK_PRICE_FACTOR, "lp_time": FUTURE_TICK_TIME}
+        assert [v.get("lp_time") for v in btc].count(FUTURE_TICK_TIME) == 1
+        assert srv.faults.future_ticks == 0 and srv.stats.future_ticks_sent == 1
+        assert all(v.get("lp_time") != FUTURE_TICK_TIME for v in qsd_values(c.frames, "NASDAQ:AAPL"))
+        # after the next real update a client's merged quote is the real last tick again
+        merged: dict = {}
+        for v in btc:
+            merged.update(v)
+        assert sum(1 for v in btc[at + 1:] if "lp" in v) >= 2
+        [tick] = srv.market.ticks("BINANCE:BTCUSDT", merged["lp_time"], merged["lp_time"] + 1)
+        assert merged["lp"] == tick.price
+
+
+@run
 async def test_send_malformed_on_demand():
     async with server() as srv, RawClient(srv.url) as c:
         await c.recv()

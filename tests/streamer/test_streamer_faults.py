@@ -3,6 +3,7 @@ a disconnect storm, malformed frames, a store outage and a real redis-server sto
 restarted mid-stream. Complete bars must stay exact; nothing accepted may be lost."""
 
 import asyncio
+import json
 import os
 from datetime import UTC, datetime, timedelta
 
@@ -130,6 +131,72 @@ def test_malformed_frames_are_skipped_and_counted(env, sim):
     state = service.symbols[BTC]
     counts = compare_with_history(service.store, sim.market, BTC, state.last_t, feed_start_epoch=state.anchor)
     assert counts["1m"] > 60  # the stream went on
+
+
+def _get(url: str) -> str:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.read().decode()
+    except urllib.error.HTTPError as exc:  # /health answers 503 with the same body when unhealthy
+        return exc.read().decode()
+
+
+def test_a_year_3000_tick_is_rejected_counted_and_the_next_ticks_aggregate(env, sim, capsys):
+    from pocketquant_pipelines.tradingview.simulator.faults import FUTURE_TICK_PRICE_FACTOR
+
+    settings = load_settings(dict(os.environ))
+    service = make_service(settings, sim)
+    seen = {}
+
+    def inject():
+        seen["at"] = sim.sim_now().timestamp()
+        seen["ticks_before"] = service._ticks
+        seen["price_before"] = service.symbols[BTC].aggregator.current_bars()[ALL_INTERVALS[0]].close
+        sim.faults.future_tick_symbol = BTC
+        sim.faults.future_ticks = 1
+
+    async def probe():
+        base = f"http://127.0.0.1:{service.health.port}"
+        seen["health"] = json.loads(await asyncio.to_thread(_get, base + "/health"))
+        seen["metrics"] = await asyncio.to_thread(_get, base + "/metrics")
+        seen["ticks_probe"] = service._ticks
+
+    asyncio.run(run_until(service, sim, at(2.5), [(at(0.5), inject), (at(2.2), probe)]))
+    assert sim.stats.future_ticks_sent == 1
+    fault_price = seen["price_before"] * FUTURE_TICK_PRICE_FACTOR
+    end = sim.sim_now().timestamp()
+
+    # rejected and counted: the metric, /health over HTTP, one log line
+    assert service.metrics.rejected_ticks.as_dict() == {"future": 1, "before_epoch": 0}
+    assert seen["health"]["rejected_ticks"] == {"future": 1, "before_epoch": 0}
+    assert 'pocketquant_streamer_rejected_ticks_total{reason="future"} 1' in seen["metrics"]
+    out = capsys.readouterr()
+    assert (out.out + out.err).count("tick_rejected_implausible_time") == 1
+
+    # no year-3000 bar at any interval, in the store or the live cache; no trace of its price
+    for interval in ALL_INTERVALS:
+        for frame in (service.store.read_bars(BTC, interval), service.store.read_stream_bars(BTC, interval)):
+            assert len(frame) and frame.index.max().timestamp() <= end, interval
+            assert (frame["high"] < fault_price / 10).all(), interval
+    current = service.cache.get_current_bars(BTC)
+    assert set(current) == set(ALL_INTERVALS)
+    assert all(b.time.timestamp() <= end and b.high < fault_price / 10 for b in current.values())
+    quote = service.cache.get_quote(BTC)
+    assert datetime.fromisoformat(quote["time"]).timestamp() <= end and quote["price"] < fault_price / 10
+
+    # the ticks after it aggregate: none dropped as late, bars keep completing, exactly
+    assert seen["ticks_probe"] - seen["ticks_before"] > 500
+    assert sum(s.aggregator.late_ticks for s in service.symbols.values()) == 0
+    assert 'pocketquant_streamer_late_ticks_total 0' in seen["metrics"]
+    minutes = service.store.read_stream_bars(BTC, "1m")
+    after = minutes[minutes.index.map(lambda ts: ts.timestamp() > seen["at"])]
+    assert len(after) >= 100 and not after["partial"].iloc[:-1].any()  # the last: flushed at the stop
+    state = service.symbols[BTC]
+    counts = compare_with_history(service.store, sim.market, BTC, state.last_t, feed_start_epoch=state.anchor)
+    assert counts["1m"] > 100 and counts["1h"] >= 1
 
 
 def test_store_outage_is_retried_and_nothing_is_lost(env, sim):

@@ -126,6 +126,22 @@ def test_streamer_process_live_cli_health_and_sigterm(tmp_path, sim, redis_serve
         assert values["pocketquant_streamer_connected"] == "1"
         assert "pocketquant_streamer_store_write_seconds_count" in values
 
+        # a quote stamped in the year 3000: rejected and counted, the stream goes on
+        sim.faults.future_tick_symbol = BTC
+        sim.faults.future_ticks = 1
+
+        def scrape() -> dict:
+            return dict(line.rsplit(" ", 1) for line in http_get(base + "/metrics")[1].splitlines()
+                        if line and not line.startswith("#"))
+
+        future = 'pocketquant_streamer_rejected_ticks_total{reason="future"}'
+        after = wait_for(lambda: (m := scrape()).get(future) == "1" and m, 20, "the year-3000 tick counted")
+        assert after["pocketquant_streamer_late_ticks_total"] == "0"
+        status, body = http_get(base + "/health")
+        assert status == 200 and json.loads(body)["rejected_ticks"] == {"future": 1, "before_epoch": 0}
+        ticks_then = float(after["pocketquant_streamer_ticks_total"])
+        wait_for(lambda: float(scrape()["pocketquant_streamer_ticks_total"]) > ticks_then + 5, 20, "ticks after it")
+
         # SIGTERM mid-bar: exits promptly; in-progress bars land in the store marked partial
         time.sleep(0.5)
         proc.send_signal(signal.SIGTERM)
@@ -138,11 +154,14 @@ def test_streamer_process_live_cli_health_and_sigterm(tmp_path, sim, redis_serve
     events = [json.loads(line) for line in log_text.splitlines() if line.startswith("{")]
     stopped = [e for e in events if e.get("event") == "streamer_stopped"]
     assert stopped and stopped[0]["partial_bars"] == 26 and stopped[0]["unwritten"] == 0, log_text[-2000:]
+    assert sim.stats.future_ticks_sent == 1
+    assert sum(e.get("event") == "tick_rejected_implausible_time" for e in events) == 1
     for symbol in (BTC, AAPL):
         for interval in ALL_INTERVALS:
             frame = store.read_bars(symbol, interval)
             assert len(frame) and bool(frame["partial"].iloc[-1]), (symbol, interval)
             assert frame["source"].iloc[-1] == "stream"
+            assert frame.index.max() <= sim.sim_now(), (symbol, interval)  # no year-3000 bar
     store.close()
 
 

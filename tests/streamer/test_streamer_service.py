@@ -245,3 +245,64 @@ def test_symbol_without_session_streams_to_cache_but_not_store_until_synced(sett
     assert len(frame) and set(frame.index.minute) == {30}
     assert frame.index.min() >= datetime(2026, 1, 30, tzinfo=UTC)
     compare_with_history(store, market, AAPL, day2[-1].time.timestamp())
+
+
+def test_implausibly_dated_ticks_are_rejected_counted_and_logged_once(tmp_path, store, cache, market, capsys):
+    # A server clock gone wrong: ticks dated in the year 3000 and before 1970, again and again,
+    # between the real ones. None reaches the aggregator, the quote or the store; each
+    # (symbol, reason) is logged once; the real ticks around them aggregate exactly.
+    import time as _time
+
+    from pocketquant_pipelines.market.ticks import Tick
+    from pocketquant_pipelines.settings import load_settings
+
+    settings = load_settings({"POCKETQUANT_DATA_DIR": str(tmp_path / "data"), "POCKETQUANT_CLOCK_SKEW_S": "60"},
+                             dotenv_path=tmp_path / "none.env")
+    start, end = datetime(2026, 1, 30, 15, tzinfo=UTC), datetime(2026, 1, 30, 16, 0, 5, tzinfo=UTC)
+    register(store, market, BTC, AAPL)
+    real = sorted(replay(market, BTC, start, end) + replay(market, AAPL, start, end), key=lambda t: t.time)
+    year_3000 = datetime(3000, 1, 1, tzinfo=UTC)
+    before_epoch = datetime(1969, 12, 31, 23, 59, tzinfo=UTC)
+    ticks, seen = [], {BTC: 0, AAPL: 0}
+    for tick in real:
+        ticks.append(tick)
+        seen[tick.symbol] += 1
+        if seen[tick.symbol] % 50 == 7:
+            for when in (year_3000, before_epoch):
+                ticks.append(Tick(tick.symbol, when, tick.price * 1000, 5.0, None, None, tick.cumulative_volume))
+    bad = len(ticks) - len(real)
+    service = make_service(settings, store, cache, ScriptedClient())
+
+    async def go():
+        await service.apply_registry(store.list_symbols(stream_only=True))
+        for k in range(0, len(ticks), 40):  # in messages, as the client hands them over
+            service.on_ticks(ticks[k:k + 40])
+        service.close_due_bars()
+        # the skew is the boundary: 50 s ahead of the wall clock passes, 70 s ahead does not
+        now = _time.time()
+        btc_last = service.symbols[BTC].last_t
+        service.on_ticks([Tick(BTC, datetime.fromtimestamp(now + 70, UTC), 1.0, 0.0)])
+        assert service.symbols[BTC].last_t == btc_last and service._ticks == len(real)
+        service.on_ticks([Tick(BTC, datetime.fromtimestamp(now + 50, UTC), 1.0, 0.0)])
+        assert service._ticks == len(real) + 1
+
+    asyncio.run(go())
+    drain(service)
+    rejected = service.metrics.rejected_ticks.as_dict()
+    assert rejected == {"future": bad // 2 + 1, "before_epoch": bad // 2}
+    assert service.health_report()[1]["rejected_ticks"] == rejected
+    assert sum(s.aggregator.late_ticks for s in service.symbols.values()) == 0
+    logs = capsys.readouterr()
+    lines = [line for line in (logs.out + logs.err).splitlines() if "tick_rejected_implausible_time" in line]
+    assert len(lines) == 4  # two symbols x two reasons
+    assert sum("reason=future" in line and BTC in line for line in lines) == 1
+    for symbol in (BTC, AAPL):
+        counts = compare_with_history(store, market, symbol, end.timestamp(), feed_start_epoch=start.timestamp())
+        assert counts["1m"] >= 59
+        highest = max(t.price for t in real if t.symbol == symbol)
+        for interval in ALL_INTERVALS:
+            frame = store.read_bars(symbol, interval)
+            if not len(frame):
+                continue  # nothing completed yet at this interval (the service was not stopped)
+            assert frame.index.min() >= datetime(2026, 1, 1, tzinfo=UTC), (symbol, interval)
+            assert frame.index.max() <= end and frame["high"].max() <= highest, (symbol, interval)

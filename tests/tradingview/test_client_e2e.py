@@ -224,6 +224,53 @@ def test_quotes_merge_partial_updates_into_every_tick(speed):
     assert stats.decode_errors == 0 and stats.reconnects == 0
 
 
+def _ticks_across(symbol, start, stop_at, jump=None):
+    """The client's ticks of ``symbol`` from ``start`` until one dated ``stop_at`` or later;
+    ``jump`` = (after, to): once a tick dated ``after`` arrives, simulated time jumps to ``to``
+    (the night between two exchange sessions, without streaming through it)."""
+    async def go():
+        async with SimulatorServer(sim_start=start, speed=600, pump_interval_s=0.02) as server:
+            async with TradingViewClient(url=server.url, **FAST) as tv:
+                async with tv.quote_stream([symbol]) as stream:
+                    ticks, pending = [], jump
+                    async with asyncio.timeout(40):
+                        async for tick in stream:
+                            ticks.append(tick)
+                            if pending and tick.time >= pending[0]:
+                                server.clock.jump(pending[1].timestamp() - server.clock.now_epoch())
+                                pending = None
+                            if tick.time >= stop_at:
+                                break
+                    return server, ticks, stream.quotes[symbol].resets
+
+    return run(go())
+
+
+@pytest.mark.parametrize("symbol, start, stop_at, jump", [
+    # 24x7: the daily session (and its cumulative volume) restarts at 00:00 UTC
+    (CRYPTO, datetime(2026, 11, 17, 23, 58, tzinfo=UTC), datetime(2026, 11, 18, 0, 2, tzinfo=UTC), None),
+    # an exchange: from 15:58 New York across the close, the night skipped, to the next open
+    ("NASDAQ:AAPL", datetime(2026, 11, 17, 20, 58, tzinfo=UTC), datetime(2026, 11, 18, 14, 32, tzinfo=UTC),
+     (datetime(2026, 11, 17, 20, 59, 50, tzinfo=UTC), datetime(2026, 11, 18, 14, 29, 50, tzinfo=UTC))),
+], ids=["24x7-midnight", "exchange-next-open"])
+def test_a_falling_cumulative_volume_is_a_session_reset_never_a_negative_volume(symbol, start, stop_at, jump):
+    # TradingView's quote volume is the session's cumulative volume, so it falls when a new
+    # session starts. The tick at the fall carries what traded since: the new cumulative value.
+    server, ticks, resets = _ticks_across(symbol, start, stop_at, jump)
+    cumulative = [t.cumulative_volume for t in ticks]
+    falls = [i for i in range(1, len(ticks)) if cumulative[i] < cumulative[i - 1]]
+    assert resets == 1 and len(falls) == 1
+    at = falls[0]
+    assert all(t.volume >= 0 for t in ticks)
+    assert ticks[at].volume == ticks[at].cumulative_volume > 0  # all of it traded since the reset
+    assert ticks[at].time.date() == stop_at.date() and ticks[at - 1].time.date() == start.date()
+    # from the reset on, the per-tick volumes add up to the server's cumulative volume exactly,
+    # and every tick's volume is the oracle's
+    assert sum(t.volume for t in ticks[at:]) == ticks[-1].cumulative_volume
+    truth = _truth_since(server, symbol, ticks[0], ticks[-1])
+    assert [(t.time, t.volume) for t in ticks[1:]] == [(t.time, t.volume) for t in truth]
+
+
 def test_subscribe_and_unsubscribe_while_running():
     async def go():
         async with SimulatorServer(sim_start=SIM_START, speed=200, pump_interval_s=0.02) as server:

@@ -129,6 +129,24 @@ def test_per_tick_volume_is_the_cumulative_delta():
     assert _apply(quote, 52, symbol="NASDAQ:AAPL") == []
 
 
+def test_a_falling_real_cumulative_volume_is_a_session_reset():
+    # The captured AAPL updates (records 51-52: 20932619 -> 20932629, per-tick 10), then the
+    # same real frame as the next session would send it: its cumulative volume restarted at
+    # 1200. That is the volume traded since the reset, never 1200 - 20932629.
+    quote = SymbolQuote("NASDAQ:AAPL")
+    first, second = _apply(quote, 51, 52, symbol="NASDAQ:AAPL")
+    assert second.volume == 10.0
+    (frame,) = frames(52)
+    next_session = {**frame.params[1], "v": {**frame.params[1]["v"], "lp": 188.0, "volume": 1200}}
+    (reset_frame,) = decode_message(encode_message("qsd", [frame.params[0], next_session]))
+    quote.merge(reset_frame.params[1]["v"])
+    reset = quote.next_tick(NOW)
+    assert reset.volume == 1200.0 and reset.cumulative_volume == 1200 and quote.resets == 1
+    quote.merge({"lp": 188.01, "volume": 1450})
+    assert quote.next_tick(NOW).volume == 250.0  # deltas again, from the new baseline
+    assert quote.resets == 1
+
+
 def test_index_volume_sentinel_gives_no_volume():
     quote = SymbolQuote("NASDAQ:NDX")
     (tick,) = _apply(quote, 3, symbol="NASDAQ:NDX")

@@ -70,9 +70,11 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"TCP port (default {DEFAULT_PORT}; 0 picks a free one)")
     parser.add_argument("--seed", type=int, default=42, help="market seed: same seed, same data (default 42)")
     parser.add_argument("--speed", type=_positive(float), default=1.0,
-                        help="simulated seconds per wall second (default 1; 3600 = an hour per second)")
+                        help="simulated seconds per wall second while simulated time is behind the "
+                        "wall clock (default 1; 3600 = an hour per second); it never runs ahead of it")
     parser.add_argument("--sim-start", type=_sim_start, default=None,
-                        help="simulated time at start, ISO 8601 (default: now)")
+                        help="simulated time at start, ISO 8601, not in the future (default: now; with "
+                        "--speed above 1, early enough to run accelerated for an hour)")
     parser.add_argument("--heartbeat-s", type=_positive(float), default=10.0,
                         help="seconds between heartbeats (default 10, as TradingView)")
     parser.add_argument("--paid-token", action="append", default=None, metavar="TOKEN",

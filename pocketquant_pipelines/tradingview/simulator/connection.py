@@ -25,6 +25,7 @@ from pocketquant_pipelines.market.intervals import Interval
 from pocketquant_pipelines.market.sessions import bar_end, bar_starts_between
 from pocketquant_pipelines.market.timeutil import from_epoch
 from pocketquant_pipelines.tradingview.codec import decode_message, encode_frame
+from pocketquant_pipelines.tradingview.simulator.faults import FUTURE_TICK_PRICE_FACTOR, FUTURE_TICK_TIME
 from pocketquant_pipelines.tradingview.simulator.history_text import frame_text, future_marks_text, history_params
 from pocketquant_pipelines.tradingview.simulator.market import BarArrays, _SymbolModel
 from pocketquant_pipelines.tradingview.simulator.payloads import (
@@ -318,15 +319,39 @@ class _Connection:
                 if quote.hibernated and sub.name not in quote.fast:
                     continue
                 visible = int(now) - sub.model.spec.delay_s
+                last_t = None
                 for t, v in sub.feed.advance(visible):
                     v = filter_fields(v, quote.fields)
                     if v:
                         order += 1
+                        last_t = t
                         updates.append((t, order, self.plain("qsd", [quote.qs, {"n": sub.name, "s": "ok", "v": v}])))
+                if last_t is not None and self._future_tick_due(sub.name):
+                    order += 1
+                    updates.append((last_t, order, self._future_tick(quote, sub)))
         updates.sort()
         frames.extend(f for _, _, f in updates)
         if frames:
             self.emit(*frames)
+
+    def _future_tick_due(self, name: str) -> bool:
+        faults = self.server.faults
+        if faults.future_ticks <= 0:
+            return False
+        if faults.future_tick_symbol is not None and faults.future_tick_symbol != name:
+            return False
+        faults.future_ticks -= 1
+        self.server.stats.future_ticks_sent += 1
+        return True
+
+    def _future_tick(self, quote: _QuoteSession, sub: _QuoteSub) -> str:
+        """A tick dated in the year 3000 (faults.future_ticks). Not recorded in the feed's
+        values: the next real update differs from the last real one in ``lp`` and ``lp_time``
+        and so resends both, putting the client's merged quote right again."""
+        last = sub.feed.values.get("lp") or 1.0
+        v = filter_fields({"lp": last * FUTURE_TICK_PRICE_FACTOR, "lp_time": FUTURE_TICK_TIME}, quote.fields)
+        log.info("simulator_future_tick", connection=self.number, symbol=sub.name, lp_time=FUTURE_TICK_TIME)
+        return self.plain("qsd", [quote.qs, {"n": sub.name, "s": "ok", "v": v}])
 
     def _du(self, chart: _ChartSession, series: _Series, now: float) -> str | None:
         model = series.model

@@ -10,6 +10,9 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+FUTURE_TICK_TIME = 32_503_680_000  # 3000-01-01T00:00:00Z, epoch seconds
+FUTURE_TICK_PRICE_FACTOR = 1000
+
 
 @dataclass
 class FaultConfig:
@@ -41,6 +44,17 @@ class FaultConfig:
     1970) to the first ``timescale_update`` of every history series: a server whose clock or
     data went wrong. Each extra bar repeats the values of the newest real bar."""
 
+    future_ticks: int = 0
+    """Send this many quote ticks dated ``FUTURE_TICK_TIME`` (3000-01-01, a server clock gone
+    wrong), one after a live quote update, then decrement. The tick is a ``qsd`` frame with only
+    ``lp`` (the last price times ``FUTURE_TICK_PRICE_FACTOR``, a price no real tick has) and
+    ``lp_time``; no volume, so every real tick's volume still adds up. The next real update
+    resends ``lp`` and ``lp_time``, so a client's merged quote is right again after it."""
+
+    future_tick_symbol: str | None = None
+    """Only this symbol (the subscribed string) gets the future ticks; None: whichever
+    quote symbol updates next."""
+
 
 @dataclass
 class ServerStats:
@@ -62,3 +76,4 @@ class ServerStats:
     protocol_errors: int = 0      # protocol_error frames sent (the socket closes after each)
     critical_errors: int = 0
     extra_history_rows: int = 0   # rows added by faults.history_extra_times
+    future_ticks_sent: int = 0    # quote ticks dated FUTURE_TICK_TIME (faults.future_ticks)
