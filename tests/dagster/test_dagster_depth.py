@@ -97,7 +97,9 @@ def test_plausible_times_judgement():
 
 # --------------------------------------------------------------------------- real syncs
 def test_a_stored_year_3000_bar_does_not_stop_the_next_sync_from_filling_the_gap(settings, store):
-    with run_simulator_in_thread(seed=5, resolve_delay_s=0.0) as sim:
+    # the clock jumps 5 h below and never passes the wall clock: start a day back
+    start = datetime.now(UTC) - timedelta(days=1)
+    with run_simulator_in_thread(seed=5, resolve_delay_s=0.0, sim_start=start) as sim:
         cfg = dataclasses.replace(settings, tradingview_ws_url=sim.url)
 
         def sync(**kw):
