@@ -136,5 +136,21 @@ def compare_with_history(store, market, symbol: str, end_epoch: float, *, interv
     return compared
 
 
+async def stream_until(service, server, sim_end, hooks=()):
+    """Run the service until the simulator's clock reaches ``sim_end``; ``hooks`` are
+    (sim time, callable) pairs fired once when the clock passes them (fault injection)."""
+    hooks = sorted(hooks, key=lambda h: h[0])
+    task = asyncio.create_task(service.run())
+    await asyncio.wait_for(service.started.wait(), 10)
+    while server.sim_now() < sim_end:
+        while hooks and server.sim_now() >= hooks[0][0]:
+            hooks.pop(0)[1]()
+        if task.done():
+            break
+        await asyncio.sleep(0.05)
+    service.request_stop()
+    await asyncio.wait_for(task, 20)
+
+
 def utc(epoch: float) -> datetime:
     return from_epoch(epoch)

@@ -22,7 +22,7 @@ from pocketquant_pipelines.storage.factory import open_bar_store, open_live_cach
 from pocketquant_pipelines.tradingview.client import TradingViewClient
 from pocketquant_pipelines.tradingview.simulator.server import run_simulator_in_thread
 from streamer.service import StreamerService
-from streamer_helpers import as_synced, compare_with_history
+from streamer_helpers import as_synced, compare_with_history, stream_until
 
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
@@ -51,22 +51,6 @@ def registered(store, market, *symbols):
     """The registry as a first historical sync leaves it: session/timezone/calendar from symbol_resolved."""
     for symbol in symbols:
         store.add_symbol(as_synced(market, symbol))
-
-
-async def stream_until(service, server, sim_end, hooks=()):
-    """Run the service until the simulator's clock reaches ``sim_end``; ``hooks`` are
-    (sim time, callable) pairs fired once when the clock passes them (fault injection)."""
-    hooks = sorted(hooks, key=lambda h: h[0])
-    task = asyncio.create_task(service.run())
-    await asyncio.wait_for(service.started.wait(), 10)
-    while server.sim_now() < sim_end:
-        while hooks and server.sim_now() >= hooks[0][0]:
-            hooks.pop(0)[1]()
-        if task.done():
-            break
-        await asyncio.sleep(0.05)
-    service.request_stop()
-    await asyncio.wait_for(task, 20)
 
 
 @pytest.mark.e2e
