@@ -138,7 +138,7 @@ def corrections_in_force(info: Mapping[str, object]) -> str:
     else:
         value = ""
         wanted = info.get("subsession_id")
-        for sub in info.get("subsessions") or ():
+        for sub in (info.get("subsessions") or ()) if isinstance(wanted, str) else ():
             if isinstance(sub, Mapping) and sub.get("id") == wanted:
                 value = sub.get("session-correction") or ""
                 break

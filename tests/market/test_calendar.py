@@ -116,6 +116,7 @@ def test_corrections_in_force_top_level_else_selected_subsession():
     top = {"corrections": "dayoff:20250109", "subsession_id": "regular", "subsessions": subs}
     assert corrections_in_force(top) == "dayoff:20250109"
     assert corrections_in_force({}) == ""
+    assert corrections_in_force({"subsessions": [{"session-correction": "dayoff:20250109"}]}) == ""  # none named
     with pytest.raises(InvalidCalendarError, match="42"):
         corrections_in_force({"corrections": 42})
 
