@@ -12,6 +12,9 @@ Workloads (synthetic, deterministic, ticks 0.1-2 s apart like a liquid symbol's 
                 while the market is open (what the quote stream delivers), spanning DST.
 * session+closed same session, ticks around the clock: ~79 % fall outside the session and
                 are dropped and counted.
+* +calendar     the two session workloads again with the NYSE calendar the simulator sends
+                (holidays 2018-2027, 13:00 early closes, a dayoff): what a synced US symbol
+                streams with. Same ticks, so the difference is the calendar's cost.
 * Tick objects  the 24x7 workload through ``on_tick(Tick)`` (datetime -> epoch per tick).
 
 Times are CPU seconds of this process (``time.process_time``), not wall-clock: on a shared
@@ -35,6 +38,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pocketquant_pipelines.market.aggregator import BarAggregator  # noqa: E402
+from pocketquant_pipelines.market.calendar import (  # noqa: E402
+    build_calendar,
+    parse_corrections,
+    parse_holidays,
+)
 from pocketquant_pipelines.market.sessions import (  # noqa: E402
     SESSION_24X7,
     Session,
@@ -43,8 +51,11 @@ from pocketquant_pipelines.market.sessions import (  # noqa: E402
 )
 from pocketquant_pipelines.market.intervals import Interval  # noqa: E402
 from pocketquant_pipelines.market.ticks import Tick  # noqa: E402
+from pocketquant_pipelines.tradingview.simulator.calendars import NYSE_CORRECTIONS, NYSE_HOLIDAYS  # noqa: E402
 
 NY = Session.parse("0930-1600", "America/New_York")
+NY_CALENDAR = Session.parse("0930-1600", "America/New_York",
+                            build_calendar(parse_holidays(NYSE_HOLIDAYS), parse_corrections(NYSE_CORRECTIONS)))
 START = datetime(2024, 2, 26, 14, 30, tzinfo=UTC).timestamp()  # a Monday open (EST); DST on 03-10
 
 
@@ -139,6 +150,8 @@ def main() -> None:
         ("24x7, 13 intervals", n, aggregator_workload(crypto, SESSION_24X7)),
         ("session NY, 13 intervals", n, aggregator_workload(session_ticks, NY)),
         ("session NY + closed hours", n, aggregator_workload(around_clock, NY)),
+        ("session NY + NYSE calendar", n, aggregator_workload(session_ticks, NY_CALENDAR)),
+        ("session NY + calendar + closed", n, aggregator_workload(around_clock, NY_CALENDAR)),
         ("24x7 via on_tick(Tick)", len(objects), objects_run),
     ]
     # Interleaving the workloads round by round spreads the noise of a shared machine evenly

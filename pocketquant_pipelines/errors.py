@@ -29,6 +29,10 @@ class InvalidSessionError(InvalidInputError):
     pass
 
 
+class InvalidCalendarError(InvalidInputError):
+    """A holiday list, session correction or calendar record we cannot use."""
+
+
 class ConfigError(InvalidInputError):
     """A setting from the environment or .env has a value we cannot use."""
 

@@ -38,11 +38,13 @@ a retry, everything else (unknown symbol, bad parameters, auth) is permanent.
 import asyncio
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 
 from pocketquant_pipelines.errors import InvalidInputError
 from pocketquant_pipelines.logging import get_logger
+from pocketquant_pipelines.market.calendar import calendar_from_record, calendar_record, derive_history
 from pocketquant_pipelines.market.intervals import Interval
 from pocketquant_pipelines.market.symbols import normalize_symbol
 from pocketquant_pipelines.market.timeutil import ensure_utc, from_epoch, utcnow
@@ -170,7 +172,9 @@ def plan_request(
 
 
 def record_metadata(store: BarStore, symbol: str, meta) -> None:
-    """Store what symbol_resolved told us into the registry (only fields it actually sent)."""
+    """Store what symbol_resolved told us into the registry (only fields it actually sent),
+    including its calendar (holidays, corrections in force, when it was read); the calendar's
+    "history" part, which only synced daily bars decide, is kept as it was."""
     if meta is None:
         return
     fields = {
@@ -178,11 +182,63 @@ def record_metadata(store: BarStore, symbol: str, meta) -> None:
         for name in ("name", "description", "type", "currency", "timezone", "session", "pricescale")
         if getattr(meta, name, None) is not None
     }
+    current = store.get_symbol(symbol)
+    if current is None:
+        return  # a sync of an unregistered symbol (scripts, benches) leaves the registry alone
+    # name and description are the user's display fields once set (`symbols add --name`):
+    # symbol_resolved only fills them while they are empty
+    for name in ("name", "description"):
+        if getattr(current, name):
+            fields.pop(name, None)
+    calendar = _calendar_from_metadata(symbol, meta, current.calendar)
+    if calendar is not None:
+        fields["calendar"] = calendar
     if not fields:
         return
-    if store.get_symbol(symbol) is None:
-        return  # a sync of an unregistered symbol (scripts, benches) leaves the registry alone
     store.update_symbol(symbol, **fields)
+
+
+def _calendar_from_metadata(symbol: str, meta, current: Mapping) -> dict | None:
+    resolved_at = getattr(meta, "resolved_at", None)
+    calendar_fields = getattr(meta, "calendar_fields", None)
+    if resolved_at is None or calendar_fields is None:
+        return None  # not from a symbol_resolved: nothing said about the calendar
+    try:
+        return calendar_record(calendar_fields(), ensure_utc(resolved_at).isoformat(), current.get("history"))
+    except InvalidInputError as exc:
+        # The bars are still good: keep the calendar the registry had and say why.
+        log.error("symbol_calendar_invalid", symbol=symbol, error=str(exc), kept="previous calendar")
+        return None
+
+
+def record_daily_calendar(store: BarStore, symbol: str) -> dict | None:
+    """After a 1d sync: what the stored daily history says about closures (market.calendar
+    ``derive_history``), written to the registry's calendar["history"]. Reads the symbol's
+    daily bars once; only bars history wrote count (a stream bar is not TradingView's word).
+    Returns the history record, or None when there is nothing to record."""
+    info = store.get_symbol(symbol)
+    if info is None or not (info.session and info.timezone):
+        return None
+    frame = store.read_bars(symbol, Interval.D1)
+    if "source" in frame.columns:
+        frame = frame[frame["source"] == Source.HISTORY.value]
+    if not len(frame):
+        return None
+    starts = [t.timestamp() for t in frame.index]
+    try:
+        listed = calendar_from_record(info.calendar, with_history=False)
+        history = derive_history(starts, info.session, info.timezone, listed)
+    except InvalidInputError as exc:
+        log.error("symbol_calendar_history_failed", symbol=symbol, error=str(exc))
+        return None
+    if history is None:
+        return None
+    record = history.to_record()
+    if dict(info.calendar).get("history") != record:
+        store.update_symbol(symbol, calendar={**info.calendar, "history": record})
+        log.info("symbol_calendar_history", symbol=symbol, first=record["first"], last=record["last"],
+                 closed=len(record["closed"]), open=len(record["open"]))
+    return record
 
 
 async def sync_history_async(
@@ -216,6 +272,8 @@ async def sync_history_async(
     fetched = result.columns  # validated, ascending, one row per key: written without Bar objects
     upsert = store.upsert_bars(fetched, source=Source.HISTORY) if len(fetched) else None
     record_metadata(store, symbol, getattr(result, "metadata", None))
+    if interval is Interval.D1 and len(fetched):
+        record_daily_calendar(store, symbol)
     stored = store.count_bars(symbol, interval)
     stored_frame_first = None
     stored_stream = stored_partial = stored_implausible = 0

@@ -1,34 +1,26 @@
-"""Per-symbol streaming state: the aggregator, its session and the completeness anchor."""
+"""Per-symbol streaming state: the aggregator, its session and the completeness anchor.
+
+The session comes from the registry (``storage.symbol_session.session_of``): a historical
+sync, or the streamer itself when it subscribes a symbol without one
+(``StreamerService._resolve_session_soon``), fills ``timezone``/``session``/``calendar`` from
+``symbol_resolved``; the quote snapshot's ``timezone`` comes without the session string. Until
+then the symbol is aggregated as 24x7 and a warning says so; its bars reach the live cache but
+not the store (``StreamerService._hold_unaligned``). Once the fields are filled the aggregator
+is rebuilt (or, if 24x7 was right, kept and its bars stored). A calendar that closes or
+corrects other days makes a different Session, so it rebuilds the aggregator too; a registry
+update that leaves the closed and corrected days as they were does not.
+"""
 
 from dataclasses import dataclass, field
 
 from pocketquant_pipelines.logging import get_logger
 from pocketquant_pipelines.market.aggregator import BarAggregator
 from pocketquant_pipelines.market.intervals import ALL_INTERVALS
-from pocketquant_pipelines.market.sessions import SESSION_24X7, Session
+from pocketquant_pipelines.market.sessions import Session
 from pocketquant_pipelines.storage.base import SymbolInfo
+from pocketquant_pipelines.storage.symbol_session import session_of
 
 log = get_logger("streamer.symbols")
-
-
-def session_for(info: SymbolInfo) -> tuple[Session, bool]:
-    """The symbol's trading session from the registry, and whether it is known.
-
-    A historical sync, or the streamer itself when it subscribes a symbol without one
-    (``StreamerService._resolve_session_soon``), fills ``timezone``/``session`` from
-    ``symbol_resolved``; the quote snapshot's ``timezone`` comes without the session string.
-    Until then the symbol is aggregated as 24x7 and a warning says so. Its bars reach the live
-    cache but not the store (see ``StreamerService._hold_unaligned``). Once the fields are
-    filled the aggregator is rebuilt (or, if 24x7 was right, kept and its bars stored).
-    """
-    if info.session and info.timezone:
-        try:
-            return Session.parse(info.session, info.timezone), True
-        except ValueError as exc:
-            log.error("symbol_session_invalid", symbol=info.symbol, session=info.session,
-                      timezone=info.timezone, error=str(exc), fallback="24x7")
-            return SESSION_24X7, False
-    return SESSION_24X7, False
 
 
 @dataclass
@@ -58,18 +50,18 @@ class SymbolState:
 
     @classmethod
     def create(cls, info: SymbolInfo, intervals=ALL_INTERVALS) -> "SymbolState":
-        session, known = session_for(info)
+        session, known = session_of(info)
         if not known:
             log.warning("symbol_session_unknown", symbol=info.symbol, assumed="24x7",
                         hint="resolving it from TradingView; a historical sync records it too")
         return cls(info.symbol, session, known, BarAggregator(info.symbol, session, intervals))
 
     def session_changed(self, info: SymbolInfo) -> bool:
-        session, known = session_for(info)
+        session, known = session_of(info)
         return known and session != self.session
 
     def session_confirmed(self, info: SymbolInfo) -> bool:
         """The registry now knows the session and it is the 24x7 this state assumed: the bars
         were aligned right all along, so they may go to the store from now on (no rebuild)."""
-        session, known = session_for(info)
+        session, known = session_of(info)
         return known and not self.session_known and session == self.session

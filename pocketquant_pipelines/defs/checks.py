@@ -5,8 +5,10 @@
 * ``no_duplicate_bars`` (blocking, ERROR): bar start times are unique and ascending in the
   stored series, and the last fetched batch repeated no bar start.
 * ``no_gaps`` (WARN): every bar start the symbol's session would produce between the first
-  and last stored bar is present. Closed markets (nights, weekends) produce no starts, so they
-  are not gaps. Missing ranges are listed in the metadata.
+  and last stored bar is present. Closed markets (nights, weekends, and the days the symbol's
+  calendar closes: TradingView's holidays and dayoff corrections, and past days without a
+  synced daily bar) produce no starts, so they are not gaps; early closes end a day's
+  expected bars early. Missing ranges are listed in the metadata.
 * ``fresh_last_bar`` (WARN): the last stored bar is not older than the latest bar the session
   has produced by now (one bar of slack for the bar in progress).
 * ``history_depth`` (WARN): history reaches back at least the first-sync depth
@@ -40,6 +42,7 @@ from pocketquant_pipelines.market.timeutil import utcnow
 from pocketquant_pipelines.settings import Settings
 from pocketquant_pipelines.storage.base import HistoryCoverage
 from pocketquant_pipelines.sync import EPOCH, plausible_coverage
+from pocketquant_pipelines.storage.symbol_session import session_of_symbol
 
 MAX_LISTED = 20  # examples / ranges shown in metadata
 
@@ -148,15 +151,26 @@ def evaluate_gaps(frame: pd.DataFrame, interval: Interval | str,
     ranges = _ranges(missing, expected)
     listed = [{"from": a.isoformat(), "to": b.isoformat(), "bars": n} for a, b, n in ranges[:MAX_LISTED]]
     text = (f"{len(missing)} expected bar(s) missing in {len(ranges)} range(s) "
-            f"for session {session.spec} ({session.timezone})" if missing
-            else f"no gaps against session {session.spec} ({session.timezone})")
+            f"for session {_described(session)}" if missing
+            else f"no gaps against session {_described(session)}")
     return CheckOutcome(
         "no_gaps", passed=not missing, severity="WARN", blocking=False, description=text,
         metadata={"bars_checked": int(len(frame)), "expected_bars": int(len(expected)),
                   "missing_bars": int(len(missing)), "missing_ranges": dg.MetadataValue.json(listed),
                   "off_session_bars": int(len(unexpected)),
-                  "session": f"{session.spec} {session.timezone}"},
+                  "session": f"{session.spec} {session.timezone}",
+                  "calendar_closed_days": len(session.calendar.closed),
+                  "calendar_corrected_days": len(session.calendar.corrected)},
     )
+
+
+def _described(session: Session) -> str:
+    """The session as the check's text names it; the calendar is why holidays are no gaps."""
+    text = f"{session.spec} ({session.timezone})"
+    calendar = session.calendar
+    if calendar:
+        text += f" with its calendar ({len(calendar.closed)} closed, {len(calendar.corrected)} corrected days)"
+    return text
 
 
 # --------------------------------------------------------------------------- freshness
@@ -251,23 +265,12 @@ def evaluate_plausible_times(frame: pd.DataFrame, now: datetime, clock_skew_s: f
 
 
 # --------------------------------------------------------------------------- wiring
-def session_for(store, symbol: str) -> Session:
-    """The symbol's session from the registry (what symbol_resolved said), else 24x7."""
-    info = store.get_symbol(symbol)
-    if info is not None and info.session and info.timezone:
-        try:
-            return Session.parse(info.session, info.timezone)
-        except ValueError:
-            pass
-    return SESSION_24X7
-
-
 def evaluate_all(store, symbol: str, interval: Interval, fetched_duplicate_times: int = 0,
                  names: Iterable[str] | None = None, now: datetime | None = None, *,
                  first_bars: int = Settings.sync_first_bars,
                  clock_skew_s: float = Settings.clock_skew_s) -> list[CheckOutcome]:
     frame = store.read_bars(symbol, interval)
-    session = session_for(store, symbol)
+    session = session_of_symbol(store, symbol)
     wanted = set(names) if names is not None else set(CHECK_NAMES)
     out = []
     if "ohlc_sanity" in wanted:

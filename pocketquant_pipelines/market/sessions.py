@@ -1,17 +1,21 @@
-"""Trading sessions and bar alignment (CONTRACT — helper A implements; signatures are fixed).
+"""Trading sessions, their calendars, and bar alignment.
 
-A ``Session`` is what TradingView's ``symbol_resolved`` tells us: an IANA ``timezone`` and a
-``session`` string (``"24x7"``, ``"0930-1600"``, ``"0930-1600:23456"``, ``"2;0000-0000:1234567"``).
+A ``Session`` is what TradingView's ``symbol_resolved`` tells us: an IANA ``timezone``, a
+``session`` string (``"24x7"``, ``"0930-1600"``, ``"0930-1600:23456"``, ``"2;0000-0000:1234567"``)
+and the exchange calendar (``market.calendar``: holidays, per-day corrections and what synced
+daily history showed).
 
 The model (docs/alignment.md has the full rules and what is observed vs inferred):
 
-* A **trading day** is a local calendar date whose weekday is listed in the session. It owns one
-  or more **windows** ``[open, close)``. A range whose close is not after its open
-  (``"1700-1600"``) opens on the previous calendar evening; ``"0000-0000"`` is the whole day.
+* A **trading day** is a local calendar date whose weekday is listed in the session and that
+  the calendar does not close (a corrected day trades its correction's ranges, whatever its
+  weekday). It owns one or more **windows** ``[open, close)``. A range whose close is not after
+  its open (``"1700-1600"``) opens on the previous calendar evening; ``"0000-0000"`` is the
+  whole day; ``F``/``Fn`` put a time one / n days earlier.
 * **Intraday** buckets are anchored at each window's open and cut short at its close.
-* **1d** bars start at the trading day's first open; **1w** at the first open of the first
-  trading day of the Monday-based week; **1M** at the first open of the month's first trading
-  day. Holidays are not modelled.
+* **1d** bars start at the trading day's first open and end at its last close (an early close
+  ends them early); **1w** at the first open of the first trading day of the Monday-based week;
+  **1M** at the first open of the month's first trading day.
 * An instant outside every window belongs to no bar (``bar_start`` returns None).
 
 Everything runs on float epoch seconds internally (the aggregator's hot path needs that);
@@ -22,14 +26,21 @@ epoch) is cached, so aligning thousands of bars touches zoneinfo once per tradin
 from __future__ import annotations
 
 import math
-import re
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from pocketquant_pipelines.errors import InvalidInputError, InvalidSessionError
+from pocketquant_pipelines.market.calendar import EMPTY_CALENDAR, TradingCalendar
 from pocketquant_pipelines.market.intervals import Interval
+from pocketquant_pipelines.market.session_rules import (
+    bad_session,
+    days_before,
+    local_epoch,
+    parse_week,
+    session_zone,
+)
 from pocketquant_pipelines.market.timeutil import ensure_utc, from_epoch
 
 _DAY = 86_400
@@ -38,13 +49,8 @@ _WEEK = 7 * _DAY
 _MONDAY_SHIFT = 3 * _DAY
 # Zone names whose offset is always zero: 24x7 sessions there align with plain arithmetic.
 _UTC_ZONES = frozenset({"Etc/UTC", "UTC", "Etc/GMT", "GMT", "Etc/Universal", "Universal", "Etc/Zulu", "Zulu"})
-_DEFAULT_DAYS = "23456"  # TradingView day numbers: 1=Sunday, 2=Monday ... 7=Saturday
-# "HHMM-HHMM"; an "F" after the open ("1700F-1900", seen on TVC:DXY) puts the open on the
-# previous calendar day even when the close is later in the day.
-_RANGE = re.compile(r"(\d{4})(F?)-(\d{4})")
-_DAYS = re.compile(r"[1-7]+")
 # How far we look for the next session before concluding there is none (sessions trade on at
-# least one weekday, so a month is plenty; this only bounds loops on malformed state).
+# least one weekday and real closures last days or weeks; this only bounds the loops).
 _SCAN_DAYS = 40
 
 
@@ -52,30 +58,46 @@ _SCAN_DAYS = 40
 class Session:
     timezone: str  # IANA, e.g. "Etc/UTC", "America/New_York"
     spec: str      # TradingView session string as received, e.g. "24x7", "0930-1600"
+    calendar: TradingCalendar = EMPTY_CALENDAR  # closed and corrected days (market.calendar)
+    # A Session is part of every alignment cache key: hash it once, not per lookup.
+    _hash: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Validate on construction so every Session in the system is usable (errors name the
         # bad spec or timezone); the compiled rules are cached for later alignment calls.
         if not isinstance(self.spec, str):
-            raise _bad(self.spec, "expected a TradingView session string such as '0930-1600'")
+            raise bad_session(self.spec, "expected a TradingView session string such as '0930-1600'")
         if not isinstance(self.timezone, str):
             raise InvalidSessionError(
                 f"invalid session timezone {self.timezone!r}: expected an IANA name such as 'America/New_York'"
             )
+        if not isinstance(self.calendar, TradingCalendar):
+            raise InvalidSessionError(
+                f"invalid session calendar {self.calendar!r}: expected a market.calendar.TradingCalendar")
+        object.__setattr__(self, "_hash", hash((self.timezone, self.spec, self.calendar)))
         _rules(self)
 
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __reduce__(self):  # str hashes differ per process: rebuild (and re-hash) on unpickling
+        return Session, (self.timezone, self.spec, self.calendar)
+
     @classmethod
-    def parse(cls, spec: str, timezone: str) -> "Session":
+    def parse(cls, spec: str, timezone: str, calendar: TradingCalendar | None = None) -> "Session":
         """Validate and build; InvalidSessionError names the bad spec or timezone."""
         if not isinstance(spec, str):
             raise InvalidSessionError(f"invalid session {spec!r}: expected a TradingView session string such as '0930-1600'")
         if not isinstance(timezone, str):
             raise InvalidSessionError(f"invalid session timezone {timezone!r}: expected an IANA name such as 'America/New_York'")
-        return cls(timezone.strip(), spec.strip())
+        return cls(timezone.strip(), spec.strip(), EMPTY_CALENDAR if calendar is None else calendar)
+
+    def without_calendar(self) -> "Session":
+        return self if not self.calendar else Session(self.timezone, self.spec)
 
     @property
     def is_24x7(self) -> bool:
-        """True when the market never closes (every day is a full trading day)."""
+        """True when the market never closes (every day is a full trading day, no calendar)."""
         return _rules(self).always_open
 
     def is_open(self, t: datetime) -> bool:
@@ -87,104 +109,30 @@ class Session:
 
 
 # --------------------------------------------------------------------------------------------
-# Parsing: spec -> per-weekday ranges in minutes relative to the trading day's local midnight.
+# Compiled rules: the session string's weekday ranges (session_rules) and the zone.
 
 
 @dataclass(frozen=True, slots=True)
 class _Rules:
     zone: ZoneInfo
     # Indexed by Python weekday (0=Monday). Each entry: sorted (open_min, close_min) relative to
-    # the trading day's 00:00 local; open_min < 0 means the previous evening.
+    # the trading day's 00:00 local; open_min < 0 means an earlier calendar day.
     week: tuple[tuple[tuple[int, int], ...], ...]
     always_open: bool
-    utc_arithmetic: bool  # 24x7 in a zero-offset zone: align by epoch arithmetic alone
-
-
-def _bad(spec: object, why: str) -> InvalidSessionError:
-    return InvalidSessionError(f"invalid session {spec!r}: {why}")
-
-
-def _minutes(spec: str, hhmm: str, *, is_close: bool) -> int:
-    hh, mm = int(hhmm[:2]), int(hhmm[2:])
-    if mm > 59 or hh > 24 or (hh == 24 and (mm != 0 or not is_close)):
-        raise _bad(spec, f"time {hhmm!r} is not a valid HHMM")
-    return hh * 60 + mm
-
-
-def _parse_spec(spec: str) -> tuple[tuple[tuple[int, int], ...], ...]:
-    if spec.lower() == "24x7":
-        return tuple(((0, 1440),) for _ in range(7))
-    text = spec
-    # 2019-era strings carry a leading "N;" (e.g. "2;0000-0000:1234567"); it does not change
-    # the hours, so it is skipped.
-    if ";" in text:
-        prefix, _, text = text.partition(";")
-        if not prefix.isdigit():
-            raise _bad(spec, f"prefix {prefix!r} before ';' is not a number")
-    if not text:
-        raise _bad(spec, "empty; expected e.g. '0930-1600', '0930-1600:23456' or '24x7'")
-    per_day: list[list[tuple[int, int]]] = [[] for _ in range(7)]
-    for group in text.split("|"):
-        items = group.split(",")
-        # A group's trailing ":days" applies to those of its ranges that carry no days.
-        group_days = _DEFAULT_DAYS
-        for item in reversed(items):
-            if ":" in item:
-                group_days = item.partition(":")[2]
-                break
-        for item in items:
-            hours, sep, days = item.partition(":")
-            if not sep:
-                days = group_days
-            match = _RANGE.fullmatch(hours)
-            if not match:
-                raise _bad(spec, f"range {hours!r} is not HHMM-HHMM")
-            if not _DAYS.fullmatch(days):
-                raise _bad(spec, f"days {days!r} must be TradingView day numbers 1-7 (1=Sunday)")
-            o = _minutes(spec, match[1], is_close=False)
-            c = _minutes(spec, match[3], is_close=True)
-            if match[2]:
-                rng = (o - 1440, c)  # "F": opens on the previous calendar day
-            elif o == 0 and c == 0:
-                rng = (0, 1440)  # "0000-0000": the whole calendar day
-            elif c <= o:
-                rng = (o - 1440, c)  # overnight: opens the previous calendar evening
-            else:
-                rng = (o, c)
-            for d in set(days):
-                per_day[(int(d) - 2) % 7].append(rng)
-    week = tuple(tuple(sorted(set(ranges))) for ranges in per_day)
-    if not any(week):
-        raise _bad(spec, "no trading day")
-    for wd, ranges in enumerate(week):
-        for (_, c1), (o2, _) in zip(ranges, ranges[1:]):
-            if o2 < c1:
-                raise _bad(spec, "ranges of one day overlap")
-        following = week[(wd + 1) % 7]
-        if ranges and following and following[0][0] + 1440 < ranges[-1][1]:
-            raise _bad(spec, "a day's session overlaps the next day's")
-    return week
-
-
-def _zone(session: Session) -> ZoneInfo:
-    name = session.timezone
-    if not name:
-        raise InvalidSessionError(f"invalid session timezone {name!r}: expected an IANA name such as 'America/New_York'")
-    try:
-        return ZoneInfo(name)
-    except Exception as exc:  # ZoneInfoNotFoundError, ValueError (bad path), IsADirectoryError...
-        raise InvalidSessionError(
-            f"unknown session timezone {name!r}: expected an IANA name such as 'America/New_York'"
-        ) from exc
+    utc_arithmetic: bool  # 24x7 in a zero-offset zone, no calendar: align by epoch arithmetic alone
+    # A window of trading day D lies within [D - reach, D + 1) local: the days that may own an
+    # instant are its local date and the ``reach`` dates after it.
+    reach: int
 
 
 @lru_cache(maxsize=512)
 def _rules(session: Session) -> _Rules:
-    spec = session.spec
-    zone = _zone(session)
-    week = _parse_spec(spec)
-    always_open = all(ranges == ((0, 1440),) for ranges in week)
-    return _Rules(zone, week, always_open, always_open and session.timezone in _UTC_ZONES)
+    zone = session_zone(session.timezone)
+    week = parse_week(session.spec)
+    calendar = session.calendar
+    always_open = not calendar and all(ranges == ((0, 1440),) for ranges in week)
+    reach = max(1, calendar.days_before, *(days_before(r) for r in week if r))
+    return _Rules(zone, week, always_open, always_open and session.timezone in _UTC_ZONES, reach)
 
 
 # --------------------------------------------------------------------------------------------
@@ -199,19 +147,13 @@ def _weekday(ordinal: int) -> int:
 def _day_windows(session: Session, ordinal: int) -> tuple[tuple[float, float], ...]:
     rules = _rules(session)
     ranges = rules.week[_weekday(ordinal)]
+    calendar = session.calendar
+    if calendar:
+        ranges = calendar.ranges_on(ordinal, ranges)
     if not ranges:
         return ()
-    midnight = datetime.combine(date.fromordinal(ordinal), datetime.min.time())
     zone = rules.zone
-    # Wall-clock arithmetic on naive datetimes, then attach the zone: 09:30 stays 09:30 local
-    # on both sides of a DST change (a nonexistent local time resolves with fold=0).
-    return tuple(
-        (
-            (midnight + timedelta(minutes=o)).replace(tzinfo=zone).timestamp(),
-            (midnight + timedelta(minutes=c)).replace(tzinfo=zone).timestamp(),
-        )
-        for o, c in ranges
-    )
+    return tuple((local_epoch(zone, ordinal, o), local_epoch(zone, ordinal, c)) for o, c in ranges)
 
 
 def _local_ordinal(session: Session, t: float) -> int:
@@ -220,13 +162,14 @@ def _local_ordinal(session: Session, t: float) -> int:
 
 def _locate(session: Session, t: float) -> tuple[int, float, float] | None:
     """(trading-day ordinal, window open, window close) of the window containing ``t``."""
-    if _rules(session).utc_arithmetic:
+    rules = _rules(session)
+    if rules.utc_arithmetic:
         day = t - t % _DAY
         return int(day // _DAY) + 719_163, day, day + _DAY  # 719163 = date(1970,1,1).toordinal()
     local = _local_ordinal(session, t)
-    # A window of trading day D lies within [D-1 00:00, D+1 00:00) local, so t's trading day
-    # is its local date or the next one (overnight sessions).
-    for ordinal in (local, local + 1):
+    # A window of trading day D lies within [D - reach, D + 1) local, so t's trading day is
+    # its local date or one of the ``reach`` after it (1 for overnight sessions).
+    for ordinal in range(local, local + rules.reach + 1):
         for o, c in _day_windows(session, ordinal):
             if o <= t < c:
                 return ordinal, o, c
@@ -234,7 +177,10 @@ def _locate(session: Session, t: float) -> tuple[int, float, float] | None:
 
 
 def _trading_days(session: Session, first: int, last: int) -> list[int]:
-    return [d for d in range(first, last + 1) if _rules(session).week[_weekday(d)]]
+    if session.calendar:
+        return [d for d in range(first, last + 1) if _day_windows(session, d)]
+    week = _rules(session).week
+    return [d for d in range(first, last + 1) if week[_weekday(d)]]
 
 
 @lru_cache(maxsize=8_192)
@@ -331,19 +277,32 @@ def bar_starts_between_epoch(start: float, end: float, interval: Interval, sessi
         first = math.ceil(start / length) * length
         return [float(s) for s in range(first, math.ceil(end), length) if s < end]
     out: list[float] = []
-    for ordinal in range(_local_ordinal(session, start) - 1, _local_ordinal(session, end) + 2):
+    for ordinal in range(_local_ordinal(session, start) - 1, _local_ordinal(session, end) + rules.reach + 1):
         out.extend(s for s in _day_starts(session, interval, ordinal) if start <= s < end)
+    if rules.reach > 1:
+        out.sort()  # a day that opens several days early (Fn) lists its starts out of day order
     return out
 
 
 def first_start_at_or_after_epoch(x: float, interval: Interval, session: Session) -> float | None:
     """The earliest bar start >= ``x`` (None only for a session that never trades)."""
     base = _local_ordinal(session, x) - 1
-    for ordinal in range(base, base + _SCAN_DAYS + 1):
+    reach = _rules(session).reach
+    found: float | None = None
+    last = base + _SCAN_DAYS
+    ordinal = base
+    while ordinal <= last:
         for s in _day_starts(session, interval, ordinal):
             if s >= x:
-                return s
-    return None
+                if found is None:
+                    # a later day may open earlier (overnight, Fn): look ``reach`` days further
+                    last = min(last, ordinal + reach)
+                    found = s
+                elif s < found:
+                    found = s
+                break
+        ordinal += 1
+    return found
 
 
 def closed_span_epoch(t: float, session: Session) -> tuple[float, float] | None:
@@ -352,7 +311,8 @@ def closed_span_epoch(t: float, session: Session) -> tuple[float, float] | None:
     if _locate(session, t) is not None:
         return None
     local = _local_ordinal(session, t)
-    before = [c for d in range(local - _SCAN_DAYS, local + 2) for _, c in _day_windows(session, d) if c <= t]
+    reach = _rules(session).reach
+    before = [c for d in range(local - _SCAN_DAYS, local + reach + 1) for _, c in _day_windows(session, d) if c <= t]
     after = [o for d in range(local - 1, local + _SCAN_DAYS) for o, _ in _day_windows(session, d) if o > t]
     return (max(before) if before else -math.inf), (min(after) if after else math.inf)
 

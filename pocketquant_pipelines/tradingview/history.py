@@ -29,6 +29,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from itertools import chain
 
 import numpy as np
@@ -39,7 +40,7 @@ from pocketquant_pipelines.market.bar_columns import BarColumns, first_per_key, 
 from pocketquant_pipelines.market.bars import Bar
 from pocketquant_pipelines.market.clock import plausible_mask
 from pocketquant_pipelines.market.intervals import Interval
-from pocketquant_pipelines.market.timeutil import from_epoch
+from pocketquant_pipelines.market.timeutil import from_epoch, utcnow
 from pocketquant_pipelines.settings import Settings
 from pocketquant_pipelines.tradingview.codec import SENTINEL_ABS, Frame, sentinel_to_none
 from pocketquant_pipelines.tradingview.connection import Connection, new_session_id
@@ -174,9 +175,10 @@ def rows_to_columns(symbol: str, interval: Interval, rows: list[list]) -> tuple[
     return BarColumns.from_bars(symbol, interval, bars), rejected
 
 
-def metadata_from(symbol: str, info: dict) -> SymbolMetadata:
+def metadata_from(symbol: str, info: dict, resolved_at: datetime | None = None) -> SymbolMetadata:
     plots = info.get("visible_plots_set") or info.get("visible-plots-set")
     pricescale = info.get("pricescale")
+    subsessions = info.get("subsessions")
     return SymbolMetadata(
         symbol=symbol,
         name=info.get("name"),
@@ -188,6 +190,12 @@ def metadata_from(symbol: str, info: dict) -> SymbolMetadata:
         pricescale=int(pricescale) if isinstance(pricescale, (int, float)) and math.isfinite(pricescale) else None,
         has_volume=plots != "ohlc",
         raw=info,
+        # kept as sent; market.calendar validates them when the registry records them
+        session_holidays=info.get("session_holidays"),
+        corrections=info.get("corrections"),
+        subsession_id=info.get("subsession_id"),
+        subsessions=tuple(s for s in subsessions if isinstance(s, dict)) if isinstance(subsessions, list) else (),
+        resolved_at=utcnow() if resolved_at is None else resolved_at,
     )
 
 

@@ -24,6 +24,23 @@ class SymbolMetadata:
     pricescale: int | None = None
     has_volume: bool = True  # visible_plots_set == "ohlc" means no volume
     raw: dict = field(default_factory=dict)
+    # The exchange calendar as sent (market.calendar parses it): the holiday list, the
+    # top-level corrections when present, and the subsessions whose ``subsession_id`` one
+    # carries the corrections in force otherwise.
+    session_holidays: str | None = None
+    corrections: str | None = None
+    subsession_id: str | None = None
+    subsessions: tuple[dict, ...] = ()
+    resolved_at: datetime | None = None  # when this client read the symbol_resolved (UTC)
+
+    def calendar_fields(self) -> dict:
+        """The calendar part of the payload, in ``symbol_resolved``'s own shape."""
+        out: dict = {"subsession_id": self.subsession_id, "subsessions": list(self.subsessions)}
+        if self.session_holidays is not None:
+            out["session_holidays"] = self.session_holidays
+        if self.corrections is not None:
+            out["corrections"] = self.corrections
+        return out
 
 
 @dataclass(frozen=True, slots=True)

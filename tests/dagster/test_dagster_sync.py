@@ -58,3 +58,17 @@ def test_bar_count_validation_names_the_value(bad):
 def test_source_from_url():
     assert source_from_url("wss://data.tradingview.com/socket.io/websocket") == "tradingview"
     assert source_from_url("ws://127.0.0.1:8765/socket.io/websocket") == "simulator"
+
+
+def test_a_sync_fills_display_fields_but_never_overwrites_the_users(settings, store):
+    with run_simulator_in_thread(seed=5, resolve_delay_s=0.0) as sim:
+        cfg = dataclasses.replace(settings, tradingview_ws_url=sim.url)
+        store.add_symbol(SymbolInfo(symbol="NASDAQ:AAPL", name="Apple (my watchlist)"))
+        store.add_symbol(SymbolInfo(symbol="BINANCE:BTCUSDT"))
+        for symbol in ("NASDAQ:AAPL", "BINANCE:BTCUSDT"):
+            sync_history(store, TradingViewClient.from_settings(cfg), symbol, "1d",
+                         first_bars=5, overlap_bars=2)
+        aapl, btc = store.get_symbol("NASDAQ:AAPL"), store.get_symbol("BINANCE:BTCUSDT")
+        assert aapl.name == "Apple (my watchlist)"            # the user's, kept
+        assert aapl.description and aapl.session               # the rest from symbol_resolved
+        assert btc.name == "BTCUSDT" and btc.description       # empty ones filled

@@ -5,10 +5,13 @@ import asyncio
 import math
 from datetime import datetime
 
+from pocketquant_pipelines.market.calendar import calendar_record
 from pocketquant_pipelines.market.intervals import ALL_INTERVALS
 from pocketquant_pipelines.market.sessions import bar_end
 from pocketquant_pipelines.market.timeutil import from_epoch
+from pocketquant_pipelines.storage.base import SymbolInfo
 from pocketquant_pipelines.tradingview.models import ClientStats
+from pocketquant_pipelines.tradingview.simulator.payloads import symbol_info
 
 
 class ScriptedStream:
@@ -60,6 +63,20 @@ class ScriptedClient:
 
     async def close(self):
         await self.stream.close()
+
+
+def as_synced(market, symbol: str, stream: bool = True) -> SymbolInfo:
+    """The registry entry a first historical sync leaves: the simulator's symbol_resolved
+    timezone, session and calendar (holidays, early closes)."""
+    info = symbol_info(market.spec(symbol))
+    return SymbolInfo(symbol, timezone=info["timezone"], session=info["session"], stream=stream,
+                      calendar=calendar_record(info, "2019-01-01T00:00:00+00:00"))
+
+
+def synced_fields(market, symbol: str) -> dict:
+    """The registry fields a historical sync writes (for ``store.update_symbol``)."""
+    entry = as_synced(market, symbol)
+    return {"timezone": entry.timezone, "session": entry.session, "calendar": entry.calendar}
 
 
 def snapshot_tick(market, symbol: str, start):
@@ -117,6 +134,22 @@ def compare_with_history(store, market, symbol: str, end_epoch: float, *, interv
                     assert t in stored, f"{symbol} {interval} {t}: historical bar missing from the stream"
         compared[interval.value] = len(complete)
     return compared
+
+
+async def stream_until(service, server, sim_end, hooks=()):
+    """Run the service until the simulator's clock reaches ``sim_end``; ``hooks`` are
+    (sim time, callable) pairs fired once when the clock passes them (fault injection)."""
+    hooks = sorted(hooks, key=lambda h: h[0])
+    task = asyncio.create_task(service.run())
+    await asyncio.wait_for(service.started.wait(), 10)
+    while server.sim_now() < sim_end:
+        while hooks and server.sim_now() >= hooks[0][0]:
+            hooks.pop(0)[1]()
+        if task.done():
+            break
+        await asyncio.sleep(0.05)
+    service.request_stop()
+    await asyncio.wait_for(task, 20)
 
 
 def utc(epoch: float) -> datetime:

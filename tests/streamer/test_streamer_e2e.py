@@ -18,12 +18,11 @@ from pocketquant_pipelines.defs.streaming import streamed_bars_sensor, streamed_
 from pocketquant_pipelines.defs.streaming_spec import STREAMED_BARS
 from pocketquant_pipelines.market.intervals import ALL_INTERVALS
 from pocketquant_pipelines.settings import load_settings
-from pocketquant_pipelines.storage.base import SymbolInfo
 from pocketquant_pipelines.storage.factory import open_bar_store, open_live_cache
 from pocketquant_pipelines.tradingview.client import TradingViewClient
 from pocketquant_pipelines.tradingview.simulator.server import run_simulator_in_thread
 from streamer.service import StreamerService
-from streamer_helpers import compare_with_history
+from streamer_helpers import as_synced, compare_with_history, stream_until
 
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
@@ -49,26 +48,9 @@ def data_dir(tmp_path, monkeypatch):
 
 
 def registered(store, market, *symbols):
-    """The registry as a first historical sync leaves it: session/timezone from symbol_resolved."""
+    """The registry as a first historical sync leaves it: session/timezone/calendar from symbol_resolved."""
     for symbol in symbols:
-        spec = market.spec(symbol)
-        store.add_symbol(SymbolInfo(symbol, timezone=spec.timezone, session=spec.session, stream=True))
-
-
-async def stream_until(service, server, sim_end, hooks=()):
-    """Run the service until the simulator's clock reaches ``sim_end``; ``hooks`` are
-    (sim time, callable) pairs fired once when the clock passes them (fault injection)."""
-    hooks = sorted(hooks, key=lambda h: h[0])
-    task = asyncio.create_task(service.run())
-    await asyncio.wait_for(service.started.wait(), 10)
-    while server.sim_now() < sim_end:
-        while hooks and server.sim_now() >= hooks[0][0]:
-            hooks.pop(0)[1]()
-        if task.done():
-            break
-        await asyncio.sleep(0.05)
-    service.request_stop()
-    await asyncio.wait_for(task, 20)
+        store.add_symbol(as_synced(market, symbol))
 
 
 @pytest.mark.e2e

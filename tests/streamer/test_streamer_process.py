@@ -16,9 +16,9 @@ import pytest
 
 from pocketquant_pipelines.market.intervals import ALL_INTERVALS
 from pocketquant_pipelines.settings import load_settings
-from pocketquant_pipelines.storage.base import SymbolInfo
 from pocketquant_pipelines.storage.factory import open_bar_store
 from pocketquant_pipelines.tradingview.simulator.server import run_simulator_in_thread
+from streamer_helpers import as_synced
 
 BTC, AAPL = "BINANCE:BTCUSDT", "NASDAQ:AAPL"
 SIM_START = datetime(2026, 1, 30, 15, 0, 5, tzinfo=UTC)  # 10:00 New York: AAPL is trading
@@ -77,8 +77,7 @@ def test_streamer_process_live_cli_health_and_sigterm(tmp_path, sim, redis_serve
     settings = load_settings(env, dotenv_path=tmp_path / "none.env")
     store = open_bar_store(settings)
     for symbol in (BTC, AAPL):
-        spec = sim.market.spec(symbol)
-        store.add_symbol(SymbolInfo(symbol, timezone=spec.timezone, session=spec.session, stream=True))
+        store.add_symbol(as_synced(sim.market, symbol))
 
     log_path = tmp_path / "streamer.log"
     with open(log_path, "w") as log_file:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from streamer_helpers import ScriptedClient, compare_with_history, replay
+from streamer_helpers import ScriptedClient, as_synced, compare_with_history, replay, synced_fields
 from pocketquant_pipelines.market.intervals import ALL_INTERVALS, Interval
 from pocketquant_pipelines.storage.base import Source, SymbolInfo
 from pocketquant_pipelines.storage.factory import open_bar_store, open_live_cache
@@ -38,8 +38,7 @@ def cache(settings):
 
 def register(store, market, *symbols):
     for symbol in symbols:
-        spec = market.spec(symbol)
-        store.add_symbol(SymbolInfo(symbol, timezone=spec.timezone, session=spec.session, stream=True))
+        store.add_symbol(as_synced(market, symbol))
 
 
 def merged_ticks(market, symbols, start, end):
@@ -83,9 +82,10 @@ def test_every_complete_bar_equals_history_across_a_month_end(settings, store, c
     btc = compare_with_history(store, market, BTC, last, feed_start_epoch=btc_start.timestamp())
     aapl = compare_with_history(store, market, AAPL, last, feed_start_epoch=aapl_start.timestamp())
     assert btc["1M"] == 0 and btc["1w"] == 1 and btc["1d"] == 9 and btc["1m"] > 12_000
-    # the simulator trades every weekday (no holiday calendar): 22 in January + Feb 2;
-    # 09:30-16:00 makes 7 one-hour bars a day (the last one 15:30-16:00)
-    assert aapl["1M"] == 1 and aapl["1w"] == 4 and aapl["1d"] == 23 and aapl["1h"] == 23 * 7
+    # NYSE days: January's 22 weekdays less New Year's Day and Martin Luther King Day, + Feb 2;
+    # 09:30-16:00 makes 7 one-hour bars a day (the last one 15:30-16:00). Complete weeks: those
+    # of Jan 5, Jan 12, Jan 19 (from Tuesday the 20th) and Jan 26.
+    assert aapl["1M"] == 1 and aapl["1w"] == 4 and aapl["1d"] == 21 and aapl["1h"] == 21 * 7
     # the in-progress bars agree with history's in-progress bars at the same sim time
     for symbol in (BTC, AAPL):
         current = service.symbols[symbol].aggregator.current_bars()
@@ -148,7 +148,6 @@ def test_registry_changes_apply_while_running_and_retired_bars_are_flushed_parti
     register(store, market, BTC)
     client = ScriptedClient()
     service = make_service(settings, store, cache, client, registry_poll_s=0.02)
-    spec = market.spec(AAPL)
 
     async def go():
         task = asyncio.create_task(service.run())
@@ -160,7 +159,7 @@ def test_registry_changes_apply_while_running_and_retired_bars_are_flushed_parti
         assert set(service.symbols) == {BTC} and client.stream.subscribed == [BTC]
         client.stream.feed(replay(market, BTC, datetime(2026, 1, 30, 10, tzinfo=UTC),
                                   datetime(2026, 1, 30, 10, 3, 30, tzinfo=UTC)))
-        store.add_symbol(SymbolInfo(AAPL, timezone=spec.timezone, session=spec.session, stream=True))
+        store.add_symbol(as_synced(market, AAPL))
         store.update_symbol(BTC, stream=False)
         for _ in range(300):
             if set(service.symbols) == {AAPL}:
@@ -211,7 +210,6 @@ def test_symbol_without_session_streams_to_cache_but_not_store_until_synced(sett
     store.add_symbol(SymbolInfo(AAPL, stream=True))  # no sync yet: no session in the registry
     client = ScriptedClient()
     service = make_service(settings, store, cache, client, registry_poll_s=0.02)
-    spec = market.spec(AAPL)
     day1 = replay(market, AAPL, datetime(2026, 1, 29, 15, tzinfo=UTC), datetime(2026, 1, 29, 16, tzinfo=UTC))
     day2 = replay(market, AAPL, datetime(2026, 1, 30, 15, tzinfo=UTC), datetime(2026, 1, 30, 16, tzinfo=UTC))
 
@@ -226,7 +224,7 @@ def test_symbol_without_session_streams_to_cache_but_not_store_until_synced(sett
         for tick in day1:
             service.on_tick(tick)
         service.close_due_bars()
-        store.update_symbol(AAPL, timezone=spec.timezone, session=spec.session)  # a sync ran
+        store.update_symbol(AAPL, **synced_fields(market, AAPL))  # a sync ran
         for _ in range(300):
             if service.symbols[AAPL].session_known:
                 break

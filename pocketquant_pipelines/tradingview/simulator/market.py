@@ -39,6 +39,12 @@ import numpy as np
 
 from pocketquant_pipelines.errors import InvalidInputError, InvalidSymbolError
 from pocketquant_pipelines.market.bars import Bar
+from pocketquant_pipelines.market.calendar import (
+    TradingCalendar,
+    calendar_from_symbol_info,
+    parse_corrections,
+    parse_holidays,
+)
 from pocketquant_pipelines.market.intervals import Interval
 from pocketquant_pipelines.market.sessions import Session, bar_end, bar_start, bar_starts_between
 
@@ -49,6 +55,11 @@ except ImportError:  # pragma: no cover - only if the market core drops the help
 from pocketquant_pipelines.market.symbols import Symbol
 from pocketquant_pipelines.market.ticks import Tick
 from pocketquant_pipelines.market.timeutil import ensure_utc, from_epoch
+from pocketquant_pipelines.tradingview.simulator.calendars import (
+    NYSE_CORRECTIONS,
+    NYSE_HOLIDAYS,
+    NYSE_UNLISTED_CLOSURES,
+)
 
 __all__ = [
     "DEFAULT_SYMBOLS",
@@ -56,6 +67,7 @@ __all__ = [
     "SymbolSpec",
     "SyntheticMarket",
     "TickArrays",
+    "calendar_fields",
 ]
 
 _DAILY_OR_LONGER = (Interval.D1, Interval.W1, Interval.MN1)
@@ -91,6 +103,13 @@ class SymbolSpec:
     typespecs: tuple[str, ...] = ()
     country: str = "US"
     minmov: int = 1
+    # The exchange calendar, as symbol_resolved carries it: session_holidays (YYYYMMDD) and the
+    # regular subsession's session-correction ("0930-1300:20251128,...;dayoff:20250109").
+    holidays: tuple[str, ...] = ()
+    corrections: str = ""
+    # Days the simulated exchange was closed that its symbol_resolved does not list (as
+    # TradingView's list misses 2018-12-05): only the history shows them.
+    unlisted_closures: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         Symbol.parse(self.symbol)
@@ -109,6 +128,13 @@ class SymbolSpec:
             raise InvalidInputError(
                 f"session {self.session!r}: the simulator supports one window per trading day"
             )
+        parse_holidays(self.holidays)
+        parse_holidays(self.unlisted_closures)
+        for _, ranges in parse_corrections(self.corrections):
+            if ranges is not None and len(ranges) != 1:
+                raise InvalidInputError(
+                    f"corrections {self.corrections!r}: the simulator supports one window per trading day"
+                )
 
     @property
     def exchange(self) -> str:
@@ -142,11 +168,13 @@ DEFAULT_SYMBOLS: tuple[SymbolSpec, ...] = (
         "NASDAQ:AAPL", "Apple Inc.", "stock", "USD", "0930-1600", "America/New_York",
         pricescale=100, start_price=150.0, daily_volatility=0.015,
         mean_tick_volume=20000.0, exchange_name="NASDAQ", typespecs=("common",),
+        holidays=NYSE_HOLIDAYS, corrections=NYSE_CORRECTIONS, unlisted_closures=NYSE_UNLISTED_CLOSURES,
     ),
     SymbolSpec(
         "SP:SPX", "S&P 500", "index", "USD", "0930-1600", "America/New_York",
         pricescale=100, start_price=4000.0, daily_volatility=0.01, has_volume=False,
         exchange_name="SP", typespecs=("main",),
+        holidays=NYSE_HOLIDAYS, corrections=NYSE_CORRECTIONS, unlisted_closures=NYSE_UNLISTED_CLOSURES,
     ),
     SymbolSpec(
         # CME's Globex hours: the trading day opens the previous evening at 17:00 Chicago.
@@ -162,6 +190,29 @@ DEFAULT_SYMBOLS: tuple[SymbolSpec, ...] = (
         typespecs=("common",), country="KR",
     ),
 )
+
+
+def calendar_fields(spec: SymbolSpec) -> dict:
+    """The calendar part of the symbol's ``symbol_resolved`` payload, shaped as TradingView
+    sends it: ``session_holidays`` (only when there are any, like the real SP:SPX vs TVC:DXY)
+    and the regular subsession with its ``session-correction``. The simulated market derives
+    its own calendar from exactly this, so what clients are told is what the history shows."""
+    fields: dict = {}
+    if spec.holidays:
+        fields["session_holidays"] = ",".join(spec.holidays)
+    fields["subsession_id"] = "regular"
+    regular = {"description": "Regular Trading Hours", "id": "regular", "private": False,
+               "session": spec.session, "session-display": spec.session}
+    if spec.corrections:
+        regular["session-correction"] = spec.corrections
+    fields["subsessions"] = [regular]
+    return fields
+
+
+def _market_calendar(spec: SymbolSpec) -> TradingCalendar:
+    told = calendar_from_symbol_info(calendar_fields(spec))
+    unlisted = {d.toordinal() for d in parse_holidays(spec.unlisted_closures)}
+    return TradingCalendar(told.closed | unlisted, told.corrected) if unlisted else told
 
 
 class DayTicks(NamedTuple):
@@ -264,7 +315,7 @@ class _SymbolModel:
     def __init__(self, spec: SymbolSpec, seed: int):
         self.spec = spec
         self.seed = int(seed)
-        self.session = Session.parse(spec.session, spec.timezone)
+        self.session = Session.parse(spec.session, spec.timezone, _market_calendar(spec))
         self.key = int.from_bytes(hashlib.blake2b(spec.symbol.encode(), digest_size=8).digest(), "big")
         self.lock = threading.RLock()
         self.history_start = int(datetime.combine(spec.history_start, datetime.min.time(), UTC).timestamp())

@@ -18,7 +18,7 @@ import numpy as np
 from pocketquant_pipelines.market.intervals import Interval
 from pocketquant_pipelines.market.sessions import bar_end
 from pocketquant_pipelines.market.timeutil import from_epoch
-from pocketquant_pipelines.tradingview.simulator.market import BarArrays, SymbolSpec, _SymbolModel
+from pocketquant_pipelines.tradingview.simulator.market import BarArrays, SymbolSpec, _SymbolModel, calendar_fields
 
 if TYPE_CHECKING:
     from pocketquant_pipelines.tradingview.simulator.connection import _Series
@@ -177,12 +177,17 @@ def timescale_marks(model: _SymbolModel, bars: BarArrays, first_index: int, inte
 def symbol_info(spec: SymbolSpec) -> dict[str, Any]:
     """The symbol_resolved info object (field shapes from captured frames)."""
     full_name = f"{spec.exchange}_DLY:{spec.code}" if spec.delay_s else spec.symbol
+    calendar = calendar_fields(spec)
     info: dict[str, Any] = {
         "source2": {"country": spec.country, "description": spec.exchange_name or spec.exchange,
                     "exchange-type": "exchange", "id": spec.exchange, "name": spec.exchange_name or spec.exchange},
         "currency_code": spec.currency,
+    }
+    if "session_holidays" in calendar:
+        info["session_holidays"] = calendar["session_holidays"]
+    info.update({
         "source_id": spec.exchange,
-        "subsession_id": "regular",
+        "subsession_id": calendar["subsession_id"],
         "provider_id": "simulator",
         "currency_id": spec.currency,
         "country": spec.country,
@@ -203,8 +208,7 @@ def symbol_info(spec: SymbolSpec) -> dict[str, Any]:
         "minmov": spec.minmov,
         "session": spec.session,
         "session_display": spec.session,
-        "subsessions": [{"description": "Regular Trading Hours", "id": "regular", "private": False,
-                         "session": spec.session, "session-display": spec.session}],
+        "subsessions": calendar["subsessions"],
         "type": spec.type,
         "typespecs": list(spec.typespecs),
         "resolutions": [],
@@ -224,7 +228,7 @@ def symbol_info(spec: SymbolSpec) -> dict[str, Any]:
         "bar_transform": "none",
         "bar_fillgaps": False,
         "visible_plots_set": "ohlcv" if spec.has_volume else "ohlc",
-    }
+    })
     if spec.local_description is not None:
         info["local_description"] = spec.local_description
     if spec.delay_s:
