@@ -26,7 +26,7 @@ from pocketquant_pipelines.commands.options import (
 )
 from pocketquant_pipelines.errors import InvalidInputError, InvalidSymbolError, PocketQuantError
 from pocketquant_pipelines.market.symbols import normalize_symbol
-from pocketquant_pipelines.tradingview.history import MAX_BARS
+from pocketquant_pipelines.settings import MAX_BARS  # the client's ceiling (a test keeps them equal)
 
 SYMBOL_COLUMNS = ["symbol", "name", "type", "currency", "timezone", "session", "stream", "added_at"]
 BAR_COLUMNS = ["time", "open", "high", "low", "close", "volume", "source", "partial"]

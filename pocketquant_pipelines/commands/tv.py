@@ -16,7 +16,7 @@ from pocketquant_pipelines.commands.options import (
     Count, Seconds, format_option, interval_option, limit_option, pass_app, quiet_client_logs,
     verbose_option, ws_url_option,
 )
-from pocketquant_pipelines.tradingview.history import MAX_BARS
+from pocketquant_pipelines.settings import MAX_BARS  # the client's ceiling (a test keeps them equal)
 from pocketquant_pipelines.tradingview.errors import ConnectionLostError, SymbolNotFoundError
 
 BAR_COLUMNS = ["time", "open", "high", "low", "close", "volume"]
