@@ -28,9 +28,20 @@ Settings come from the environment and a .env file in the working directory (see
 .env.example). Every command that prints data takes -f/--format table|csv|json."""
 
 
+class _ReaderGone(Exception):
+    """stdout's reader closed the pipe (`pocketquant bars ... | head`): it has what it wanted."""
+
+
 class _Group(click.Group):
     def list_commands(self, ctx):  # in the order they are added: the order of the help text
         return list(self.commands)
+
+    def invoke(self, ctx):
+        # click turns a closed pipe into exit code 1; for a command line it is a normal end
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            raise _ReaderGone from None
 
 
 @click.group(cls=_Group, help=HELP, context_settings={"help_option_names": ["-h", "--help"]})
@@ -64,7 +75,9 @@ def usage_error_line(exc: click.UsageError) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        return int(cli.main(args=argv, prog_name="pocketquant", standalone_mode=False) or 0)
+        code = int(cli.main(args=argv, prog_name="pocketquant", standalone_mode=False) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, where it is handled, not at exit
+        return code
     except click.exceptions.NoArgsIsHelpError as exc:  # a bare group: its help is the answer
         print(exc.ctx.get_help(), file=sys.stderr)
         return 2
@@ -79,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code if exc.exit_code != 0 else 1
     except (KeyboardInterrupt, click.Abort):
         return 130
-    except BrokenPipeError:  # `pocketquant bars ... | head`: the reader has what it wanted
+    except (BrokenPipeError, _ReaderGone):
         # stdout is gone; point it at /dev/null so the interpreter's final flush stays quiet
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

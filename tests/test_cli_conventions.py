@@ -211,3 +211,14 @@ def test_health_port_zero_means_any_free_port(tmp_path, how):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_a_closed_pipe_is_not_an_error(tmp_path):
+    env = {"POCKETQUANT_DATA_DIR": str(tmp_path / "data")}
+    assert pocketquant("symbols", "add", "NASDAQ:AAPL", "--offline", env=env).returncode == 0
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("TRADINGVIEW_", "STREAMER_", "REDIS_"))}
+    proc = subprocess.Popen([sys.executable, "-m", "pocketquant_pipelines", "symbols", "list", "-f", "json"],
+                            env={**base, **env}, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()  # `pocketquant symbols list | head -0`
+    code, err = proc.wait(timeout=60), proc.stderr.read()
+    assert (code, err) == (0, "")
