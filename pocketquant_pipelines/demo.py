@@ -37,9 +37,7 @@ DEMO_SYMBOLS = [  # (symbol, stream)
     ("CME_MINI:NQ1!", False),
 ]
 
-# Extra long-running processes started after Dagster, with the same environment.
-# Each entry: (name, argv). The streamer adds itself here, e.g.
-#   ("streamer", [sys.executable, "-m", "streamer"])
+# Long-running processes started after Dagster, with the same environment: (name, argv).
 EXTRA_PROCESSES: list[tuple[str, list[str]]] = [
     ("streamer", [sys.executable, "-m", "streamer"]),  # live side; /health on STREAMER_HEALTH_PORT
 ]
@@ -190,11 +188,8 @@ def main(argv: list[str] | None = None) -> int:
                 "PYTHONUNBUFFERED": "1"})
 
     procs = ProcessGroup()
-    # Ctrl-C / SIGTERM: stop children, then exit
-    stopping = {"flag": False}
 
-    def on_signal(signum, frame):
-        stopping["flag"] = True
+    def on_signal(signum, frame):  # Ctrl-C / SIGTERM: stop the children, then exit
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, on_signal)

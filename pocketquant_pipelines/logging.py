@@ -1,7 +1,7 @@
 """structlog, configured once: console in development, JSON in production.
 
-Secrets never reach logs: settings hold them as ``Secret`` (prints ``***``), and a processor
-masks any event key that looks secret-bearing as a last line of defence.
+Secrets never reach logs: settings hold them as ``pydantic.SecretStr`` (prints ``**********``),
+and a processor masks any event key that looks secret-bearing as a last line of defence.
 """
 
 import logging

@@ -1,64 +1,163 @@
 """All configuration, from the environment and ``.env`` (environment wins).
 
-Every setting is listed in ``.env.example`` with its default and meaning. Unset server URLs
-mean embedded backends. Secrets are held in ``Secret`` so they never print or log.
+Every setting is listed in ``.env.example`` with its default, its bounds and its meaning. Unset
+server URLs mean embedded backends. Secrets are ``pydantic.SecretStr``: repr, str, logs and
+JSON dumps show ``**********``; ``.get_secret_value()`` is called only where one is sent.
 """
 
-import os
-from dataclasses import dataclass, field, fields
+from collections.abc import Mapping
+from contextvars import ContextVar
 from pathlib import Path
+import re
+from typing import Annotated, Any, Literal, get_args
 
-from dotenv import dotenv_values
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 from pocketquant_pipelines.errors import ConfigError
 
 DEFAULT_TV_WS_URL = "wss://data.tradingview.com/socket.io/websocket"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
+# Upper bounds: far above any sensible value, low enough that a typo (an extra zero, a value
+# in the wrong unit) is caught at start rather than as a process that waits for hours.
+MAX_BARS = 1_000_000          # the TradingView client's own ceiling on a history request
+MAX_SECONDS = 3600.0          # timeouts and poll periods
+MAX_MILLISECONDS = 60_000     # streamer flush/batch periods
+MAX_CLOCK_SKEW_S = 86_400.0
+MAX_CONNECTIONS = 64
+MAX_CONCURRENCY = 256
+MAX_OVERLAP_BARS = 10_000
 
-class Secret(str):
-    """A str whose repr/str hide the value; use ``.reveal()`` where it must be sent."""
-
-    def __repr__(self) -> str:
-        return "Secret('***')" if self else "Secret('')"
-
-    def __str__(self) -> str:
-        return "***" if self else ""
-
-    def reveal(self) -> str:
-        return str.__str__(self)
+# The mapping load_settings was given in place of os.environ (None: the real environment).
+# A context variable, so concurrent loads in threads or tasks never see each other's mapping.
+_ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("pocketquant_environ", default=None)
 
 
-@dataclass(frozen=True)
-class Settings:
+def _var(name: str, **constraints: Any) -> Any:
+    return Field(validation_alias=name, **constraints)
+
+
+Seconds = Annotated[float, Field(gt=0, le=MAX_SECONDS, allow_inf_nan=False)]
+Millis = Annotated[int, Field(gt=0, le=MAX_MILLISECONDS)]
+BarCount = Annotated[int, Field(gt=0, le=MAX_BARS)]
+
+
+class _EnvironSource(EnvSettingsSource):
+    """The environment: ``os.environ``, or the mapping ``load_settings(env=...)`` was given.
+    Blank values are kept here (a blank variable in the environment still hides the same one in
+    ``.env``) and dropped by ``Settings`` before validation, so they mean "default"."""
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        environ = _ENVIRON.get()
+        if environ is None:
+            return super()._load_env_vars()
+        return dict(environ)
+
+
+class _DefaultsOnTheClass(type(BaseSettings)):
+    """``Settings.clock_skew_s`` is the field's default, as it is on a dataclass: functions
+    take their defaults from it, so each default is written once, here."""
+
+    def __getattr__(cls, item: str) -> Any:
+        fields = cls.__dict__.get("__pydantic_fields__") or {}
+        if item in fields and not fields[item].is_required():
+            return fields[item].get_default(call_default_factory=True)
+        return super().__getattr__(item)
+
+
+class Settings(BaseSettings, metaclass=_DefaultsOnTheClass):
+    """Every setting, validated; build it with :func:`load_settings` (errors as ConfigError)."""
+
+    model_config = SettingsConfigDict(
+        case_sensitive=True, extra="ignore", frozen=True, env_file=None, env_file_encoding="utf-8",
+        env_ignore_empty=False, validate_default=False,
+    )
+
     # storage
-    mongodb_url: Secret | None = None
-    mongodb_database: str = "pocketquant"
-    redis_url: Secret | None = None
-    data_dir: Path = field(default_factory=lambda: PROJECT_ROOT / "data")
+    mongodb_url: SecretStr | None = _var("MONGODB_URL", default=None)
+    mongodb_database: str = _var("MONGODB_DATABASE", default="pocketquant")
+    redis_url: SecretStr | None = _var("REDIS_URL", default=None)
+    data_dir: Path = _var("POCKETQUANT_DATA_DIR", default_factory=lambda: PROJECT_ROOT / "data")
     # logging
-    log_format: str = "console"  # console | json
-    log_level: str = "INFO"
+    log_format: Literal["console", "json"] = _var("LOG_FORMAT", default="console")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = _var("LOG_LEVEL", default="INFO")
     # TradingView
-    tradingview_ws_url: str = DEFAULT_TV_WS_URL
-    tradingview_auth_token: Secret | None = None
-    tradingview_username: str | None = None
-    tradingview_password: Secret | None = None
-    tradingview_max_connections: int = 2
-    tradingview_concurrency: int = 4
-    tradingview_request_timeout_s: float = 30.0
-    tradingview_heartbeat_timeout_s: float = 30.0  # 3x the server's 10 s heartbeat
+    tradingview_ws_url: str = _var("TRADINGVIEW_WS_URL", default=DEFAULT_TV_WS_URL)
+    tradingview_auth_token: SecretStr | None = _var("TRADINGVIEW_AUTH_TOKEN", default=None)
+    tradingview_username: str | None = _var("TRADINGVIEW_USERNAME", default=None)
+    tradingview_password: SecretStr | None = _var("TRADINGVIEW_PASSWORD", default=None)
+    tradingview_max_connections: int = _var("TRADINGVIEW_MAX_CONNECTIONS", default=2, gt=0, le=MAX_CONNECTIONS)
+    tradingview_concurrency: int = _var("TRADINGVIEW_CONCURRENCY", default=4, gt=0, le=MAX_CONCURRENCY)
+    tradingview_request_timeout_s: Seconds = _var("TRADINGVIEW_REQUEST_TIMEOUT_S", default=30.0)
+    tradingview_heartbeat_timeout_s: Seconds = _var("TRADINGVIEW_HEARTBEAT_TIMEOUT_S", default=30.0)  # 3x 10 s
     # sync
-    sync_default_bars: int = 500
-    sync_first_bars: int = 5000
-    sync_overlap_bars: int = 2
+    sync_default_bars: BarCount = _var("SYNC_DEFAULT_BARS", default=500)
+    sync_first_bars: BarCount = _var("SYNC_FIRST_BARS", default=5000)
+    sync_overlap_bars: int = _var("SYNC_OVERLAP_BARS", default=2, gt=0, le=MAX_OVERLAP_BARS)
     # clock sanity: ticks and bars dated beyond now + this, or before the epoch, are rejected
-    clock_skew_s: float = 300.0
-    # streamer
-    streamer_health_port: int = 8765
-    streamer_cache_flush_ms: int = 250
-    streamer_store_batch_ms: int = 1000
-    streamer_registry_poll_s: float = 5.0
+    clock_skew_s: float = _var("POCKETQUANT_CLOCK_SKEW_S", default=300.0, gt=0, le=MAX_CLOCK_SKEW_S,
+                               allow_inf_nan=False)
+    # streamer; health port 0 = any free port (the bound one is logged)
+    streamer_health_port: int = _var("STREAMER_HEALTH_PORT", default=8765, ge=0, le=65535)
+    streamer_cache_flush_ms: Millis = _var("STREAMER_CACHE_FLUSH_MS", default=250)
+    streamer_store_batch_ms: Millis = _var("STREAMER_STORE_BATCH_MS", default=1000)
+    streamer_registry_poll_s: Seconds = _var("STREAMER_REGISTRY_POLL_S", default=5.0)
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
+                                   file_secret_settings) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, _EnvironSource(settings_cls), dotenv_settings
+
+    @model_validator(mode="before")
+    @classmethod
+    def _blank_means_unset(cls, values: Any) -> Any:
+        if isinstance(values, dict):
+            return {k: v for k, v in values.items() if not (isinstance(v, str) and v.strip() == "")}
+        return values
+
+    @field_validator("mongodb_database", "tradingview_username", "tradingview_auth_token", mode="before")
+    @classmethod
+    def _strip(cls, value: Any) -> Any:
+        return value.strip() if isinstance(value, str) else value
+
+    @field_validator("log_format", "log_level", mode="before")
+    @classmethod
+    def _choice(cls, value: Any, info) -> Any:
+        if not isinstance(value, str):
+            return value
+        return value.strip().lower() if info.field_name == "log_format" else value.strip().upper()
+
+    @field_validator("mongodb_url", mode="before")
+    @classmethod
+    def _mongodb_url(cls, value: Any) -> Any:
+        return _server_url(value, "mongodb", "mongodb+srv")
+
+    @field_validator("redis_url", mode="before")
+    @classmethod
+    def _redis_url(cls, value: Any) -> Any:
+        return _server_url(value, "redis", "rediss", "unix")
+
+    @field_validator("tradingview_ws_url", mode="before")
+    @classmethod
+    def _ws_url(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.strip()
+            if not value.startswith(("ws://", "wss://")):
+                raise PydanticCustomError("url_scheme", "expected a ws:// or wss:// URL")
+        return value
+
+    @field_validator("data_dir", mode="after")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @model_validator(mode="after")
+    def _password_with_username(self) -> "Settings":
+        if self.tradingview_username and not self.tradingview_password:
+            raise PydanticCustomError("config", "TRADINGVIEW_USERNAME is set but TRADINGVIEW_PASSWORD is not")
+        return self
 
     @property
     def bar_store_path(self) -> Path:
@@ -68,121 +167,91 @@ class Settings:
     def live_cache_path(self) -> Path:
         return self.data_dir / "live.sqlite3"
 
-    @property
-    def uses_simulator_hint(self) -> bool:
-        return not self.tradingview_ws_url.startswith("wss://") or "tradingview.com" not in self.tradingview_ws_url
-
     def redacted(self) -> dict:
-        """Settings safe to log or print."""
-        return {f.name: str(getattr(self, f.name)) for f in fields(self)}
+        """Settings safe to log or print (secrets as ``**********``)."""
+        return {name: str(getattr(self, name)) for name in type(self).model_fields}
 
 
-# env var name -> (field name, parser)
-def _positive_int(name: str, raw: str) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not an integer") from None
-    if value <= 0:
-        raise ConfigError(f"{name}={raw!r} must be > 0")
+def _server_url(value: Any, *schemes: str) -> Any:
+    if not isinstance(value, str):
+        return value
+    value = value.strip()
+    if not any(value.startswith(s + "://") for s in schemes):
+        # only the scheme is shown: the rest of a URL may carry a user and a password
+        scheme = value.split("://", 1)[0] if "://" in value else "(none)"
+        raise PydanticCustomError(
+            "url_scheme", "has scheme {scheme}; expected {expected}://",
+            {"scheme": repr(scheme[:20]), "expected": " or ".join(schemes)})
     return value
 
 
-def _port(name: str, raw: str) -> int:
-    value = _positive_int(name, raw)
-    if value > 65535:
-        raise ConfigError(f"{name}={raw!r} is not a TCP port (1-65535)")
-    return value
+_VAR_OF_FIELD = {name: f.validation_alias for name, f in Settings.model_fields.items()}
+# a secret's value never appears in an error, not even the part a validator did not like
+_SECRET_VARS = {var for name, var in _VAR_OF_FIELD.items()
+                if SecretStr in get_args(Settings.model_fields[name].annotation)}
+ENV_VARS = tuple(_VAR_OF_FIELD.values())
 
 
-def _positive_float(name: str, raw: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a number") from None
-    if not value > 0:
-        raise ConfigError(f"{name}={raw!r} must be > 0")
-    return value
-
-
-def _skew_seconds(name: str, raw: str) -> float:
-    value = _positive_float(name, raw)
-    if not value <= 86_400:
-        raise ConfigError(f"{name}={raw!r} must be a number of seconds in (0, 86400]")
-    return value
-
-
-def _choice(*allowed: str):
-    def parse(name: str, raw: str) -> str:
-        value = raw.strip()
-        canon = {a.lower(): a for a in allowed}
-        if value.lower() not in canon:
-            raise ConfigError(f"{name}={raw!r}: expected one of {', '.join(allowed)}")
-        return canon[value.lower()]
-    return parse
-
-
-def _url(*schemes: str):
-    def parse(name: str, raw: str) -> Secret:
-        value = raw.strip()
-        if not any(value.startswith(s + "://") for s in schemes):
-            # never echo the whole URL: it may carry a password
-            scheme = value.split("://", 1)[0] if "://" in value else value[:12]
-            raise ConfigError(f"{name} has scheme {scheme!r}; expected {' or '.join(schemes)}://")
-        return Secret(value)
-    return parse
-
-
-def _ws_url(name: str, raw: str) -> str:
-    value = raw.strip()
-    if not value.startswith(("ws://", "wss://")):
-        raise ConfigError(f"{name}={raw!r}: expected a ws:// or wss:// URL")
-    return value
-
-
-_ENV = {
-    "MONGODB_URL": ("mongodb_url", _url("mongodb", "mongodb+srv")),
-    "MONGODB_DATABASE": ("mongodb_database", lambda n, r: r.strip()),
-    "REDIS_URL": ("redis_url", _url("redis", "rediss", "unix")),
-    "POCKETQUANT_DATA_DIR": ("data_dir", lambda n, r: Path(r).expanduser().resolve()),
-    "LOG_FORMAT": ("log_format", _choice("console", "json")),
-    "LOG_LEVEL": ("log_level", lambda n, r: _choice("DEBUG", "INFO", "WARNING", "ERROR")(n, r).upper()),
-    "TRADINGVIEW_WS_URL": ("tradingview_ws_url", _ws_url),
-    "TRADINGVIEW_AUTH_TOKEN": ("tradingview_auth_token", lambda n, r: Secret(r.strip())),
-    "TRADINGVIEW_USERNAME": ("tradingview_username", lambda n, r: r.strip()),
-    "TRADINGVIEW_PASSWORD": ("tradingview_password", lambda n, r: Secret(r)),
-    "TRADINGVIEW_MAX_CONNECTIONS": ("tradingview_max_connections", _positive_int),
-    "TRADINGVIEW_CONCURRENCY": ("tradingview_concurrency", _positive_int),
-    "TRADINGVIEW_REQUEST_TIMEOUT_S": ("tradingview_request_timeout_s", _positive_float),
-    "TRADINGVIEW_HEARTBEAT_TIMEOUT_S": ("tradingview_heartbeat_timeout_s", _positive_float),
-    "SYNC_DEFAULT_BARS": ("sync_default_bars", _positive_int),
-    "SYNC_FIRST_BARS": ("sync_first_bars", _positive_int),
-    "SYNC_OVERLAP_BARS": ("sync_overlap_bars", _positive_int),
-    "POCKETQUANT_CLOCK_SKEW_S": ("clock_skew_s", _skew_seconds),
-    "STREAMER_HEALTH_PORT": ("streamer_health_port", _port),
-    "STREAMER_CACHE_FLUSH_MS": ("streamer_cache_flush_ms", _positive_int),
-    "STREAMER_STORE_BATCH_MS": ("streamer_store_batch_ms", _positive_int),
-    "STREAMER_REGISTRY_POLL_S": ("streamer_registry_poll_s", _positive_float),
-}
-ENV_VARS = tuple(_ENV)
-
-
-def load_settings(env: dict[str, str] | None = None, dotenv_path: Path | None = None) -> Settings:
+def load_settings(env: Mapping[str, str] | None = None, dotenv_path: Path | None = None) -> Settings:
     """Settings from ``.env`` (in the working directory, or ``dotenv_path``) overlaid by ``env``
     (default ``os.environ``). Empty values count as unset. Raises ConfigError naming the bad
-    variable."""
-    merged: dict[str, str] = {}
+    variable and its value (never a secret's)."""
     path = dotenv_path if dotenv_path is not None else Path.cwd() / ".env"
-    if path.is_file():
-        merged.update({k: v for k, v in dotenv_values(path).items() if v is not None})
-    merged.update(os.environ if env is None else env)
-    kwargs = {}
-    for var, (attr, parse) in _ENV.items():
-        raw = merged.get(var)
-        if raw is None or raw.strip() == "":
-            continue
-        kwargs[attr] = parse(var, raw)
-    settings = Settings(**kwargs)
-    if settings.tradingview_username and not settings.tradingview_password:
-        raise ConfigError("TRADINGVIEW_USERNAME is set but TRADINGVIEW_PASSWORD is not")
-    return settings
+    token = _ENVIRON.set(None if env is None else dict(env))
+    try:
+        return Settings(_env_file=path if path.is_file() else None)
+    except ValidationError as exc:
+        raise ConfigError("; ".join(_describe(error) for error in exc.errors())) from None
+    finally:
+        _ENVIRON.reset(token)
+
+
+_REASONS = {
+    "int_parsing": "is not an integer",
+    "int_from_float": "is not an integer",
+    "float_parsing": "is not a number",
+    "finite_number": "is not a finite number",
+    "bool_parsing": "is not true or false",
+}
+
+
+def _describe(error: dict) -> str:
+    """One ConfigError clause: ``VAR='value': reason``; a secret's value is never shown."""
+    loc = error.get("loc") or ()
+    var = _VAR_OF_FIELD.get(loc[0], loc[0]) if loc else None
+    kind, ctx = error.get("type", ""), error.get("ctx") or {}
+    if var is None:
+        return error["msg"]
+    if kind in _REASONS:
+        reason = _REASONS[kind]
+    elif kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        reason = _range_reason(var)
+    elif kind == "literal_error":
+        reason = f"expected one of {ctx.get('expected', '').replace(' or ', ', ')}".replace("'", "")
+    else:
+        reason = error["msg"]
+    if var in _SECRET_VARS:
+        return f"{var} {reason}"
+    return f"{var}={_shown(error.get('input'))}: {reason}"
+
+
+def _shown(value: Any) -> str:
+    # a URL's user and password are masked even in settings that are not secrets
+    return repr(_USERINFO.sub(r"\1***@", value if isinstance(value, str) else str(value)))
+
+
+_USERINFO = re.compile(r"(://)[^/@\s]*@")
+
+
+def _range_reason(var: str) -> str:
+    name = next(n for n, v in _VAR_OF_FIELD.items() if v == var)
+    field = Settings.model_fields[name]
+    bounds = {key: getattr(meta, key) for meta in field.metadata
+              for key in ("gt", "ge", "le") if getattr(meta, key, None) is not None}
+    if var == "STREAMER_HEALTH_PORT":
+        return "is not a TCP port (0-65535; 0 = any free port)"
+    if field.annotation is int:
+        low = bounds["gt"] + 1 if "gt" in bounds else bounds["ge"]
+        return f"must be an integer in {low}..{bounds['le']}"
+    low = f"({bounds['gt']:g}" if "gt" in bounds else f"[{bounds['ge']:g}"
+    return f"must be a number of seconds in {low}, {bounds['le']:g}]"

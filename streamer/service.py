@@ -85,7 +85,7 @@ class StreamerService:
         if type(cache).__name__ == "RedisLiveCache" and settings.redis_url:
             from streamer.redis_rounds import RedisRoundWriter
 
-            self._round_writer = RedisRoundWriter(settings.redis_url.reveal())
+            self._round_writer = RedisRoundWriter(settings.redis_url.get_secret_value())
         self.cache_writer = CacheWriter(cache, self.metrics, writer=self._round_writer)
         self.flush_s = (cache_flush_ms or settings.streamer_cache_flush_ms) / 1000
         self.registry_poll_s = registry_poll_s or settings.streamer_registry_poll_s

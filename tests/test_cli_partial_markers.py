@@ -99,6 +99,6 @@ def test_live_labels_in_progress_bars(env, filled):
     rows = shown[2:]
     assert len(rows) == len(ALL_INTERVALS)
     assert all(row.endswith("in progress (partial)") for row in rows)
-    snap = json.loads(cli(env, "live", "--json", BTC).stdout)
+    snap = json.loads(cli(env, "live", "--format", "json", BTC).stdout)
     assert set(snap["bars"]) == {i.value for i in ALL_INTERVALS}
     assert all(b["partial"] is True and b["in_progress"] is True for b in snap["bars"].values())

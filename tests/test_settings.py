@@ -49,7 +49,7 @@ def test_dotenv_is_read_and_environment_wins(tmp_path):
     dotenv = tmp_path / ".env"
     dotenv.write_text("REDIS_URL=redis://localhost:6379/3\nLOG_LEVEL=debug\n")
     s = load_settings(env={"LOG_LEVEL": "warning"}, dotenv_path=dotenv)
-    assert s.redis_url.reveal() == "redis://localhost:6379/3"
+    assert s.redis_url.get_secret_value() == "redis://localhost:6379/3"
     assert s.log_level == "WARNING"
 
 
@@ -90,7 +90,7 @@ def test_secrets_never_print():
     shown = repr(s) + str(s.redacted())
     for secret in ("eyJsecret", "pw123", "redispw"):
         assert secret not in shown
-    assert s.tradingview_auth_token.reveal() == "eyJsecret"
+    assert s.tradingview_auth_token.get_secret_value() == "eyJsecret"
 
 
 def test_json_logs_mask_secret_fields(capsys):
@@ -118,3 +118,87 @@ def test_clock_skew_default_and_override():
     assert load_settings(env={}, dotenv_path=Path("/nonexistent")).clock_skew_s == 300.0
     assert load_settings(env={"POCKETQUANT_CLOCK_SKEW_S": "60"},
                          dotenv_path=Path("/nonexistent")).clock_skew_s == 60.0
+
+
+@pytest.mark.parametrize("var", ["TRADINGVIEW_REQUEST_TIMEOUT_S", "TRADINGVIEW_HEARTBEAT_TIMEOUT_S",
+                                 "STREAMER_REGISTRY_POLL_S"])
+@pytest.mark.parametrize("raw", ["inf", "-inf", "nan", "0", "3601", "1e9"])
+def test_seconds_must_be_finite_and_bounded(var, raw):
+    with pytest.raises(ConfigError) as err:
+        load_settings(env={var: raw}, dotenv_path=NO_DOTENV)
+    [line] = str(err.value).splitlines()
+    assert line.startswith(f"{var}={raw!r}: ")
+
+
+@pytest.mark.parametrize(("var", "raw"), [
+    ("SYNC_FIRST_BARS", "1000001"), ("SYNC_DEFAULT_BARS", "2.5"), ("TRADINGVIEW_MAX_CONNECTIONS", "65"),
+    ("TRADINGVIEW_CONCURRENCY", "257"), ("STREAMER_CACHE_FLUSH_MS", "60001"), ("STREAMER_STORE_BATCH_MS", "-1"),
+    ("SYNC_OVERLAP_BARS", "10001"), ("STREAMER_HEALTH_PORT", "-1"),
+])
+def test_integers_are_bounded(var, raw):
+    with pytest.raises(ConfigError, match=re.escape(f"{var}={raw!r}")):
+        load_settings(env={var: raw}, dotenv_path=NO_DOTENV)
+
+
+def test_upper_bounds_load():
+    s = load_settings(env={"TRADINGVIEW_REQUEST_TIMEOUT_S": "3600", "SYNC_FIRST_BARS": "1000000",
+                           "STREAMER_STORE_BATCH_MS": "60000"}, dotenv_path=NO_DOTENV)
+    assert (s.tradingview_request_timeout_s, s.sync_first_bars, s.streamer_store_batch_ms) == (3600.0, 1000000, 60000)
+
+
+def test_the_bar_bound_is_the_clients():
+    from pocketquant_pipelines.settings import MAX_BARS
+    from pocketquant_pipelines.tradingview.history import MAX_BARS as CLIENT_MAX_BARS
+
+    assert MAX_BARS == CLIENT_MAX_BARS
+
+
+def test_health_port_zero_means_any_free_port():
+    assert load_settings(env={"STREAMER_HEALTH_PORT": "0"}, dotenv_path=NO_DOTENV).streamer_health_port == 0
+
+
+def test_secrets_are_secretstr_and_never_dump_in_clear():
+    from pydantic import SecretStr
+
+    s = load_settings(env={"TRADINGVIEW_AUTH_TOKEN": " eyJsecret ", "TRADINGVIEW_USERNAME": "me",
+                           "TRADINGVIEW_PASSWORD": "pw123", "MONGODB_URL": "mongodb://u:mongopw@h/db",
+                           "REDIS_URL": "redis://:redispw@h:6379/0"}, dotenv_path=NO_DOTENV)
+    secrets = (s.tradingview_auth_token, s.tradingview_password, s.mongodb_url, s.redis_url)
+    assert all(isinstance(v, SecretStr) for v in secrets)
+    dumped = s.model_dump_json() + json.dumps(s.redacted()) + json.dumps(s.model_dump(), default=str)
+    for secret in ("eyJsecret", "pw123", "mongopw", "redispw"):
+        assert secret not in dumped
+    with pytest.raises(TypeError):  # the old str subclass serialised its value as it was
+        json.dumps({"token": s.tradingview_auth_token})
+    assert s.tradingview_auth_token.get_secret_value() == "eyJsecret"  # stripped, as before
+    assert s.mongodb_url.get_secret_value() == "mongodb://u:mongopw@h/db"
+
+
+@pytest.mark.parametrize("var", ["TRADINGVIEW_AUTH_TOKEN", "TRADINGVIEW_PASSWORD", "REDIS_URL", "MONGODB_URL"])
+def test_errors_never_show_a_secret(var):
+    bad = {"TRADINGVIEW_AUTH_TOKEN": "x" * 5, "TRADINGVIEW_PASSWORD": "p"}.get(var, "http://user:hunter2@db/x")
+    env = {var: bad, "TRADINGVIEW_CONCURRENCY": "nope"}
+    with pytest.raises(ConfigError) as err:
+        load_settings(env=env, dotenv_path=NO_DOTENV)
+    assert "hunter2" not in str(err.value) and "TRADINGVIEW_CONCURRENCY='nope'" in str(err.value)
+
+
+def test_ws_url_error_masks_a_user_and_password():
+    with pytest.raises(ConfigError) as err:
+        load_settings(env={"TRADINGVIEW_WS_URL": "http://me:hunter2@example/x"}, dotenv_path=NO_DOTENV)
+    assert "TRADINGVIEW_WS_URL='http://***@example/x'" in str(err.value) and "hunter2" not in str(err.value)
+
+
+def test_blank_values_are_unset_and_a_blank_environment_variable_hides_dotenv(tmp_path):
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("LOG_LEVEL=debug\nSTREAMER_HEALTH_PORT=9100\nSYNC_FIRST_BARS=   \n")
+    s = load_settings(env={"LOG_LEVEL": "  "}, dotenv_path=dotenv)
+    assert (s.log_level, s.streamer_health_port, s.sync_first_bars) == ("INFO", 9100, 5000)
+
+
+def test_dotenv_in_the_working_directory(tmp_path, monkeypatch):
+    (tmp_path / ".env").write_text("SYNC_OVERLAP_BARS=7\n")
+    monkeypatch.chdir(tmp_path)
+    assert load_settings(env={}).sync_overlap_bars == 7
+    monkeypatch.setenv("SYNC_OVERLAP_BARS", "9")  # env=None: the process environment wins
+    assert load_settings().sync_overlap_bars == 9

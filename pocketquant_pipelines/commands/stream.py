@@ -4,161 +4,194 @@
     pocketquant live NASDAQ:AAPL            # latest quote + in-progress bar of each interval
     pocketquant live --all                  # every cached quote
     pocketquant live --follow [SYMBOL ...]  # quotes and completed bars as they are published
-    pocketquant live --follow --bars-only --json
+    pocketquant live --follow --bars-only --format json
 """
 
-import argparse
-import json
 import sys
 
+import click
+
+from pocketquant_pipelines.commands import formatting as fmt
+from pocketquant_pipelines.commands.options import Count, Port, Seconds, format_option, limit_option, pass_app
 from pocketquant_pipelines.errors import InvalidInputError
 from pocketquant_pipelines.market.intervals import ALL_INTERVALS
 from pocketquant_pipelines.market.symbols import normalize_symbol
 
-
 # The live cache holds the bars still in progress: partial until they close, and labelled so.
 IN_PROGRESS = "in progress (partial)"
+# One CSV shape for quotes and bars, whichever `live` prints (a row fills the columns its type has).
+LIVE_COLUMNS = ["type", "symbol", "interval", "time", "price", "bid", "ask", "volume", "cumulative_volume",
+                "open", "high", "low", "close", "partial"]
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("stream", help="run the streamer sidecar (live quotes -> bars -> cache + store)",
-                       description="Run the streamer: the same service as `python -m streamer`. "
-                       "Configured from the environment/.env (STREAMER_*, REDIS_URL, MONGODB_URL, "
-                       "TRADINGVIEW_WS_URL). SIGTERM/Ctrl-C flush in-progress bars as partial.")
-    p.add_argument("--health-port", type=int, default=None,
-                   help="port of /health and /metrics (default STREAMER_HEALTH_PORT; 0 = any free port)")
-    p.set_defaults(func=_cmd_stream)
+@click.command("stream")
+@click.option("--health-port", type=Port(), default=None,
+              help="port of /health and /metrics (default STREAMER_HEALTH_PORT; 0 = any free port)")
+@pass_app
+def stream(app, health_port) -> int:
+    """Run the streamer sidecar (live quotes -> bars -> cache + store).
 
-    p = sub.add_parser("live", help="latest quote and in-progress bars from the live cache",
-                       description="Read the live cache the streamer fills.")
-    p.add_argument("symbols", nargs="*", metavar="SYMBOL", help="EXCHANGE:CODE, e.g. NASDAQ:AAPL")
-    p.add_argument("--all", action="store_true", help="list every cached quote")
-    p.add_argument("--follow", "-f", action="store_true",
-                   help="print quotes and completed bars as they are published (Ctrl-C stops)")
-    p.add_argument("--bars-only", action="store_true", help="with --follow: completed bars only")
-    p.add_argument("--quotes-only", action="store_true", help="with --follow: quotes only")
-    p.add_argument("--json", action="store_true", help="JSON lines instead of a table")
-    p.add_argument("--count", type=int, default=None,
-                   help="with --follow: stop after this many messages")
-    p.add_argument("--timeout", type=float, default=None,
-                   help="with --follow: stop after this many seconds without a message")
-    p.set_defaults(func=_cmd_live)
-
-
-def _cmd_stream(args: argparse.Namespace, settings) -> int:
+    The same service as `python -m streamer`. Configured from the environment/.env (STREAMER_*, REDIS_URL,
+    MONGODB_URL, TRADINGVIEW_WS_URL). SIGTERM/Ctrl-C flush in-progress bars as partial."""
     import asyncio
 
     from streamer.service import run_service
 
-    return asyncio.run(run_service(settings, health_port=args.health_port))
+    return asyncio.run(run_service(app.settings, health_port=health_port))
 
 
-def _fmt_num(value) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.10g}"
-    return str(value)
+@click.command("live")
+@click.argument("symbols", nargs=-1, metavar="[SYMBOL]...")
+@click.option("--all", "all_quotes", is_flag=True, help="list every cached quote")
+@click.option("--follow", is_flag=True, help="print quotes and completed bars as they are published (Ctrl-C stops)")
+@click.option("--bars-only", is_flag=True, help="with --follow: completed bars only")
+@click.option("--quotes-only", is_flag=True, help="with --follow: quotes only")
+@format_option()
+@limit_option("with --follow: stop after N messages")
+@click.option("--count", type=Count(), default=None, hidden=True)  # the flag's former name
+@click.option("--timeout", type=Seconds(), default=None,
+              help="with --follow: stop after this many seconds without a message")
+@pass_app
+def live(app, symbols, all_quotes, follow, bars_only, quotes_only, output_format, limit, count, timeout) -> int:
+    """Latest quotes and in-progress bars from the live cache.
 
-
-def _print_quote(symbol: str, quote: dict, out) -> None:
-    out.write(f"{symbol}  last {_fmt_num(quote.get('price'))}  at {quote.get('time')}"
-              f"  bid {_fmt_num(quote.get('bid'))}  ask {_fmt_num(quote.get('ask'))}"
-              f"  session volume {_fmt_num(quote.get('cumulative_volume'))}\n")
-
-
-def _cmd_live(args: argparse.Namespace, settings) -> int:
-    from pocketquant_pipelines.market.bars import bar_to_dict
+    Reads the live cache the streamer fills; --follow prints quotes and completed bars as they
+    are published."""
     from pocketquant_pipelines.storage.factory import open_live_cache
 
-    symbols = [normalize_symbol(s) for s in args.symbols]
-    if not (symbols or args.all or args.follow):
+    symbols = [normalize_symbol(s) for s in symbols]
+    if not (symbols or all_quotes or follow):
         raise InvalidInputError("live: give a SYMBOL, --all or --follow")
-    if args.bars_only and args.quotes_only:
+    if bars_only and quotes_only:
         raise InvalidInputError("live: --bars-only and --quotes-only exclude each other")
+    if limit is not None and count is not None:
+        raise InvalidInputError("live: give --limit or --count, not both")
+    limit = count if limit is None else limit
+    if not follow:
+        used = [flag for flag, value in (("--limit", limit), ("--timeout", timeout), ("--bars-only", bars_only),
+                                         ("--quotes-only", quotes_only)) if value]
+        if used:
+            raise InvalidInputError(f"live: {' and '.join(used)} need --follow")
     out = sys.stdout
-    cache = open_live_cache(settings)
+    cache = open_live_cache(app.settings)
     try:
-        if args.follow:
-            return _follow(cache, symbols, args, out)
-        if args.all:
-            quotes = cache.all_quotes()
-            if args.json:
-                for symbol in sorted(quotes):
-                    out.write(json.dumps({"symbol": symbol, "quote": quotes[symbol]}) + "\n")
-            elif not quotes:
-                out.write("no cached quotes (is the streamer running? quotes expire after 60 s)\n")
-            else:
-                for symbol in sorted(quotes):
-                    _print_quote(symbol, quotes[symbol], out)
+        if follow:
+            return _follow(cache, symbols, out, output_format, bars_only, quotes_only, limit, timeout)
+        if all_quotes:
+            _print_all_quotes(cache.all_quotes(), out, output_format)
             return 0
-        missing = 0
-        for symbol in symbols:
-            quote = cache.get_quote(symbol)
-            bars = cache.get_current_bars(symbol)
-            if args.json:
-                # the cache holds the bars still in progress: partial by nature
-                out.write(json.dumps({
-                    "symbol": symbol, "quote": quote,
-                    "bars": {i.value: {**bar_to_dict(bars[i]), "partial": True, "in_progress": True}
-                             for i in ALL_INTERVALS if i in bars},
-                }) + "\n")
-            else:
-                if quote is None:
-                    out.write(f"{symbol}  no cached quote (not streamed, or none in the last 60 s)\n")
-                else:
-                    _print_quote(symbol, quote, out)
-                if bars:
-                    out.write(f"  {'interval':<8} {'start (UTC)':<25} {'open':>12} {'high':>12} "
-                              f"{'low':>12} {'close':>12} {'volume':>14}  state\n")
-                    for interval in ALL_INTERVALS:
-                        if interval in bars:
-                            b = bars[interval]
-                            out.write(f"  {interval.value:<8} {b.time.isoformat():<25} {_fmt_num(b.open):>12} "
-                                      f"{_fmt_num(b.high):>12} {_fmt_num(b.low):>12} {_fmt_num(b.close):>12} "
-                                      f"{_fmt_num(b.volume):>14}  {IN_PROGRESS}\n")
-            missing += quote is None and not bars
-        return 1 if missing == len(symbols) and symbols else 0
+        return _print_snapshots(cache, symbols, out, output_format)
     finally:
         cache.close()
 
 
-def _follow(cache, symbols: list[str], args: argparse.Namespace, out) -> int:
+def _quote_line(symbol: str, quote: dict) -> str:
+    return (f"{symbol}  last {fmt.number(quote.get('price'))}  at {quote.get('time')}"
+            f"  bid {fmt.number(quote.get('bid'))}  ask {fmt.number(quote.get('ask'))}"
+            f"  session volume {fmt.number(quote.get('cumulative_volume'))}\n")
+
+
+def _quote_row(symbol: str, quote: dict) -> list:
+    return ["quote", symbol, None, quote.get("time"), quote.get("price"), quote.get("bid"), quote.get("ask"),
+            quote.get("volume"), quote.get("cumulative_volume"), None, None, None, None, None]
+
+
+def _bar_row(bar: dict, partial: bool) -> list:
+    return ["bar", bar.get("symbol"), bar.get("interval"), bar.get("time"), None, None, None, bar.get("volume"),
+            None, bar.get("open"), bar.get("high"), bar.get("low"), bar.get("close"), partial]
+
+
+def _print_all_quotes(quotes: dict, out, output_format: str) -> None:
+    if output_format == "json":
+        fmt.write_json_lines(({"symbol": s, "quote": quotes[s]} for s in sorted(quotes)), out)
+    elif output_format == "csv":
+        fmt.write_csv(LIVE_COLUMNS, (_quote_row(s, quotes[s]) for s in sorted(quotes)), out)
+    elif not quotes:
+        out.write("no cached quotes (is the streamer running? quotes expire after 60 s)\n")
+    else:
+        for symbol in sorted(quotes):
+            out.write(_quote_line(symbol, quotes[symbol]))
+
+
+def _print_snapshots(cache, symbols: list[str], out, output_format: str) -> int:
+    from pocketquant_pipelines.market.bars import bar_to_dict
+
+    csv_out = fmt.CsvWriter(LIVE_COLUMNS, out) if output_format == "csv" else None
+    missing = 0
+    for symbol in symbols:
+        quote = cache.get_quote(symbol)
+        bars = cache.get_current_bars(symbol)
+        current = [bars[i] for i in ALL_INTERVALS if i in bars]
+        if output_format == "json":
+            # the cache holds the bars still in progress: partial by nature
+            fmt.json_line({"symbol": symbol, "quote": quote,
+                           "bars": {b.interval.value: {**bar_to_dict(b), "partial": True, "in_progress": True}
+                                    for b in current}}, out)
+        elif csv_out is not None:
+            if quote is not None:
+                csv_out.row(_quote_row(symbol, quote))
+            for b in current:
+                csv_out.row(_bar_row(bar_to_dict(b), partial=True))
+        else:
+            if quote is None:
+                out.write(f"{symbol}  no cached quote (not streamed, or none in the last 60 s)\n")
+            else:
+                out.write(_quote_line(symbol, quote))
+            if current:
+                fmt.table(["interval", "start (UTC)", "open", "high", "low", "close", "volume", "state"],
+                          [[b.interval.value, fmt.utc_time(b.time), *(fmt.number(p) for p in
+                                                                      (b.open, b.high, b.low, b.close)),
+                            fmt.number(b.volume), IN_PROGRESS] for b in current],
+                          out, align="<<>>>>><", rule=False, indent="  ")
+        missing += quote is None and not bars
+    return 1 if missing == len(symbols) and symbols else 0
+
+
+def _follow(cache, symbols: list[str], out, output_format: str, bars_only: bool, quotes_only: bool,
+            limit: int | None, timeout: float | None) -> int:
     from pocketquant_pipelines.storage.base import BARS_PATTERN, QUOTES_PATTERN, bar_channel, quote_channel
 
     if symbols:
         patterns = []
         for s in symbols:
-            if not args.bars_only:
+            if not bars_only:
                 patterns.append(quote_channel(s))
-            if not args.quotes_only:
+            if not quotes_only:
                 patterns.append(bar_channel(s, "1m").rsplit(":", 1)[0] + ":*")
     else:
-        patterns = ([] if args.bars_only else [QUOTES_PATTERN]) + ([] if args.quotes_only else [BARS_PATTERN])
+        patterns = ([] if bars_only else [QUOTES_PATTERN]) + ([] if quotes_only else [BARS_PATTERN])
+    csv_out = fmt.CsvWriter(LIVE_COLUMNS, out, flush=True) if output_format == "csv" else None
     seen = 0
     with cache.subscribe(*patterns) as sub:
-        if not args.json:
+        if output_format == "table":
             out.write(f"following {', '.join(patterns)} (Ctrl-C to stop)\n")
             out.flush()
-        while args.count is None or seen < args.count:
-            msg = sub.get(timeout=args.timeout if args.timeout is not None else 1.0)
+        while limit is None or seen < limit:
+            msg = sub.get(timeout=timeout if timeout is not None else 1.0)
             if msg is None:
-                if args.timeout is not None:
+                if timeout is not None:
                     break
                 continue
             seen += 1
             kind = "bar" if msg.channel.startswith("pq:bars:") else "quote"
-            if args.json:
-                out.write(json.dumps({"channel": msg.channel, "type": kind, "data": msg.data}) + "\n")
-            elif kind == "quote":
-                d = msg.data
-                out.write(f"quote {d.get('symbol')} {_fmt_num(d.get('price'))} at {d.get('time')}"
-                          f" vol {_fmt_num(d.get('volume'))}\n")
+            d = msg.data
+            if output_format == "json":
+                fmt.json_line({"channel": msg.channel, "type": kind, "data": d}, out, flush=True)
+            elif csv_out is not None:
+                csv_out.row(_bar_row(d, bool(d.get("partial"))) if kind == "bar" else _quote_row(d.get("symbol"), d))
             else:
-                d = msg.data
-                flag = " (partial)" if d.get("partial") else ""
-                out.write(f"bar   {d.get('symbol')} {d.get('interval'):>3} {d.get('time')} O {_fmt_num(d.get('open'))}"
-                          f" H {_fmt_num(d.get('high'))} L {_fmt_num(d.get('low'))} C {_fmt_num(d.get('close'))}"
-                          f" V {_fmt_num(d.get('volume'))}{flag}\n")
-            out.flush()
+                out.write(_follow_line(kind, d))
+                out.flush()
     return 0
+
+
+def _follow_line(kind: str, d: dict) -> str:
+    if kind == "quote":
+        return f"quote {d.get('symbol')} {fmt.number(d.get('price'))} at {d.get('time')} vol {fmt.number(d.get('volume'))}\n"
+    flag = " (partial)" if d.get("partial") else ""
+    return (f"bar   {d.get('symbol')} {d.get('interval'):>3} {d.get('time')} O {fmt.number(d.get('open'))}"
+            f" H {fmt.number(d.get('high'))} L {fmt.number(d.get('low'))} C {fmt.number(d.get('close'))}"
+            f" V {fmt.number(d.get('volume'))}{flag}\n")
+
+
+COMMANDS = [stream, live]

@@ -27,7 +27,7 @@ def open_bar_store(settings: Settings) -> BarStore:
     if settings.mongodb_url:
         from pocketquant_pipelines.storage.mongo_store import MongoBarStore
 
-        store: BarStore = MongoBarStore(url=settings.mongodb_url.reveal(),
+        store: BarStore = MongoBarStore(url=settings.mongodb_url.get_secret_value(),
                                         database=settings.mongodb_database)
         log.debug("bar_store_opened", backend="mongodb", database=settings.mongodb_database)
         return store
@@ -42,7 +42,7 @@ def open_live_cache(settings: Settings) -> LiveCache:
         from pocketquant_pipelines.storage.redis_cache import RedisLiveCache
 
         log.debug("live_cache_opened", backend="redis")
-        return RedisLiveCache(url=settings.redis_url.reveal())
+        return RedisLiveCache(url=settings.redis_url.get_secret_value())
     from pocketquant_pipelines.storage.embedded_cache import EmbeddedLiveCache
 
     log.debug("live_cache_opened", backend="embedded", path=str(settings.live_cache_path))

@@ -48,7 +48,7 @@ ADJUSTMENTS = ("splits", "dividends")
 def _reveal(value) -> str | None:
     if value is None:
         return None
-    reveal = getattr(value, "reveal", None)
+    reveal = getattr(value, "get_secret_value", None)
     return reveal() if reveal else str(value)
 
 

@@ -2,7 +2,6 @@
 the planner against real stores, the sync against the simulator, the checks in real Dagster
 runs."""
 
-import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
@@ -100,7 +99,7 @@ def test_a_stored_year_3000_bar_does_not_stop_the_next_sync_from_filling_the_gap
     # the clock jumps 5 h below and never passes the wall clock: start a day back
     start = datetime.now(UTC) - timedelta(days=1)
     with run_simulator_in_thread(seed=5, resolve_delay_s=0.0, sim_start=start) as sim:
-        cfg = dataclasses.replace(settings, tradingview_ws_url=sim.url)
+        cfg = settings.model_copy(update={"tradingview_ws_url": sim.url})
 
         def sync(**kw):
             client = TradingViewClient.from_settings(cfg, clock=lambda: sim.sim_now().timestamp())

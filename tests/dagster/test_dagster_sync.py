@@ -1,7 +1,6 @@
 """The plain sync function (what the asset and `pocketquant sync` call), against its own
 simulator whose clock the test moves."""
 
-import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -18,7 +17,7 @@ def test_incremental_sync_fills_an_outage_without_duplicates(settings, store):
     # below moves it 30 hours forward
     start = datetime.now(UTC) - timedelta(days=2)
     with run_simulator_in_thread(seed=5, resolve_delay_s=0.0, sim_start=start) as sim:
-        cfg = dataclasses.replace(settings, tradingview_ws_url=sim.url)
+        cfg = settings.model_copy(update={"tradingview_ws_url": sim.url})
         store.add_symbol(SymbolInfo(symbol="BINANCE:BTCUSDT"))
 
         def sync(**kw):
@@ -62,7 +61,7 @@ def test_source_from_url():
 
 def test_a_sync_fills_display_fields_but_never_overwrites_the_users(settings, store):
     with run_simulator_in_thread(seed=5, resolve_delay_s=0.0) as sim:
-        cfg = dataclasses.replace(settings, tradingview_ws_url=sim.url)
+        cfg = settings.model_copy(update={"tradingview_ws_url": sim.url})
         store.add_symbol(SymbolInfo(symbol="NASDAQ:AAPL", name="Apple (my watchlist)"))
         store.add_symbol(SymbolInfo(symbol="BINANCE:BTCUSDT"))
         for symbol in ("NASDAQ:AAPL", "BINANCE:BTCUSDT"):

@@ -36,7 +36,7 @@ def test_a_daily_sync_records_the_calendar_and_the_closures_its_history_shows(se
     aapl = dataclasses.replace(next(s for s in DEFAULT_SYMBOLS if s.symbol == AAPL), history_start=date(2018, 11, 1))
     btc = next(s for s in DEFAULT_SYMBOLS if s.symbol == BTC)
     with run_simulator_in_thread(seed=5, sim_start=SIM_NOW, symbols=[aapl, btc], resolve_delay_s=0.0) as sim:
-        cfg = dataclasses.replace(settings, tradingview_ws_url=sim.url)
+        cfg = settings.model_copy(update={"tradingview_ws_url": sim.url})
         for symbol in (AAPL, BTC):
             store.add_symbol(SymbolInfo(symbol))
 

@@ -93,7 +93,7 @@ def test_streamer_process_live_cli_health_and_sigterm(tmp_path, sim, redis_serve
         assert health["store"]["reachable"] and health["cache"]["reachable"]
 
         # --follow: completed bars as they are published (1m bars complete every wall second)
-        follow = subprocess.run(cli + ["live", "--follow", "--bars-only", "--json", "--count", "3",
+        follow = subprocess.run(cli + ["live", "--follow", "--bars-only", "--format", "json", "--limit", "3",
                                        "--timeout", "20", BTC],
                                 env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60,
                                 preexec_fn=_default_signals)
@@ -109,7 +109,7 @@ def test_streamer_process_live_cli_health_and_sigterm(tmp_path, sim, redis_serve
         assert shown.stdout.startswith(f"{BTC}  last ")
         for interval in ALL_INTERVALS:
             assert f"\n  {interval.value:<8} " in shown.stdout
-        as_json = subprocess.run(cli + ["live", "--json", AAPL], env=env, cwd=tmp_path, capture_output=True,
+        as_json = subprocess.run(cli + ["live", "--format", "json", AAPL], env=env, cwd=tmp_path, capture_output=True,
                                  text=True, timeout=60, preexec_fn=_default_signals)
         snap = json.loads(as_json.stdout)
         assert snap["quote"]["symbol"] == AAPL and set(snap["bars"]) == {i.value for i in ALL_INTERVALS}
