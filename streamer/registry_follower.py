@@ -8,12 +8,17 @@ string; ``symbol_resolved`` does. So the follower asks TradingView once
 registry as a sync would, and re-applies the registry: the aggregator is rebuilt with the
 real session at once instead of after the first sync. On failure the symbol stays unaligned
 until a sync runs.
+
+With several replicas (``STREAMER_REPLICA_COUNT``), each follows only the symbols its share
+owns (``market.replicas``): every replica reads the whole registry and keeps its part, so a
+registry change reaches the owning replica at its next poll and no other.
 """
 
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 
 from pocketquant_pipelines.logging import get_logger
+from pocketquant_pipelines.market.replicas import ReplicaShare
 from pocketquant_pipelines.storage.base import BarStore, SymbolInfo
 from pocketquant_pipelines.storage.symbol_metadata import record_metadata
 from streamer.quote_source import QuoteClient
@@ -28,8 +33,9 @@ Subscriber = Callable[[list[str]], Awaitable[None]]
 class RegistryFollower:
     def __init__(self, store: BarStore, client: QuoteClient, pipeline: TickPipeline, *,
                  subscribe: Subscriber, unsubscribe: Subscriber, poll_s: float,
-                 tasks: list[asyncio.Task]) -> None:
+                 tasks: list[asyncio.Task], share: ReplicaShare = ReplicaShare()) -> None:
         self.store = store
+        self.share = share
         self.client = client
         self.pipeline = pipeline
         self._subscribe, self._unsubscribe = subscribe, unsubscribe
@@ -50,7 +56,8 @@ class RegistryFollower:
 
     async def apply(self, infos: Iterable[SymbolInfo]) -> None:
         symbols = self.pipeline.symbols
-        wanted = {i.symbol: i for i in infos if i.stream}
+        owns = self.share.owns
+        wanted = {i.symbol: i for i in infos if i.stream and owns(i.symbol)}
         added = [s for s in wanted if s not in symbols]
         removed = [s for s in symbols if s not in wanted]
         for symbol in removed:

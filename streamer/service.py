@@ -21,7 +21,9 @@ import sys
 import time
 from collections.abc import Iterable
 
+from pocketquant_pipelines.errors import ConfigError
 from pocketquant_pipelines.logging import get_logger
+from pocketquant_pipelines.market.replicas import ReplicaShare
 from pocketquant_pipelines.settings import Settings
 from pocketquant_pipelines.storage.base import BarStore, LiveCache, SymbolInfo
 from pocketquant_pipelines.tradingview.models import ClientStats
@@ -77,6 +79,7 @@ class StreamerService:
         self.follower = RegistryFollower(
             store, client, self.pipeline, subscribe=self._subscribe, unsubscribe=self._unsubscribe,
             poll_s=registry_poll_s or settings.streamer_registry_poll_s, tasks=self._tasks,
+            share=ReplicaShare(settings.streamer_replica_index, settings.streamer_replica_count),
         )
         self.flush_s = (cache_flush_ms or settings.streamer_cache_flush_ms) / 1000
         self.health = HealthServer(
@@ -176,8 +179,9 @@ class StreamerService:
             asyncio.create_task(self.follower.poll_forever(), name="registry"),
         ]
         self.started.set()
+        share = self.follower.share
         log.info("streamer_started", health_port=self.health.port, flush_ms=int(self.flush_s * 1000),
-                 registry_poll_s=self.follower.poll_s)
+                 registry_poll_s=self.follower.poll_s, replica_index=share.index, replica_count=share.count)
         try:
             await self._stop.wait()
         finally:
@@ -251,7 +255,11 @@ def main(argv: list[str] | None = None) -> int:
     from pocketquant_pipelines.logging import configure_logging
     from pocketquant_pipelines.settings import load_settings
 
-    settings = load_settings()
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     configure_logging(settings.log_format, settings.log_level)
     log.info("streamer_config", **{k: v for k, v in settings.redacted().items()
                                    if k.startswith(("streamer_", "tradingview_ws", "data_dir", "redis", "mongodb"))})

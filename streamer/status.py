@@ -62,5 +62,6 @@ def health_report(service) -> tuple[bool, dict]:
                   "last_error": service.cache_writer.last_error},
         "market_time": None if pipeline.market_t is None else datetime.fromtimestamp(pipeline.market_t, UTC).isoformat(),
         "uptime_s": round(time.monotonic() - service.started_mono, 3),
+        "replica": {"index": service.follower.share.index, "count": service.follower.share.count},
     }
     return healthy, body
