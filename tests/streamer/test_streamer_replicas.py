@@ -15,6 +15,7 @@ import urllib.error
 import urllib.request
 from collections import Counter
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -279,3 +280,19 @@ def test_a_replica_index_outside_the_count_is_a_one_line_error(tmp_path):
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         "error: STREAMER_REPLICA_INDEX=2 must be below STREAMER_REPLICA_COUNT=2 (replicas are numbered 0..1)"]
+
+
+def test_compose_runs_replicas_with_every_index_once():
+    import yaml
+
+    from pocketquant_pipelines.settings import load_settings as load
+
+    compose = yaml.safe_load((Path(__file__).resolve().parents[2] / "docker/compose.yml").read_text())
+    streamers = [svc for svc in compose["services"].values() if svc.get("command") == ["python", "-m", "streamer"]]
+    shares = {(int(svc["environment"]["STREAMER_REPLICA_INDEX"]), int(svc["environment"]["STREAMER_REPLICA_COUNT"]))
+              for svc in streamers}
+    count = len(streamers)
+    assert count >= 2 and shares == {(i, count) for i in range(count)}
+    for svc in streamers:  # each replica's environment is valid settings
+        env = {k: str(v) for k, v in svc["environment"].items() if k.startswith("STREAMER_")}
+        load(env, dotenv_path=Path("/nonexistent"))
