@@ -34,6 +34,8 @@ from pocketquant_pipelines.market.clock import EPOCH_FLOOR, implausible_reason
 from pocketquant_pipelines.settings import Settings
 from pocketquant_pipelines.storage.base import BarStore, LiveCache, SymbolInfo
 from pocketquant_pipelines.sync import record_metadata
+from pocketquant_pipelines.tradingview.errors import AuthError
+from streamer import exit_codes
 from streamer.cache_writer import CacheWriter
 from streamer.health import HealthServer
 from streamer.metrics import StreamerMetrics
@@ -112,6 +114,7 @@ class StreamerService:
         self._started_mono = time.monotonic()
         self._tasks: list[asyncio.Task] = []
         self.started = asyncio.Event()  # set once the health port is bound and writers run
+        self.exit_code = exit_codes.OK   # set by a fatal error before it requests the stop
         self._bind_gauges()
 
     # --- metrics and health ------------------------------------------------------------------
@@ -483,9 +486,15 @@ class StreamerService:
                     on_tick(tick)
         except asyncio.CancelledError:
             raise
-        except Exception:
-            # the client already retries transient failures; reaching here is fatal
-            log.exception("quote_stream_failed")
+        except AuthError as exc:
+            # permanent: restarting with the same token is rejected the same way
+            log.error("tradingview_auth_rejected", reason=exc.reason or str(exc),
+                      hint="check TRADINGVIEW_AUTH_TOKEN (or TRADINGVIEW_USERNAME/PASSWORD)")
+            self.exit_code = exit_codes.AUTH
+            self.request_stop()
+        except Exception as exc:  # noqa: BLE001 - the client already retries transient failures
+            log.error("quote_stream_failed", error=f"{type(exc).__name__}: {exc}")
+            self.exit_code = exit_codes.STREAM_FAILED
             self.request_stop()
 
     # --- lifecycle -----------------------------------------------------------------------------
@@ -502,7 +511,7 @@ class StreamerService:
         except OSError as exc:
             log.error("health_port_unavailable", host=self.health.host, port=self.health.port, error=str(exc),
                       hint="set STREAMER_HEALTH_PORT to a free port (0 = any)")
-            return 2
+            return exit_codes.CONFIG
         self.store_writer.start()
         self.cache_writer.start()
         self._tasks += [
@@ -516,7 +525,7 @@ class StreamerService:
             await self._stop.wait()
         finally:
             await self.shutdown()
-        return 0
+        return self.exit_code
 
     async def shutdown(self, deadline_s: float = 5.0) -> None:
         started = time.monotonic()
