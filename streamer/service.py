@@ -37,6 +37,7 @@ from pocketquant_pipelines.sync import record_metadata
 from pocketquant_pipelines.tradingview.errors import AuthError
 from streamer import exit_codes
 from streamer.cache_writer import CacheWriter
+from streamer.disk import DiskFullError, is_disk_full
 from streamer.health import HealthServer
 from streamer.metrics import StreamerMetrics
 from streamer.store_writer import StoreWriter
@@ -88,7 +89,9 @@ class StreamerService:
             from streamer.redis_rounds import RedisRoundWriter
 
             self._round_writer = RedisRoundWriter(settings.redis_url.get_secret_value())
-        self.cache_writer = CacheWriter(cache, self.metrics, writer=self._round_writer)
+        # a full disk holds the cache back, so freed space goes to the bar store first
+        self.cache_writer = CacheWriter(cache, self.metrics, writer=self._round_writer,
+                                        hold=lambda: self.store_writer.disk_full)
         self.flush_s = (cache_flush_ms or settings.streamer_cache_flush_ms) / 1000
         self.registry_poll_s = registry_poll_s or settings.streamer_registry_poll_s
         self.health = HealthServer(
@@ -512,6 +515,13 @@ class StreamerService:
             log.error("health_port_unavailable", host=self.health.host, port=self.health.port, error=str(exc),
                       hint="set STREAMER_HEALTH_PORT to a free port (0 = any)")
             return exit_codes.CONFIG
+        try:
+            await asyncio.to_thread(self.store_writer.prepare)
+        except DiskFullError as exc:
+            log.error("streamer_disk_full", error=str(exc), data_dir=str(self.settings.data_dir),
+                      hint="free space on the disk of POCKETQUANT_DATA_DIR; nothing was streamed")
+            await self.health.close()
+            return exit_codes.DISK_FULL
         self.store_writer.start()
         self.cache_writer.start()
         self._tasks += [
@@ -608,4 +618,12 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings.log_format, settings.log_level)
     log.info("streamer_config", **{k: v for k, v in settings.redacted().items()
                                    if k.startswith(("streamer_", "tradingview_ws", "data_dir", "redis", "mongodb"))})
-    return asyncio.run(run_service(settings))
+    try:
+        return asyncio.run(run_service(settings))
+    except Exception as exc:
+        if not is_disk_full(exc):
+            raise
+        # opening the store on a full disk (creating the file, its schema or its WAL)
+        log.error("streamer_disk_full", error=f"{type(exc).__name__}: {exc}", data_dir=str(settings.data_dir),
+                  hint="free space on the disk of POCKETQUANT_DATA_DIR; nothing was streamed")
+        return exit_codes.DISK_FULL
