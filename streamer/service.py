@@ -38,6 +38,7 @@ from pocketquant_pipelines.tradingview.errors import AuthError
 from streamer import exit_codes
 from streamer.cache_writer import CacheWriter
 from streamer.disk import DiskFullError, is_disk_full
+from streamer.downtime import DowntimeTracker
 from streamer.health import HealthServer
 from streamer.metrics import StreamerMetrics
 from streamer.store_writer import StoreWriter
@@ -61,7 +62,7 @@ class StreamerService:
         self, settings: Settings, *, store: BarStore | None = None, cache: LiveCache | None = None,
         client=None, health_host: str = "127.0.0.1", health_port: int | None = None,
         registry_poll_s: float | None = None, cache_flush_ms: int | None = None,
-        store_batch_ms: int | None = None, max_bar_symbols_per_flush: int = 100,
+        store_batch_ms: int | None = None, max_bar_symbols_per_flush: int = 100, downtime_log=None,
     ) -> None:
         self.settings = settings
         self._owns = {"store": store is None, "cache": cache is None, "client": client is None}
@@ -77,6 +78,12 @@ class StreamerService:
             from pocketquant_pipelines.tradingview.client import TradingViewClient
 
             client = TradingViewClient.from_settings(settings)
+        if downtime_log is None and self._owns["store"]:
+            from pocketquant_pipelines.storage.downtime import open_downtime_log
+
+            downtime_log = open_downtime_log(settings)
+        self._owns["downtime_log"] = self._owns["store"]
+        self.downtime = None if downtime_log is None else DowntimeTracker(downtime_log)
         self.store, self.cache, self.client = store, cache, client
         self.metrics = StreamerMetrics()
         self.store_writer = StoreWriter(
@@ -528,6 +535,8 @@ class StreamerService:
             asyncio.create_task(self._timer_loop(), name="timer"),
             asyncio.create_task(self._registry_loop(), name="registry"),
         ]
+        if self.downtime is not None:
+            self._tasks.append(asyncio.create_task(self.downtime.run(self), name="heartbeat"))
         self.started.set()
         log.info("streamer_started", health_port=self.health.port, flush_ms=int(self.flush_s * 1000),
                  registry_poll_s=self.registry_poll_s)
@@ -568,6 +577,8 @@ class StreamerService:
                     pass
         if self._round_writer is not None:
             self._round_writer.close()
+        if self.downtime is not None and self._owns["downtime_log"]:
+            self.downtime.log.close()
         for name in ("store", "cache"):
             if self._owns[name]:
                 try:
