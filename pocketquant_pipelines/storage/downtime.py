@@ -145,10 +145,12 @@ class MongoDowntimeLog(DowntimeLog):
     """Collections ``streamer_heartbeats`` (_id = symbol) and ``downtime_holes`` in the bar
     store's database; datetimes as BSON dates (UTC)."""
 
-    def __init__(self, url: str, database: str):
-        import pymongo
+    def __init__(self, url: str | None = None, database: str = "pocketquant", *, client=None):
+        if client is None:
+            import pymongo
 
-        self._client = pymongo.MongoClient(url, tz_aware=True, serverSelectionTimeoutMS=5000)
+            client = pymongo.MongoClient(url, tz_aware=True, serverSelectionTimeoutMS=5000)
+        self._client = client
         db = self._client[database]
         self._beats = db["streamer_heartbeats"]
         self._holes = db["downtime_holes"]
