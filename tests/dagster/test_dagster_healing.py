@@ -41,3 +41,10 @@ def test_holes_become_one_tagged_backfill_per_symbol(settings, store, instance, 
     assert isinstance(evaluate(instance, resources), dg.SkipReason)
     with open_downtime_log(settings) as log:
         assert log.open_holes() == []
+
+
+def test_the_code_location_runs_the_healing_sensor():
+    from pocketquant_pipelines.definitions import defs as load_defs
+
+    sensors = {s.name: s for s in load_defs().sensors}
+    assert sensors["downtime_healing_sensor"].default_status == dg.DefaultSensorStatus.RUNNING
