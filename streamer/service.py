@@ -608,7 +608,15 @@ def install_signal_handlers(service: StreamerService) -> None:
 
 
 async def run_service(settings: Settings, **kwargs) -> int:
-    service = StreamerService(settings, **kwargs)
+    try:
+        service = StreamerService(settings, **kwargs)
+    except Exception as exc:
+        if not is_disk_full(exc):
+            raise
+        # opening the store on a full disk (creating the file, its schema or its WAL)
+        log.error("streamer_disk_full", error=f"{type(exc).__name__}: {exc}", data_dir=str(settings.data_dir),
+                  hint="free space on the disk of POCKETQUANT_DATA_DIR; nothing was streamed")
+        return exit_codes.DISK_FULL
     install_signal_handlers(service)
     # The cache and store writer threads release the GIL at every socket / SQLite call and must
     # take it back from tick intake; the default 5 ms switch interval makes each such hand-over
@@ -629,12 +637,4 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings.log_format, settings.log_level)
     log.info("streamer_config", **{k: v for k, v in settings.redacted().items()
                                    if k.startswith(("streamer_", "tradingview_ws", "data_dir", "redis", "mongodb"))})
-    try:
-        return asyncio.run(run_service(settings))
-    except Exception as exc:
-        if not is_disk_full(exc):
-            raise
-        # opening the store on a full disk (creating the file, its schema or its WAL)
-        log.error("streamer_disk_full", error=f"{type(exc).__name__}: {exc}", data_dir=str(settings.data_dir),
-                  hint="free space on the disk of POCKETQUANT_DATA_DIR; nothing was streamed")
-        return exit_codes.DISK_FULL
+    return asyncio.run(run_service(settings))

@@ -284,12 +284,14 @@ def test_full_disk_mid_stream_keeps_retries_spills_and_loses_nothing(tmp_path, s
             assert (row["open"], row["high"], row["low"], row["close"]) == (b.open, b.high, b.low, b.close)
 
 
-def test_started_on_a_full_disk_exits_4_with_one_line(tmp_path, sim, disk):
+@pytest.mark.parametrize("command", [["-m", "streamer"], ["-m", "pocketquant_pipelines", "stream"]],
+                         ids=["python-m-streamer", "pocketquant-stream"])
+def test_started_on_a_full_disk_exits_4_with_one_line(tmp_path, sim, disk, command):
     env = _env(disk, sim.url, _free_port())
     disk.fill()
     log_path = tmp_path / "streamer.log"
     with open(log_path, "w") as fh:
-        proc = disk.run([sys.executable, "-m", "streamer"], env=env, cwd=tmp_path, stdout=fh,
+        proc = disk.run([sys.executable, *command], env=env, cwd=tmp_path, stdout=fh,
                         stderr=subprocess.STDOUT, preexec_fn=_default_signals)
     assert proc.wait(60) == exit_codes.DISK_FULL
     text = log_path.read_text()
