@@ -5,7 +5,6 @@ requests a sync of the symbol's partitions tagged with the hole, the runs go thr
 (``materialize`` on a real instance), and afterwards the store holds every bar of the
 period, once, equal to TradingView's (the simulator's) history."""
 
-import json
 import os
 import signal
 import subprocess
