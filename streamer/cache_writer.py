@@ -13,11 +13,16 @@ pub/sub messages produced while the cache is down are dropped and counted (there
 to deliver them to, and the bars are in the store), but the *latest* quotes and bars are kept.
 The thread pings with backoff; when the cache answers it logs ``live_cache_recovered`` once
 and writes the latest state of every symbol that changed during the outage (catch-up).
+
+``hold`` (the store writer's ``disk_full``): while the bar store cannot write for lack of
+space, the cache writes nothing -- the embedded cache shares the disk, and space an operator
+frees must go to the durable bars, not to the WAL of ephemeral quotes. Messages meanwhile are
+dropped and counted, the latest state is kept and written when the hold ends.
 """
 
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
 from pocketquant_pipelines.logging import get_logger
@@ -42,7 +47,7 @@ class TrustedBatchWriter(Protocol):
 
 class CacheWriter:
     def __init__(self, cache: LiveCache, metrics: StreamerMetrics, *, idle_wait_s: float = 0.05,
-                 max_bar_symbols: int = 25) -> None:
+                 max_bar_symbols: int = 25, hold: Callable[[], bool] | None = None) -> None:
         self.cache = cache
         # the round writer: per-call SET/PUBLISH would cost a loopback round trip each and cap
         # near 10-20k writes/s, so a round is always one call
@@ -59,6 +64,8 @@ class CacheWriter:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self.available = True
+        self.hold = hold
+        self.held = False
         self.outage_started: float | None = None
         self.last_error: str | None = None
 
@@ -138,6 +145,10 @@ class CacheWriter:
         while not self._stopping.is_set():
             self._wake.wait(self.idle_wait_s)
             self._wake.clear()
+            if self._held():
+                self._drop_messages()
+                self._stopping.wait(0.25)
+                continue
             if not self.available:
                 if not self._probe():
                     self._drop_messages()
@@ -146,6 +157,17 @@ class CacheWriter:
                     continue
                 backoff = 0.25
             self.write_pending()
+
+    def _held(self) -> bool:
+        held = self.hold is not None and bool(self.hold())
+        if held != self.held:
+            self.held = held
+            if held:
+                log.warning("live_cache_held", reason="bar store disk full",
+                            note="no cache writes until the bar store writes again")
+            else:
+                log.info("live_cache_resumed")
+        return held
 
     def _probe(self) -> bool:
         try:

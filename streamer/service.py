@@ -26,8 +26,12 @@ from pocketquant_pipelines.logging import get_logger
 from pocketquant_pipelines.market.replicas import ReplicaShare
 from pocketquant_pipelines.settings import Settings
 from pocketquant_pipelines.storage.base import BarStore, LiveCache, SymbolInfo
+from pocketquant_pipelines.tradingview.errors import AuthError
 from pocketquant_pipelines.tradingview.models import ClientStats
+from streamer import exit_codes
 from streamer.cache_writer import CacheWriter
+from streamer.disk import DiskFullError, is_disk_full
+from streamer.downtime import DowntimeTracker
 from streamer.health import HealthServer
 from streamer.metrics import StreamerMetrics
 from streamer.quote_source import QuoteClient, QuoteSource
@@ -48,7 +52,7 @@ class StreamerService:
         self, settings: Settings, *, store: BarStore | None = None, cache: LiveCache | None = None,
         client: QuoteClient | None = None, health_host: str = "127.0.0.1", health_port: int | None = None,
         registry_poll_s: float | None = None, cache_flush_ms: int | None = None,
-        store_batch_ms: int | None = None, max_bar_symbols_per_flush: int = 100,
+        store_batch_ms: int | None = None, max_bar_symbols_per_flush: int = 100, downtime_log=None,
     ) -> None:
         self.settings = settings
         self._owns = {"store": store is None, "cache": cache is None, "client": client is None}
@@ -64,6 +68,12 @@ class StreamerService:
             from pocketquant_pipelines.tradingview.client import TradingViewClient
 
             client = TradingViewClient.from_settings(settings)
+        if downtime_log is None and self._owns["store"]:
+            from pocketquant_pipelines.storage.downtime import open_downtime_log
+
+            downtime_log = open_downtime_log(settings)
+        self._owns["downtime_log"] = self._owns["store"]
+        self.downtime = None if downtime_log is None else DowntimeTracker(downtime_log)
         self.store, self.cache, self.client = store, cache, client
         self.metrics = StreamerMetrics()
         self.store_writer = StoreWriter(
@@ -71,7 +81,8 @@ class StreamerService:
             batch_interval_s=(store_batch_ms or settings.streamer_store_batch_ms) / 1000,
             spill_dir=settings.data_dir,
         )
-        self.cache_writer = CacheWriter(cache, self.metrics)
+        # a full disk holds the cache back, so freed space goes to the bar store first
+        self.cache_writer = CacheWriter(cache, self.metrics, hold=lambda: self.store_writer.disk_full)
         self.pipeline = TickPipeline(self.metrics, self.store_writer, self.cache_writer,
                                      clock_skew_s=float(settings.clock_skew_s),
                                      max_bar_symbols_per_flush=max_bar_symbols_per_flush)
@@ -90,6 +101,7 @@ class StreamerService:
         self._stop = asyncio.Event()
         self.started_mono = time.monotonic()
         self.started = asyncio.Event()  # set once the health port is bound and writers run
+        self.exit_code = exit_codes.OK   # set by a fatal error before it requests the stop
         bind_gauges(self)
 
     # --- what the parts share ----------------------------------------------------------------------
@@ -143,9 +155,15 @@ class StreamerService:
                 on_ticks(ticks)
         except asyncio.CancelledError:
             raise
-        except Exception:
-            # the client already retries transient failures; reaching here is fatal
-            log.exception("quote_stream_failed")
+        except AuthError as exc:
+            # permanent: restarting with the same token is rejected the same way
+            log.error("tradingview_auth_rejected", reason=exc.reason or str(exc),
+                      hint="check TRADINGVIEW_AUTH_TOKEN (or TRADINGVIEW_USERNAME/PASSWORD)")
+            self.exit_code = exit_codes.AUTH
+            self.request_stop()
+        except Exception as exc:  # noqa: BLE001 - the client already retries transient failures
+            log.error("quote_stream_failed", error=f"{type(exc).__name__}: {exc}")
+            self.exit_code = exit_codes.STREAM_FAILED
             self.request_stop()
 
     async def _timer_loop(self) -> None:
@@ -171,13 +189,22 @@ class StreamerService:
         except OSError as exc:
             log.error("health_port_unavailable", host=self.health.host, port=self.health.port, error=str(exc),
                       hint="set STREAMER_HEALTH_PORT to a free port (0 = any)")
-            return 2
+            return exit_codes.CONFIG
+        try:
+            await asyncio.to_thread(self.store_writer.prepare)
+        except DiskFullError as exc:
+            log.error("streamer_disk_full", error=str(exc), data_dir=str(self.settings.data_dir),
+                      hint="free space on the disk of POCKETQUANT_DATA_DIR; nothing was streamed")
+            await self.health.close()
+            return exit_codes.DISK_FULL
         self.store_writer.start()
         self.cache_writer.start()
         self._tasks += [
             asyncio.create_task(self._timer_loop(), name="timer"),
             asyncio.create_task(self.follower.poll_forever(), name="registry"),
         ]
+        if self.downtime is not None:
+            self._tasks.append(asyncio.create_task(self.downtime.run(self), name="heartbeat"))
         self.started.set()
         share = self.follower.share
         log.info("streamer_started", health_port=self.health.port, flush_ms=int(self.flush_s * 1000),
@@ -186,7 +213,7 @@ class StreamerService:
             await self._stop.wait()
         finally:
             await self.shutdown()
-        return 0
+        return self.exit_code
 
     async def shutdown(self, deadline_s: float = 5.0) -> None:
         started = time.monotonic()
@@ -209,6 +236,8 @@ class StreamerService:
                 await asyncio.wait_for(self.client.close(), timeout=CLOSE_TIMEOUT_S)
             except Exception:  # noqa: BLE001 - shutting down anyway
                 pass
+        if self.downtime is not None and self._owns["downtime_log"]:
+            self.downtime.log.close()
         for name in ("store", "cache"):
             if self._owns[name]:
                 try:
@@ -238,7 +267,15 @@ def install_signal_handlers(service: StreamerService) -> None:
 
 
 async def run_service(settings: Settings, **kwargs) -> int:
-    service = StreamerService(settings, **kwargs)
+    try:
+        service = StreamerService(settings, **kwargs)
+    except Exception as exc:
+        if not is_disk_full(exc):
+            raise
+        # opening the store on a full disk (creating the file, its schema or its WAL)
+        log.error("streamer_disk_full", error=f"{type(exc).__name__}: {exc}", data_dir=str(settings.data_dir),
+                  hint="free space on the disk of POCKETQUANT_DATA_DIR; nothing was streamed")
+        return exit_codes.DISK_FULL
     install_signal_handlers(service)
     # The cache and store writer threads release the GIL at every socket / SQLite call and must
     # take it back from tick intake; the default 5 ms switch interval makes each such hand-over

@@ -17,17 +17,34 @@ per second. At ordinary rates (a few hundred bars a minute) nothing changes.
 On shutdown ``stop()`` drains what is pending (complete bars first, then the in-progress bars
 flushed by the service, marked ``partial=True``) within a deadline; anything still unwritten
 is spilled as JSON lines next to the store so nothing accepted disappears without a trace.
+
+Full disk (see ``streamer.disk``): a write failing for lack of space is logged once as
+``store_disk_full`` (then ``store_write_recovered``), the bars stay in memory (bounded by
+``max_pending``) and the write is retried with backoff; ``disk_full`` is True meanwhile, so
+the cache writer holds back and space freed on the disk goes to the bar store first. The
+spill needs space exactly when there is none, so ``prepare()`` reserves it at start
+(``streamer-spill.reserve``, allocated with posix_fallocate); at shutdown the spill is written
+*into* that file (its blocks exist, nothing to allocate), cut to length, fsynced and renamed.
+Without a reservation, or for what does not fit, the spill is written atomically (temp file,
+fsync, rename). Either way the file is read back and compared with what was meant to be
+written. ``prepare()`` also loads the spill files a previous run left and writes them to the
+store before deleting them.
 """
 
 import json
+import os
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from datetime import datetime
 from pathlib import Path
 
 from pocketquant_pipelines.logging import get_logger
-from pocketquant_pipelines.market.bars import Bar, bar_to_dict
+from pocketquant_pipelines.market.bars import Bar, bar_from_dict, bar_to_dict
 from pocketquant_pipelines.storage.base import BarStore, Source
+from streamer.disk import (
+    DiskFullError, is_disk_full, reserve, write_atomically, write_into_reservation,
+)
 from streamer.metrics import StreamerMetrics
 
 log = get_logger("streamer.store")
@@ -35,6 +52,9 @@ log = get_logger("streamer.store")
 _BACKOFF_START_S = 0.2
 _BACKOFF_MAX_S = 10.0
 _MAX_PACED_WAIT_S = 30.0  # pacing never holds bars back longer than this
+SPILL_RESERVE_BYTES = 8 << 20  # ~40k bars of JSON lines (a bar is ~200 bytes)
+RESERVATION_NAME = "streamer-spill.reserve"
+SPILL_GLOB = "streamer-unwritten-*.jsonl"
 
 
 def _key_text(bar: Bar) -> str:
@@ -45,7 +65,7 @@ class StoreWriter:
     def __init__(
         self, store: BarStore, metrics: StreamerMetrics, *, batch_interval_s: float = 1.0,
         max_batch: int = 50_000, max_pending: int = 500_000, spill_dir: Path | None = None,
-        max_duty: float = 0.1,
+        max_duty: float = 0.1, spill_reserve_bytes: int = SPILL_RESERVE_BYTES,
     ) -> None:
         self.store = store
         self.metrics = metrics
@@ -66,6 +86,13 @@ class StoreWriter:
         self.healthy = True            # last write attempt succeeded (or none failed yet)
         self.last_error: str | None = None
         self._failing_since: float | None = None
+        self.disk_full = False         # the current failure streak is a full disk
+        self.spill_reserve_bytes = spill_reserve_bytes
+        self.reservation: Path | None = None
+        self._recovered: list[Path] = []  # spill files of earlier runs, deleted once written
+        # side writes after the bars pending when they were queued are in the store
+        # (heartbeats must never claim bars that are not stored): (callable, pending keys)
+        self._after_bars: list[tuple[Callable[[], None], set]] = []
 
     # --- producer side (event loop) ---------------------------------------------------------
     def put(self, bars: Iterable[Bar], partial: bool = False) -> None:
@@ -109,6 +136,8 @@ class StoreWriter:
                     self._stopping.wait(backoff)
                     backoff = min(backoff * 2, _BACKOFF_MAX_S)
                     break
+            if not self._pending and self._after_bars:
+                self._run_after_bars()
             self.next_wait_s = self.paced_wait(time.thread_time() - cpu)
 
     def paced_wait(self, write_cpu_s: float) -> float:
@@ -138,9 +167,16 @@ class StoreWriter:
         except Exception as exc:  # noqa: BLE001 - any backend failure: keep the bars, retry
             self.metrics.store_errors.inc()
             self.last_error = f"{type(exc).__name__}: {exc}"
-            if self.healthy:  # log once when a failure streak starts, then on recovery
-                log.error("store_write_failed", error=self.last_error, pending=self.depth, will_retry=True)
-                self._failing_since = time.monotonic()
+            full = is_disk_full(exc)
+            if self.healthy or full != self.disk_full:  # log once per streak, then on recovery
+                if full:
+                    log.error("store_disk_full", store=repr(self.store), error=self.last_error,
+                              pending=self.depth, bound=self.max_pending, will_retry=True,
+                              note="bars kept in memory; the live cache holds back until the store writes again")
+                else:
+                    log.error("store_write_failed", error=self.last_error, pending=self.depth, will_retry=True)
+                self._failing_since = self._failing_since or time.monotonic()
+            self.disk_full = full
             self.healthy = False
             return False
         self.metrics.store_write_seconds.observe(time.perf_counter() - started)
@@ -154,10 +190,36 @@ class StoreWriter:
         self.metrics.partial_bars_written.inc(len(partial))
         if not self.healthy:
             log.info("store_write_recovered", after_s=round(time.monotonic() - (self._failing_since or 0), 3),
-                     pending=self.depth)
+                     pending=self.depth, was_disk_full=self.disk_full)
         self.healthy = True
+        self.disk_full = False
+        self._failing_since = None
         self.last_error = None
+        self._run_after_bars()
+        if self._recovered and not self._pending:
+            self._forget_recovered()
         return True
+
+    # --- writes that must follow the bars ----------------------------------------------------
+    def after_bars(self, write: Callable[[], None]) -> None:
+        """Run ``write`` on the writer thread once every bar pending now is in the store."""
+        with self._lock:
+            keys = set(self._pending)
+            self._after_bars.append((write, keys))
+            del self._after_bars[:-64]  # a stalled store keeps the newest few only
+        if not keys:
+            self._wake.set()
+
+    def _run_after_bars(self) -> None:
+        with self._lock:
+            ready = [w for w, keys in self._after_bars if not (keys & self._pending.keys())]
+            self._after_bars = [(w, k) for w, k in self._after_bars if k & self._pending.keys()]
+        for write in ready:
+            try:
+                write()
+            except Exception as exc:  # noqa: BLE001 - a side record is retried at its next turn
+                log.warning("store_side_write_failed", error=f"{type(exc).__name__}: {exc}",
+                            disk_full=is_disk_full(exc))
 
     def stop(self, deadline_s: float = 5.0) -> int:
         """Stop the worker, then drain synchronously until empty or the deadline. Returns the
@@ -172,16 +234,127 @@ class StoreWriter:
                 time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
         left = self.depth
         if left:
-            path = self._spill()
-            log.error("store_unwritten_at_shutdown", count=left, spilled_to=str(path) if path else None)
+            spilled, where = self._spill()
+            log.error("store_unwritten_at_shutdown", count=left, spilled=spilled, spilled_to=where,
+                      lost=left - spilled, disk_full=self.disk_full)
+        elif self.reservation is not None:
+            self._release_reservation()
         return left
 
-    def _spill(self) -> Path | None:
+    # --- start: reservation and recovery -----------------------------------------------------
+    def prepare(self) -> int:
+        """Reserve the spill space and load the spill files of earlier runs; returns the
+        number of bars loaded. DiskFullError when the reservation cannot be had."""
         if self.spill_dir is None:
-            return None
+            return 0
         self.spill_dir.mkdir(parents=True, exist_ok=True)
-        path = self.spill_dir / f"streamer-unwritten-{int(time.time())}.jsonl"
-        with self._lock, path.open("a") as fh:
-            for bar, partial in self._pending.values():
-                fh.write(json.dumps({**bar_to_dict(bar), "partial": partial, "source": "stream"}) + "\n")
-        return path
+        loaded = self._load_spills()
+        if self.spill_reserve_bytes > 0:
+            path = self.spill_dir / RESERVATION_NAME
+            reserve(path, self.spill_reserve_bytes)
+            self.reservation = path
+        return loaded
+
+    def _load_spills(self) -> int:
+        loaded = 0
+        for path in sorted(self.spill_dir.glob(SPILL_GLOB)):
+            complete: list[Bar] = []
+            partial: list[Bar] = []
+            bad = 0
+            for line in path.read_text().splitlines():
+                try:
+                    row = json.loads(line)
+                    (partial if row.get("partial") else complete).append(bar_from_dict(row))
+                except (ValueError, KeyError, TypeError):
+                    bad += 1
+            if bad:  # keep the file for a person to look at; do not read it again
+                kept = path.with_suffix(".unreadable")
+                os.replace(path, kept)
+                log.error("spill_file_unreadable", path=str(kept), bad_lines=bad,
+                          loaded=len(complete) + len(partial))
+            else:
+                self._recovered.append(path)
+            self.put(complete)
+            self.put(partial, partial=True)
+            loaded += len(complete) + len(partial)
+        if loaded:
+            log.info("spilled_bars_loaded", count=loaded, files=len(self._recovered),
+                     note="written to the store first; the files are deleted once they are")
+        return loaded
+
+    def _forget_recovered(self) -> None:
+        for path in self._recovered:
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+        log.info("spilled_bars_written", files=len(self._recovered))
+        self._recovered = []
+
+    def _release_reservation(self) -> None:
+        try:
+            self.reservation.unlink()
+        except FileNotFoundError:
+            pass
+        self.reservation = None
+
+    # --- shutdown: the spill -----------------------------------------------------------------
+    def _spill_lines(self) -> list[bytes]:
+        with self._lock:
+            items = list(self._pending.values())
+        return [(json.dumps({**bar_to_dict(bar), "partial": partial, "source": "stream"}) + "\n").encode()
+                for bar, partial in items]
+
+    def _spill(self) -> tuple[int, str | None]:
+        """Write the pending bars to spill files; (bars spilled and verified, where)."""
+        if self.spill_dir is None:
+            return 0, None
+        try:
+            self.spill_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            log.error("spill_failed", path=str(self.spill_dir), bars=self.depth, error=str(exc))
+            return 0, None
+        lines = self._spill_lines()
+        stamp = datetime.now().strftime("%Y%m%dT%H%M%S")
+        target = self.spill_dir / f"streamer-unwritten-{stamp}-{os.getpid()}.jsonl"
+        reserved = self.reservation.stat().st_size if self.reservation is not None else 0
+        first, rest, size = [], [], 0
+        for line in lines:
+            if not rest and size + len(line) <= reserved:
+                first.append(line)
+                size += len(line)
+            else:
+                rest.append(line)
+        spilled, places = 0, []
+        if first:
+            try:
+                write_into_reservation(self.reservation, target, b"".join(first))
+                self.reservation = None
+                spilled += self._verify(target, first)
+                places.append(str(target))
+            except OSError as exc:
+                log.error("spill_failed", path=str(target), bars=len(first), error=str(exc))
+                rest = first + rest
+        if rest:
+            overflow = target.with_name(target.stem + "-overflow.jsonl") if first and spilled else target
+            try:
+                write_atomically(overflow, b"".join(rest))
+                spilled += self._verify(overflow, rest)
+                places.append(str(overflow))
+            except OSError as exc:
+                log.error("spill_failed", path=str(overflow), bars=len(rest),
+                          error=str(DiskFullError(f"no space for {len(rest)} bars at {overflow}"))
+                          if is_disk_full(exc) else str(exc))
+        if self.reservation is not None:
+            self._release_reservation()
+        return spilled, ", ".join(places) or None
+
+    @staticmethod
+    def _verify(path: Path, lines: list[bytes]) -> int:
+        """Read the spill back: the bars spilled when it holds exactly ``lines``, else 0."""
+        data = path.read_bytes()
+        if data != b"".join(lines):
+            log.error("spill_verify_failed", path=str(path), expected_bytes=sum(map(len, lines)),
+                      found_bytes=len(data))
+            return 0
+        return len(lines)

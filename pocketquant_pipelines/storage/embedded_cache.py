@@ -15,6 +15,12 @@ Tables:
 
 synchronous=NORMAL: the data is ephemeral, and commits then cost no fsync (a few hundred
 writes/s from the streamer stay cheap).
+
+Disk: the cache usually shares a disk with the bar store, and its data is worth far less. So
+its WAL is kept small: ``journal_size_limit`` cuts the WAL file back to ``WAL_LIMIT_BYTES``
+whenever a checkpoint resets it, checkpoints run every ``WAL_AUTOCHECKPOINT_PAGES`` pages
+(SQLite's default is 1000, ~4 MB), and a write that fails for lack of space gives the WAL
+back at once (a TRUNCATE checkpoint) before the error is raised.
 """
 
 import json
@@ -44,6 +50,9 @@ POLL_INTERVAL_S = 0.025
 MESSAGE_RETENTION_S = 120.0
 PRUNE_EVERY_S = 5.0
 _POLL_BATCH = 1000
+WAL_LIMIT_BYTES = 1 << 20
+WAL_AUTOCHECKPOINT_PAGES = 256
+_SQLITE_FULL = 13
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS quotes (
@@ -144,8 +153,19 @@ class EmbeddedSubscription(Subscription):
 class EmbeddedLiveCache(LiveCache):
     def __init__(self, path: Path | str):
         self.path = Path(path)
-        self._db = ThreadConnections(self.path, synchronous="NORMAL", setup_sql=_SCHEMA)
+        self._db = ThreadConnections(self.path, synchronous="NORMAL", setup_sql=_SCHEMA, pragmas=(
+            f"journal_size_limit = {WAL_LIMIT_BYTES}", f"wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}"))
         self._next_prune = 0.0
+
+    def _give_back_wal(self, exc: sqlite3.Error) -> None:
+        """After SQLITE_FULL: checkpoint and truncate the WAL so the space it holds is free for
+        the bar store (best effort: readers may keep part of it a moment longer)."""
+        if getattr(exc, "sqlite_errorcode", None) != _SQLITE_FULL:
+            return
+        try:
+            self._db.get().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error:
+            pass
 
     def __repr__(self) -> str:
         return f"EmbeddedLiveCache({str(self.path)!r})"
@@ -212,6 +232,13 @@ class EmbeddedLiveCache(LiveCache):
         q, b, m, quote_ttl, bar_ttl = batch_json(quotes, current_bars, messages, quote_ttl_s, bar_ttl_s)
         if not (q or b or m):
             return
+        try:
+            self._write_batch(q, b, m, quote_ttl, bar_ttl)
+        except sqlite3.Error as exc:
+            self._give_back_wal(exc)
+            raise
+
+    def _write_batch(self, q, b, m, quote_ttl, bar_ttl) -> None:
         now = time.time()
         with self._db.write() as conn:
             if q:

@@ -14,8 +14,10 @@ BUSY_TIMEOUT_MS = 60_000
 
 
 class ThreadConnections:
-    def __init__(self, path: Path | str, synchronous: str = "NORMAL", setup_sql: str = ""):
+    def __init__(self, path: Path | str, synchronous: str = "NORMAL", setup_sql: str = "",
+                 pragmas: tuple[str, ...] = ()):
         self.path = Path(path)
+        self._pragmas = pragmas
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._synchronous = synchronous
         self._local = threading.local()
@@ -33,6 +35,8 @@ class ThreadConnections:
         # journal_mode=WAL is persistent in the file; setting it again is cheap and safe.
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+        for pragma in self._pragmas:
+            conn.execute(f"PRAGMA {pragma}")
         return conn
 
     def get(self) -> sqlite3.Connection:
@@ -67,10 +71,18 @@ class ThreadConnections:
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield conn
+            conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            # A COMMIT that fails (SQLITE_FULL: no space for the WAL) leaves the transaction
+            # open, and every later BEGIN would fail with "within a transaction" -- a writer
+            # that never recovers once space is back. SQLite may also have rolled back by
+            # itself already, so roll back only what is still open, and keep the first error.
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
             raise
-        conn.execute("COMMIT")
 
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:

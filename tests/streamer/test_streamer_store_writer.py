@@ -2,6 +2,7 @@
 bounded buffer, and the shutdown drain (nothing accepted disappears silently)."""
 
 import json
+import os
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -105,3 +106,65 @@ def test_unwritable_bars_are_spilled_at_shutdown(store, tmp_path):
     [spill] = list((tmp_path / "spill").glob("streamer-unwritten-*.jsonl"))
     rows = [json.loads(line) for line in spill.read_text().splitlines()]
     assert len(rows) == 5 and all(r["partial"] for r in rows) and rows[0]["symbol"] == "BINANCE:BTCUSDT"
+
+
+class FullDiskStore(FlakyStore):
+    """Writes fail the way SQLite fails on a full disk."""
+
+    def upsert_bars(self, bars, source=Source.HISTORY, partial=False):
+        if self.fail:
+            import sqlite3
+
+            raise sqlite3.OperationalError("database or disk is full")
+        return self.store.upsert_bars(bars, source=source, partial=partial)
+
+
+def test_a_full_disk_is_one_line_and_holds_the_cache_until_the_store_writes(store, capsys):
+    full = FullDiskStore(store)
+    full.fail = 1
+    writer = StoreWriter(full, StreamerMetrics())
+    writer.put(bars(4))
+    assert not writer.write_once() and not writer.write_once()
+    assert writer.disk_full and writer.depth == 4
+    out = capsys.readouterr()
+    assert (out.out + out.err).count("store_disk_full") == 1 and "Traceback" not in out.out + out.err
+    full.fail = 0
+    assert writer.write_once() and not writer.disk_full
+    assert len(store.read_bars("BINANCE:BTCUSDT", "1m")) == 4
+
+
+def test_the_spill_goes_into_the_reservation_and_the_overflow_atomically_then_back_to_the_store(store, tmp_path):
+    spill_dir = tmp_path / "spill"
+    full = FullDiskStore(store)
+    full.fail = 1
+    writer = StoreWriter(full, StreamerMetrics(), spill_dir=spill_dir, spill_reserve_bytes=2000)
+    assert writer.prepare() == 0
+    reservation = spill_dir / "streamer-spill.reserve"
+    assert reservation.stat().st_size == 2000 and os.stat(reservation).st_blocks * 512 >= 2000  # allocated
+    writer.put(bars(30))
+    writer.put(bars(2, start=30), partial=True)
+    assert writer.stop(deadline_s=0.3) == 32
+    files = sorted(spill_dir.glob("streamer-unwritten-*.jsonl"))
+    assert len(files) == 2 and not reservation.exists()  # the reservation became the first file
+    first, overflow = sorted(files, key=lambda p: "overflow" in p.name)
+    assert first.stat().st_size <= 2000 and "overflow" in overflow.name
+    rows = [json.loads(line) for p in (first, overflow) for line in p.read_text().splitlines()]
+    assert len(rows) == 32 and sum(r["partial"] for r in rows) == 2
+
+    # the next start loads them, writes them first, then deletes the files
+    again = StoreWriter(store, StreamerMetrics(), spill_dir=spill_dir, spill_reserve_bytes=2000)
+    assert again.prepare() == 32
+    assert again.write_once() and again.depth == 0
+    assert list(spill_dir.glob("streamer-unwritten-*")) == []
+    frame = store.read_bars("BINANCE:BTCUSDT", "1m")
+    assert len(frame) == 32 and frame["partial"].sum() == 2
+    assert again.stop(deadline_s=0.3) == 0 and not reservation.exists()  # a clean stop frees the space
+
+
+def test_a_spill_file_that_does_not_parse_is_kept_and_named(store, tmp_path):
+    spill_dir = tmp_path / "spill"
+    spill_dir.mkdir()
+    (spill_dir / "streamer-unwritten-1.jsonl").write_text('{"symbol": "BINANCE:BTCUSDT"\n')
+    writer = StoreWriter(store, StreamerMetrics(), spill_dir=spill_dir, spill_reserve_bytes=0)
+    assert writer.prepare() == 0
+    assert (spill_dir / "streamer-unwritten-1.unreadable").exists()
