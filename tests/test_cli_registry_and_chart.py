@@ -119,3 +119,23 @@ def test_falling_bars_are_red_and_an_empty_frame_still_draws(tmp_path):
     assert _has(pixels, DOWN) and not _has(pixels, UP)
     empty = frame.iloc[:0]
     assert candlestick_png(empty, "nothing").startswith(b"\x89PNG")
+
+
+def test_the_strategy_example_runs_on_stored_bars(env, capsys, monkeypatch):
+    import runpy
+
+    from pocketquant_pipelines import api
+    from pocketquant_pipelines.settings import PROJECT_ROOT
+
+    monkeypatch.setattr(api, "_default", None)  # the module functions open on this test's settings
+
+    with open_bar_store(load_settings()) as store:
+        store.upsert_bars([Bar("NASDAQ:AAPL", Interval.H1, b.time, b.open, b.high, b.low, b.close, b.volume)
+                           for b in _bars(40, up=True)])
+    example = runpy.run_path(str(PROJECT_ROOT / "examples" / "sma_crossover.py"))
+    try:
+        assert example["main"](["NASDAQ:AAPL"]) == 0
+    finally:
+        api._default.close()
+    out = capsys.readouterr().out
+    assert "NASDAQ:AAPL 1h: 40 bars, last close 140.00" in out and "no live quote" in out
