@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/streamer.py                       # 1000 symbols, 20k ticks/s target
     .venv/bin/python bench/streamer.py --symbols 1000 --rate 20000 --duration 20 --markdown
+    .venv/bin/python bench/streamer.py --replicas 1,2 --markdown  # 1 and 2 replicas, with ratios
 
 Processes (as deployed): a private ``redis-server`` on a free port; the simulator serving
 1000 generated 24x7 symbols (SIM:S0000..S0999) in its own process; ``python -m streamer``
@@ -19,6 +20,9 @@ Measured:
   writer's pipelined round + Redis pub/sub delivery. It does not include the client's frame
   decoding before the tick exists.
 * CPU of each process over the window (from /proc), to show where the bottleneck is.
+* ``--replicas 1,2``: each configuration in turn against the same simulator and Redis, the
+  symbols shared by rendezvous hashing (STREAMER_REPLICA_INDEX/COUNT), metrics summed over
+  the replicas; the last rows are the ticks/s and p99 ratios against the first configuration.
 
 Simulated time runs at rate x tick_seconds / symbols times real time (20x by default: a tick per
 symbol per simulated second), so bars complete 20x faster than they would live: 1000 symbols
@@ -130,15 +134,21 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=40.0, help="measurement window (s)")
     ap.add_argument("--warmup", type=float, default=8.0, help="seconds before measuring")
     ap.add_argument("--markdown", action="store_true")
-    ap.add_argument("--profile", metavar="PATH", help="run the streamer under cProfile, write stats to PATH")
+    ap.add_argument("--profile", metavar="PATH", help="run the streamers under cProfile, write stats to PATH.<n>.<index>")
+    ap.add_argument("--replicas", default="1", metavar="N[,N...]",
+                    help="streamer replicas per configuration, measured one after another in this run "
+                         "against the same simulator and Redis, e.g. 1,2 (ratios against the first)")
     args = ap.parse_args()
+    try:
+        configs = [int(n) for n in args.replicas.split(",")]
+    except ValueError:
+        ap.error(f"--replicas {args.replicas!r}: expected counts like 1,2")
+    if not all(1 <= n <= 16 for n in configs):
+        ap.error(f"--replicas {args.replicas!r}: each count must be in 1..16")
 
     import redis
 
     from pocketquant_pipelines.logging import configure_logging
-    from pocketquant_pipelines.settings import load_settings
-    from pocketquant_pipelines.storage.base import SymbolInfo
-    from pocketquant_pipelines.storage.factory import open_bar_store
 
     configure_logging("console", "WARNING")
     speed = args.rate * args.tick_seconds / args.symbols
@@ -171,127 +181,33 @@ def main() -> int:
         sim_proc.start()
         sim_url = parent.recv()
 
-        # --- registry + streamer ------------------------------------------------------------
-        data = tmp / "data"
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("MONGODB_", "TRADINGVIEW_", "REDIS_"))}
-        health_port = free_port()
-        env.update({"POCKETQUANT_DATA_DIR": str(data), "REDIS_URL": redis_url, "TRADINGVIEW_WS_URL": sim_url,
-                    "STREAMER_HEALTH_PORT": str(health_port), "LOG_FORMAT": "json", "LOG_LEVEL": "WARNING",
-                    "STREAMER_REGISTRY_POLL_S": "5"})
-        settings = load_settings(env, dotenv_path=tmp / "none.env")
-        store = open_bar_store(settings)
-        for name in symbol_names(args.symbols):
-            store.add_symbol(SymbolInfo(name, timezone="Etc/UTC", session="24x7", stream=True))
-        store.close()
-        command = [sys.executable, "-m", "streamer"]
-        if args.profile:
-            command = [sys.executable, "-m", "cProfile", "-o", str(Path(args.profile).resolve()), "-m", "streamer"]
-        streamer = subprocess.Popen(command, env=env, cwd=tmp,
-                                    stdout=subprocess.DEVNULL, stderr=open(tmp / "streamer.log", "w"),
-                                    preexec_fn=lambda: (signal.signal(signal.SIGTERM, signal.SIG_DFL),
-                                                        signal.signal(signal.SIGINT, signal.SIG_DFL)))
-        procs.append(streamer)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            status, body = health(health_port)
-            if status == 200 and body.get("subscribed_count") == args.symbols and body.get("ticks", 0) > 0:
-                break
-            time.sleep(0.2)
-        else:
-            status, body = health(health_port)
-            log_tail = (tmp / "streamer.log").read_text()[-3000:]
-            raise SystemExit(f"streamer not healthy: {status} {body}\n{log_tail}")
-
-        # --- observer -----------------------------------------------------------------------
-        latencies: list[float] = []
-        received = [0]
-        measuring = threading.Event()
-        stop = threading.Event()
-
-        def observe() -> None:
-            sub = redis.Redis.from_url(redis_url).pubsub()
-            sub.psubscribe("pq:quotes:SIM:S00*")
-            while not stop.is_set():
-                msg = sub.get_message(ignore_subscribe_messages=True, timeout=0.5)
-                if msg is None or msg["type"] != "pmessage":
-                    continue
-                now = time.time()
-                if measuring.is_set():
-                    received[0] += 1
-                    stamp = json.loads(msg["data"]).get("received_at")
-                    if stamp is not None:
-                        latencies.append(now - stamp)
-            sub.close()
-
-        observer = threading.Thread(target=observe, daemon=True)
-        observer.start()
-        time.sleep(args.warmup)
-        pids = {"simulator": sim_proc.pid, "streamer": streamer.pid, "redis-server": redis_proc.pid,
-                "bench observer": os.getpid()}
-        cpu0 = {k: cpu_seconds(p) for k, p in pids.items()}
-        m0, t0 = metrics(health_port), time.monotonic()
-        measuring.set()
-        time.sleep(args.duration)
-        measuring.clear()
-        m1, t1 = metrics(health_port), time.monotonic()
-        cpu1 = {k: cpu_seconds(p) for k, p in pids.items()}
-        stop.set()
-        observer.join(timeout=5)
-        _, final_health = health(health_port)
-        elapsed = t1 - t0
-        p = "pocketquant_streamer_"
-        ticks_s = (m1[p + "ticks_total"] - m0[p + "ticks_total"]) / elapsed
-        quotes_s = (m1[p + "quotes_published_total"] - m0[p + "quotes_published_total"]) / elapsed
-        bars_s = (m1[p + "bars_written_total"] - m0[p + "bars_written_total"]) / elapsed
-        cache_errors = m1.get(p + "cache_errors_total", 0)
-        late = m1.get(p + "late_ticks_total", 0)
-        sim_behind = None
-        if final_health.get("market_time"):
-            # expected sim time vs the newest tick the streamer has seen
-            started = datetime.fromisoformat(final_health["market_time"])
-            sim_behind = started.timestamp()
-        hist = {k: v for k, v in m1.items() if k.startswith(p + "tick_to_cache_seconds_bucket")}
-        hist0 = {k: v for k, v in m0.items() if k.startswith(p + "tick_to_cache_seconds_bucket")}
-        internal = []
-        total = (m1[p + "tick_to_cache_seconds_count"] - m0[p + "tick_to_cache_seconds_count"]) or 1
-        for k in hist:
-            le = k.split('le="')[1].rstrip('"}')
-            internal.append((float("inf") if le == "+Inf" else float(le), (hist[k] - hist0.get(k, 0)) / total))
-        internal.sort()
-        rounds = (m1[p + "cache_round_seconds_count"] - m0[p + "cache_round_seconds_count"]) / elapsed
-        round_time = ((m1[p + "cache_round_seconds_sum"] - m0[p + "cache_round_seconds_sum"])
-                      / max(1.0, m1[p + "cache_round_seconds_count"] - m0[p + "cache_round_seconds_count"]))
-        p50_bucket = next((le for le, frac in internal if frac >= 0.5), float("nan"))
-        p99_bucket = next((le for le, frac in internal if frac >= 0.99), float("nan"))
-        rows = [
-            ("symbols streamed", f"{args.symbols}"),
-            ("target rate (simulator)", f"{args.rate:,.0f} ticks/s (speed {speed:g}x, a tick per symbol every {args.tick_seconds} sim s)"),
-            ("ticks/s into the streamer", f"{ticks_s:,.0f}"),
-            ("quotes/s published to Redis", f"{quotes_s:,.0f}"),
-            ("completed bars/s upserted", f"{bars_s:,.0f}"),
-            ("tick -> cache latency p50", f"{pct(latencies, 50) * 1000:.1f} ms"),
-            ("tick -> cache latency p99", f"{pct(latencies, 99) * 1000:.1f} ms"),
-            ("tick -> cache latency max", f"{max(latencies) * 1000 if latencies else float('nan'):.1f} ms"),
-            ("streamer-side tick -> cache write (histogram)", f"p50 <= {p50_bucket * 1000:g} ms, p99 <= {p99_bucket * 1000:g} ms"),
-            ("cache write rounds", f"{rounds:,.1f}/s, {round_time * 1000:.1f} ms each on average"),
-            ("latency samples", f"{len(latencies):,} (symbols S0000-S0099)"),
-            ("late ticks / cache errors", f"{late:.0f} / {cache_errors:.0f}"),
-        ]
-        for name in pids:
-            used = (cpu1[name] - cpu0[name]) / elapsed * 100
-            rows.append((f"CPU {name}", f"{used:.0f} % of one core"))
+        results = [measure(args, n, speed, sim_url, redis_url, {"simulator": sim_proc.pid,
+                                                                  "redis-server": redis_proc.pid}, tmp / f"r{n}")
+                   for n in configs]
+        names = [name for name, _ in results[0]["rows"]]
+        header = [f"{n} replica{'s' if n > 1 else ''}" for n in configs]
+        table = [(name, *[dict(r["rows"]).get(name, "") for r in results]) for name in names]
+        if len(results) > 1:
+            base = results[0]
+            for r, n in zip(results[1:], configs[1:], strict=True):
+                table.append((f"ticks/s ratio {n} : {configs[0]} replicas",
+                              *([""] * (len(configs) - 1)), f"{r['ticks_s'] / base['ticks_s']:.2f}"))
+                table.append((f"latency p99 ratio {n} : {configs[0]} replicas",
+                              *([""] * (len(configs) - 1)), f"{r['p99'] / base['p99']:.2f}"))
         load = os.getloadavg()[0]
-        rows.append(("machine", f"{os.cpu_count()} cores, load average {load:.1f} during the run, "
-                                f"{platform.python_implementation()} {platform.python_version()}"))
-        del sim_behind
+        table.append(("machine", f"{os.cpu_count()} cores, load average {load:.1f} at the end, "
+                                 f"{platform.python_implementation()} {platform.python_version()}",
+                      *([""] * (len(configs) - 1))))
+        rows = table
         if args.markdown:
-            print("| measure | value |\n|---|---|")
-            for k, v in rows:
-                print(f"| {k} | {v} |")
+            print("| measure | " + " | ".join(header) + " |\n|---|" + "---:|" * len(header))
+            for row in rows:
+                print("| " + " | ".join(row) + " |")
         else:
-            width = max(len(k) for k, _ in rows)
-            for k, v in rows:
-                print(f"{k:<{width}}  {v}")
+            width = max(len(row[0]) for row in rows)
+            print(f"{'':<{width}}  " + "  ".join(f"{h:>24}" for h in header))
+            for name, *values in rows:
+                print(f"{name:<{width}}  " + "  ".join(f"{v:>24}" for v in values))
         return 0
     finally:
         for proc in reversed(procs):
@@ -305,6 +221,136 @@ def main() -> int:
             sim_proc.terminate()
             sim_proc.join(timeout=5)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def measure(args, n_replicas: int, speed: float, sim_url: str, redis_url: str, shared_pids: dict,
+            tmp: Path) -> dict:
+    """One configuration: ``n_replicas`` streamer processes (STREAMER_REPLICA_INDEX 0..n-1 of
+    n) sharing the symbols, their metrics summed. Returns the rows, ticks/s and latency p99."""
+    import redis
+
+    from pocketquant_pipelines.settings import load_settings
+    from pocketquant_pipelines.storage.base import SymbolInfo
+    from pocketquant_pipelines.storage.factory import open_bar_store
+
+    tmp.mkdir(parents=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MONGODB_", "TRADINGVIEW_", "REDIS_", "STREAMER_"))}
+    env.update({"POCKETQUANT_DATA_DIR": str(tmp / "data"), "REDIS_URL": redis_url, "TRADINGVIEW_WS_URL": sim_url,
+                "LOG_FORMAT": "json", "LOG_LEVEL": "WARNING", "STREAMER_REGISTRY_POLL_S": "5",
+                "STREAMER_REPLICA_COUNT": str(n_replicas)})
+    store = open_bar_store(load_settings(env, dotenv_path=tmp / "none.env"))
+    for name in symbol_names(args.symbols):
+        store.add_symbol(SymbolInfo(name, timezone="Etc/UTC", session="24x7", stream=True))
+    store.close()
+    redis.Redis.from_url(redis_url).flushdb()  # the previous configuration's quotes and bars
+    streamers: list[subprocess.Popen] = []
+    ports: list[int] = []
+    try:
+        for index in range(n_replicas):
+            port = free_port()
+            command = [sys.executable, "-m", "streamer"]
+            if args.profile:
+                command = [sys.executable, "-m", "cProfile", "-o", f"{Path(args.profile).resolve()}.{n_replicas}.{index}",
+                           "-m", "streamer"]
+            streamers.append(subprocess.Popen(
+                command, env={**env, "STREAMER_HEALTH_PORT": str(port), "STREAMER_REPLICA_INDEX": str(index)},
+                cwd=tmp, stdout=subprocess.DEVNULL, stderr=open(tmp / f"streamer-{index}.log", "w"),
+                preexec_fn=lambda: (signal.signal(signal.SIGTERM, signal.SIG_DFL),
+                                    signal.signal(signal.SIGINT, signal.SIG_DFL))))
+            ports.append(port)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            bodies = [health(port) for port in ports]
+            if (all(status == 200 and body.get("ticks", 0) > 0 for status, body in bodies)
+                    and sum(body.get("subscribed_count", 0) for _, body in bodies) == args.symbols):
+                break
+            time.sleep(0.2)
+        else:
+            tails = "\n".join((tmp / f"streamer-{i}.log").read_text()[-2000:] for i in range(n_replicas))
+            raise SystemExit(f"streamers not healthy: {[health(port) for port in ports]}\n{tails}")
+
+        # --- observer -------------------------------------------------------------------------
+        latencies: list[float] = []
+        measuring = threading.Event()
+        stop = threading.Event()
+
+        def observe() -> None:
+            sub = redis.Redis.from_url(redis_url).pubsub()
+            sub.psubscribe("pq:quotes:SIM:S00*")
+            while not stop.is_set():
+                msg = sub.get_message(ignore_subscribe_messages=True, timeout=0.5)
+                if msg is None or msg["type"] != "pmessage":
+                    continue
+                now = time.time()
+                if measuring.is_set():
+                    stamp = json.loads(msg["data"]).get("received_at")
+                    if stamp is not None:
+                        latencies.append(now - stamp)
+            sub.close()
+
+        def summed() -> dict[str, float]:
+            total: dict[str, float] = {}
+            for port in ports:
+                for name, value in metrics(port).items():
+                    total[name] = total.get(name, 0.0) + value
+            return total
+
+        observer = threading.Thread(target=observe, daemon=True)
+        observer.start()
+        time.sleep(args.warmup)
+        pids = {**shared_pids, **{f"streamer {i}": proc.pid for i, proc in enumerate(streamers)},
+                "bench observer": os.getpid()}
+        cpu0 = {k: cpu_seconds(p) for k, p in pids.items()}
+        m0, t0 = summed(), time.monotonic()
+        measuring.set()
+        time.sleep(args.duration)
+        measuring.clear()
+        m1, t1 = summed(), time.monotonic()
+        cpu1 = {k: cpu_seconds(p) for k, p in pids.items()}
+        stop.set()
+        observer.join(timeout=5)
+    finally:
+        for proc in streamers:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+    elapsed = t1 - t0
+    p = "pocketquant_streamer_"
+
+    def rate(name: str) -> float:
+        return (m1[p + name] - m0[p + name]) / elapsed
+
+    hist = {k: v for k, v in m1.items() if k.startswith(p + "tick_to_cache_seconds_bucket")}
+    total = (m1[p + "tick_to_cache_seconds_count"] - m0[p + "tick_to_cache_seconds_count"]) or 1
+    internal = sorted((float("inf") if (le := k.split('le="')[1].rstrip('"}')) == "+Inf" else float(le),
+                       (v - m0.get(k, 0)) / total) for k, v in hist.items())
+    rounds = m1[p + "cache_round_seconds_count"] - m0[p + "cache_round_seconds_count"]
+    round_time = (m1[p + "cache_round_seconds_sum"] - m0[p + "cache_round_seconds_sum"]) / max(1.0, rounds)
+    p50_bucket = next((le for le, frac in internal if frac >= 0.5), float("nan"))
+    p99_bucket = next((le for le, frac in internal if frac >= 0.99), float("nan"))
+    ticks_s, p99 = rate("ticks_total"), pct(latencies, 99)
+    rows = [
+        ("symbols streamed", f"{args.symbols}"),
+        ("target rate (simulator)", f"{args.rate:,.0f} ticks/s (speed {speed:g}x, a tick per symbol every {args.tick_seconds} sim s)"),
+        ("ticks/s into the streamers", f"{ticks_s:,.0f}"),
+        ("quotes/s published to Redis", f"{rate('quotes_published_total'):,.0f}"),
+        ("completed bars/s upserted", f"{rate('bars_written_total'):,.0f}"),
+        ("tick -> cache latency p50", f"{pct(latencies, 50) * 1000:.1f} ms"),
+        ("tick -> cache latency p99", f"{p99 * 1000:.1f} ms"),
+        ("tick -> cache latency max", f"{max(latencies) * 1000 if latencies else float('nan'):.1f} ms"),
+        ("streamer-side tick -> cache write (histogram)", f"p50 <= {p50_bucket * 1000:g} ms, p99 <= {p99_bucket * 1000:g} ms"),
+        ("cache write rounds", f"{rounds / elapsed:,.1f}/s, {round_time * 1000:.1f} ms each on average"),
+        ("latency samples", f"{len(latencies):,} (symbols S0000-S0099)"),
+        ("late ticks / cache errors", f"{m1.get(p + 'late_ticks_total', 0):.0f} / {m1.get(p + 'cache_errors_total', 0):.0f}"),
+    ]
+    streamer_cpu = sum(cpu1[k] - cpu0[k] for k in pids if k.startswith("streamer "))
+    rows.append(("CPU streamers (sum)", f"{streamer_cpu / elapsed * 100:.0f} % of one core"))
+    for name in ("simulator", "redis-server", "bench observer"):
+        rows.append((f"CPU {name}", f"{(cpu1[name] - cpu0[name]) / elapsed * 100:.0f} % of one core"))
+    return {"rows": rows, "ticks_s": ticks_s, "p99": p99}
 
 
 if __name__ == "__main__":

@@ -72,7 +72,6 @@ def main() -> int:
     from pocketquant_pipelines.storage.sqlite_store import SQLiteBarStore
     from pocketquant_pipelines.tradingview.codec import decode_message, encode_frame
     from pocketquant_pipelines.tradingview.quote_stream import QuoteStream
-    from streamer.redis_rounds import RedisRoundWriter
     from streamer.service import StreamerService
 
     n, symbols = args.ticks, [f"SIM:S{i:04d}" for i in range(args.symbols)]
@@ -140,19 +139,28 @@ def main() -> int:
             store.add_symbol(SymbolInfo(s, timezone="Etc/UTC", session="24x7", stream=True))
         settings = load_settings({"POCKETQUANT_DATA_DIR": str(tmp)}, dotenv_path=tmp / "none.env")
 
-        class NoClient:
+        from pocketquant_pipelines.tradingview.models import ClientStats
+
+        class NoClient:  # a QuoteClient whose source ends at once: the bench feeds on_ticks itself
             def quote_stream(self, symbols):
                 class S:
-                    stats = None
+                    stats = ClientStats()
 
                     async def subscribe(self, *a): ...
 
-                    def __aiter__(self):
-                        return self
+                    async def unsubscribe(self, *a): ...
 
-                    async def __anext__(self):
-                        raise StopAsyncIteration
+                    async def batches(self):
+                        return
+                        yield
+
+                    async def close(self): ...
                 return S()
+
+            async def resolve_symbol(self, symbol):
+                raise LookupError(symbol)
+
+            async def close(self): ...
 
         # 3. service on_tick (minus the aggregator) ----------------------------------------
         def service_stage():
@@ -168,17 +176,18 @@ def main() -> int:
         # 4. cache quote -----------------------------------------------------------------------
         quotes = [dict(tk.to_dict(), received_at=time.time()) for tk in ticks[:20000]]
 
-        fast = RedisRoundWriter(f"redis://127.0.0.1:{port}/0")
+        fast = RedisLiveCache(url=f"redis://127.0.0.1:{port}/0")
 
-        def cache_quote_stage(target):
+        def cache_quote_stage(write):
             for i in range(0, len(quotes), 1000):
                 chunk = quotes[i:i + 1000]
-                target.write_batch(quotes={q["symbol"]: q for q in chunk},
-                                  messages=[(quote_channel(q["symbol"]), q) for q in chunk])
+                write(quotes={q["symbol"]: q for q in chunk},
+                      messages=[(quote_channel(q["symbol"]), q) for q in chunk])
 
-        rows.append(("cache: quote SET + PUBLISH, streamer round writer", best(lambda: cache_quote_stage(fast)) / len(quotes)))
+        rows.append(("cache: quote SET + PUBLISH, streamer round writer",
+                     best(lambda: cache_quote_stage(fast.write_trusted_batch)) / len(quotes)))
         rows.append(("(cache: quote SET + PUBLISH via RedisLiveCache.write_batch)",
-                     best(lambda: cache_quote_stage(cache)) / len(quotes)))
+                     best(lambda: cache_quote_stage(cache.write_batch)) / len(quotes)))
 
         # 5. cache bars per symbol push ------------------------------------------------------------
         aggs = {s: BarAggregator(s) for s in symbols}
@@ -187,7 +196,7 @@ def main() -> int:
 
         def bars_stage():
             for i in range(0, len(symbols), 100):
-                fast.write_batch(current_bars={s: list(aggs[s].current_bars().values()) for s in symbols[i:i + 100]})
+                fast.write_trusted_batch(current_bars={s: list(aggs[s].current_bars().values()) for s in symbols[i:i + 100]})
 
         per_push = best(bars_stage) / len(symbols)
         rows.append(("cache: one symbol's 13 in-progress bars (snapshot + write), per push", per_push))
@@ -226,6 +235,7 @@ def main() -> int:
                      min(streamer_pattern(16) for _ in range(2))))
         store.close()
         cache.close()
+        fast.close()
     finally:
         redis_proc.terminate()
         redis_proc.wait(timeout=5)

@@ -29,6 +29,7 @@ MAX_CLOCK_SKEW_S = 86_400.0
 MAX_CONNECTIONS = 64
 MAX_CONCURRENCY = 256
 MAX_OVERLAP_BARS = 10_000
+MAX_REPLICAS = 1024
 
 # The mapping load_settings was given in place of os.environ (None: the real environment).
 # A context variable, so concurrent loads in threads or tasks never see each other's mapping.
@@ -107,6 +108,9 @@ class Settings(BaseSettings, metaclass=_DefaultsOnTheClass):
     # the tick audit trail (data_dir/ticks): on by default, day directories kept this long
     tick_log_enabled: bool = _var("TICK_LOG_ENABLED", default=True)
     tick_log_retention_days: int = _var("TICK_LOG_RETENTION_DAYS", default=7, ge=1, le=3650)
+    # scale-out: this replica's index among STREAMER_REPLICA_COUNT (market.replicas)
+    streamer_replica_index: int = _var("STREAMER_REPLICA_INDEX", default=0, ge=0, le=MAX_REPLICAS - 1)
+    streamer_replica_count: int = _var("STREAMER_REPLICA_COUNT", default=1, gt=0, le=MAX_REPLICAS)
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
@@ -160,6 +164,16 @@ class Settings(BaseSettings, metaclass=_DefaultsOnTheClass):
     def _password_with_username(self) -> "Settings":
         if self.tradingview_username and not self.tradingview_password:
             raise PydanticCustomError("config", "TRADINGVIEW_USERNAME is set but TRADINGVIEW_PASSWORD is not")
+        return self
+
+    @model_validator(mode="after")
+    def _replica_index_below_count(self) -> "Settings":
+        if self.streamer_replica_index >= self.streamer_replica_count:
+            raise PydanticCustomError(
+                "config", "STREAMER_REPLICA_INDEX={index} must be below STREAMER_REPLICA_COUNT={count} "
+                "(replicas are numbered 0..{last})",
+                {"index": self.streamer_replica_index, "count": self.streamer_replica_count,
+                 "last": self.streamer_replica_count - 1})
         return self
 
     @property

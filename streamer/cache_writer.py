@@ -3,8 +3,10 @@
 The event loop only records state (a dict assignment and a list append per tick); this thread
 writes it. Coalescing is natural: while one round is being written the next tick of a symbol
 replaces its pending latest quote, so under load each round carries at most one SET per symbol
-while every quote is still *published* (subscribers see every tick). Rounds go through
-``LiveCache.write_batch`` (one pipelined round trip on Redis, one transaction embedded).
+while every quote is still *published* (subscribers see every tick). A round is one call: the
+cache's ``write_trusted_batch`` where it has one (Redis: one hand-packed round trip; the
+payloads come from ``storage.payloads`` via the tick path, so re-checking them adds nothing),
+else ``LiveCache.write_batch`` (one transaction embedded).
 
 Outages: the first failed round logs ``live_cache_unavailable`` once and counts one outage;
 pub/sub messages produced while the cache is down are dropped and counted (there is nobody
@@ -16,10 +18,12 @@ and writes the latest state of every symbol that changed during the outage (catc
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Protocol, runtime_checkable
 
 from pocketquant_pipelines.logging import get_logger
-from pocketquant_pipelines.market.bars import Bar, bar_to_dict
+from pocketquant_pipelines.market.bars import Bar
 from pocketquant_pipelines.storage.base import LiveCache, bar_channel, quote_channel
+from pocketquant_pipelines.storage.payloads import completed_bar_payload
 from streamer.metrics import StreamerMetrics
 
 log = get_logger("streamer.cache")
@@ -27,22 +31,23 @@ log = get_logger("streamer.cache")
 _MAX_PENDING_MESSAGES = 200_000
 
 
-def write_round(
-    cache, quotes: Mapping[str, dict], bars: Mapping[str, Sequence[Bar]],
-    messages: Sequence[tuple[str, dict]],
-) -> None:
-    """One round of writes in as few round trips as the backend allows (Redis: one pipeline;
-    per-call SET/PUBLISH would cost a loopback round trip each and cap near 10-20k writes/s)."""
-    cache.write_batch(quotes=quotes, current_bars=bars, messages=messages)
+@runtime_checkable
+class TrustedBatchWriter(Protocol):
+    """A live cache that can write a round of payloads built by ``storage.payloads`` without
+    re-checking each item (``RedisLiveCache``)."""
+
+    def write_trusted_batch(self, quotes: Mapping[str, dict], current_bars: Mapping[str, Sequence[Bar]],
+                            messages: Sequence[tuple[str, Mapping]]) -> None: ...
 
 
 class CacheWriter:
     def __init__(self, cache: LiveCache, metrics: StreamerMetrics, *, idle_wait_s: float = 0.05,
-                 max_bar_symbols: int = 25, writer=None) -> None:
+                 max_bar_symbols: int = 25) -> None:
         self.cache = cache
-        # what writes the rounds: the cache itself (write_batch), or a faster writer with the
-        # same effect (streamer.redis_rounds for Redis); reads and pings always use the cache
-        self.writer = writer if writer is not None else cache
+        # the round writer: per-call SET/PUBLISH would cost a loopback round trip each and cap
+        # near 10-20k writes/s, so a round is always one call
+        self._write_round = (cache.write_trusted_batch if isinstance(cache, TrustedBatchWriter)
+                             else cache.write_batch)
         self.max_bar_symbols = max_bar_symbols
         self.metrics = metrics
         self.idle_wait_s = idle_wait_s
@@ -86,7 +91,7 @@ class CacheWriter:
 
     def on_completed(self, bars: Iterable[Bar], partial: bool = False) -> None:
         for bar in bars:
-            self._messages.append((bar_channel(bar.symbol, bar.interval), {**bar_to_dict(bar), "partial": partial}))
+            self._messages.append((bar_channel(bar.symbol, bar.interval), completed_bar_payload(bar, partial)))
         if not self._wake.is_set():
             self._wake.set()
 
@@ -165,7 +170,7 @@ class CacheWriter:
             messages = messages[-_MAX_PENDING_MESSAGES:]
         started = time.perf_counter()
         try:
-            write_round(self.writer, quotes, bars, messages)
+            self._write_round(quotes=quotes, current_bars=bars, messages=messages)
             self.metrics.cache_round_seconds.observe(time.perf_counter() - started)
         except Exception as exc:  # noqa: BLE001 - any backend failure is an outage
             self.metrics.cache_errors.inc()

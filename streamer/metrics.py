@@ -1,111 +1,95 @@
-"""Prometheus text exposition (format 0.0.4) without a client library.
+"""The streamer's Prometheus metrics on prometheus-client.
 
-The streamer needs a handful of counters, gauges and one latency histogram; prometheus_client
-is not a dependency, and the text format is small and stable. Counters are bumped from the
-event loop and from the writer threads: ``+=`` on an attribute is not atomic across threads,
-so each metric carries a lock (uncontended locks cost ~50 ns, far below a tick's budget).
+The counters, their thread safety (they are bumped from the event loop and from the writer
+threads), the registry and the collection are prometheus-client's. Three things are this
+module's:
+
+* the latency histograms count equal observations in one call (``observe(value, count)``:
+  the quotes of one message share their receive stamp) and are collected as prometheus-client
+  histogram families; the library's Histogram observes one value at a time, ~2 us each,
+  which per quote would add half again to the cache writer's cost;
+* values owned by other components (aggregator late ticks, client reconnects, queue depths)
+  are read at scrape time through callables, by one collector, so the hot path keeps no
+  second copy of them; a callable returning None leaves its gauge out (e.g. the last tick's
+  age before the first tick);
+* the text is rendered here from the collected samples, in format 0.0.4 as before the move to
+  prometheus-client: integral values without ``.0`` and histogram bounds as ``le="5"``, not
+  the library's ``le="5.0"`` -- the ``le`` value is a label, and dashboards and recording
+  rules written against the old series match on it. The ``_created`` series are left out,
+  as before.
 """
 
 import math
 import threading
 from collections.abc import Callable, Iterable
 
+from prometheus_client import CollectorRegistry
+from prometheus_client import Counter as _Counter
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
+
+PREFIX = "pocketquant_streamer_"
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
 
 def _fmt(value: float) -> str:
     if value == math.inf:
         return "+Inf"
-    if isinstance(value, bool):
-        return "1" if value else "0"
     if isinstance(value, int):
         return str(value)
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+    if value.is_integer() and abs(value) < 1e15:
         return str(int(value))
     return repr(float(value))
 
 
 class Counter:
-    kind = "counter"
-
-    def __init__(self, name: str, help_text: str):
-        self.name, self.help = name, help_text
-        self._value = 0.0
-        self._lock = threading.Lock()
-
-    def inc(self, amount: float = 1.0) -> None:
-        with self._lock:
-            self._value += amount
+    def __init__(self, registry: CollectorRegistry, name: str, help_text: str) -> None:
+        self._metric = _Counter(name, help_text, registry=registry)
+        self._registry, self._sample = registry, name
+        self.inc = self._metric.inc
 
     @property
     def value(self) -> float:
-        return self._value
-
-    def samples(self) -> Iterable[str]:
-        yield f"{self.name} {_fmt(self._value)}"
+        return self._registry.get_sample_value(self._sample) or 0.0
 
 
 class LabelledCounter:
     """A counter split by one label whose values are known up front (all exported from the
     start, zeros included, so a rate() over them never starts from a missing series)."""
 
-    kind = "counter"
-
-    def __init__(self, name: str, help_text: str, label: str, values: Iterable[str]):
-        self.name, self.help, self.label = name, help_text, label
-        self._values = {v: 0.0 for v in values}
-        self._lock = threading.Lock()
+    def __init__(self, registry: CollectorRegistry, name: str, help_text: str, label: str,
+                 values: Iterable[str]) -> None:
+        self._metric = _Counter(name, help_text, [label], registry=registry)
+        self._children = {v: self._metric.labels(v) for v in values}
+        self._registry, self._sample, self.label = registry, name, label
 
     def inc(self, value: str, amount: float = 1.0) -> None:
-        with self._lock:
-            self._values[value] = self._values.get(value, 0.0) + amount
+        child = self._children.get(value)
+        if child is None:
+            child = self._children[value] = self._metric.labels(value)
+        child.inc(amount)
 
     def get(self, value: str) -> float:
-        return self._values.get(value, 0.0)
+        return self._registry.get_sample_value(self._sample, {self.label: value}) or 0.0
 
     def as_dict(self) -> dict[str, int]:
-        with self._lock:
-            return {k: int(v) for k, v in self._values.items()}
-
-    def samples(self) -> Iterable[str]:
-        with self._lock:
-            items = list(self._values.items())
-        for value, count in items:
-            yield f'{self.name}{{{self.label}="{value}"}} {_fmt(count)}'
+        return {v: int(self.get(v)) for v in list(self._children)}
 
 
-class Gauge:
-    """A gauge whose value is read at scrape time from ``fn`` (no bookkeeping on the hot path)."""
+class Histogram(Collector):
+    """A histogram that records ``count`` equal observations in one call: the quotes of one
+    message share their receive stamp, and prometheus-client's Histogram.observe takes one
+    value at a time (~2 us each, a cost per quote in the cache writer's thread). Collected
+    as a prometheus-client HistogramMetricFamily."""
 
-    kind = "gauge"
-
-    def __init__(self, name: str, help_text: str, fn: Callable[[], float | None]):
-        self.name, self.help, self._fn = name, help_text, fn
-
-    @property
-    def value(self) -> float | None:
-        return self._fn()
-
-    def samples(self) -> Iterable[str]:
-        value = self._fn()
-        if value is not None:
-            yield f"{self.name} {_fmt(value)}"
-
-
-class CounterFn(Gauge):
-    """A counter owned by another component (aggregator late ticks, client reconnects)."""
-
-    kind = "counter"
-
-
-class Histogram:
-    kind = "histogram"
-
-    def __init__(self, name: str, help_text: str, buckets: Iterable[float]):
+    def __init__(self, registry: CollectorRegistry, name: str, help_text: str, buckets: Iterable[float]) -> None:
         self.name, self.help = name, help_text
         self.buckets = tuple(sorted(buckets)) + (math.inf,)
         self._counts = [0] * len(self.buckets)
         self._sum = 0.0
         self._count = 0
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # observed from the writer threads
+        registry.register(self)
 
     def observe(self, value: float, count: int = 1) -> None:
         """Record ``count`` observations of ``value``."""
@@ -121,51 +105,81 @@ class Histogram:
     def count(self) -> int:
         return self._count
 
-    def samples(self) -> Iterable[str]:
+    def collect(self):
         with self._lock:
-            counts, total, n = list(self._counts), self._sum, self._count
-        cumulative = 0
+            counts, total = list(self._counts), self._sum
+        cumulative, buckets = 0, []
         for bound, c in zip(self.buckets, counts, strict=True):
             cumulative += c
-            yield f'{self.name}_bucket{{le="{_fmt(bound)}"}} {cumulative}'
-        yield f"{self.name}_sum {_fmt(total)}"
-        yield f"{self.name}_count {n}"
+            buckets.append((_fmt(bound), cumulative))
+        family = HistogramMetricFamily(self.name, self.help)
+        family.add_metric([], buckets, total)
+        yield family
+
+
+class LiveValues(Collector):
+    """Gauges and counters whose values other components own, read at scrape time."""
+
+    def __init__(self) -> None:
+        self._entries: list[tuple[str, str, str, Callable[[], float | None]]] = []
+
+    def add(self, kind: str, name: str, help_text: str, fn: Callable[[], float | None]) -> None:
+        self._entries.append((kind, name, help_text, fn))
+
+    def collect(self):
+        for kind, name, help_text, fn in self._entries:
+            family = (CounterMetricFamily if kind == "counter" else GaugeMetricFamily)(name, help_text)
+            value = fn()
+            if value is not None:
+                family.add_metric([], float(value))
+            yield family
 
 
 class Registry:
-    def __init__(self, prefix: str = "pocketquant_streamer_"):
+    """The streamer's CollectorRegistry, with the prefix applied and the text rendering."""
+
+    def __init__(self, prefix: str = PREFIX) -> None:
         self.prefix = prefix
-        self._metrics: list = []
+        self.collectors = CollectorRegistry(auto_describe=True)
+        self._live = LiveValues()
+        self.collectors.register(self._live)
 
     def counter(self, name: str, help_text: str) -> Counter:
-        return self._add(Counter(self.prefix + name, help_text))
+        return Counter(self.collectors, self.prefix + name, help_text)
 
     def labelled_counter(self, name: str, help_text: str, label: str, values: Iterable[str]) -> LabelledCounter:
-        return self._add(LabelledCounter(self.prefix + name, help_text, label, values))
-
-    def gauge(self, name: str, help_text: str, fn: Callable[[], float | None]) -> Gauge:
-        return self._add(Gauge(self.prefix + name, help_text, fn))
-
-    def counter_fn(self, name: str, help_text: str, fn: Callable[[], float | None]) -> CounterFn:
-        return self._add(CounterFn(self.prefix + name, help_text, fn))
+        return LabelledCounter(self.collectors, self.prefix + name, help_text, label, values)
 
     def histogram(self, name: str, help_text: str, buckets: Iterable[float]) -> Histogram:
-        return self._add(Histogram(self.prefix + name, help_text, buckets))
+        return Histogram(self.collectors, self.prefix + name, help_text, buckets)
 
-    def _add(self, metric):
-        self._metrics.append(metric)
-        return metric
+    def gauge(self, name: str, help_text: str, fn: Callable[[], float | None]) -> None:
+        self._live.add("gauge", self.prefix + name, help_text, fn)
+
+    def counter_fn(self, name: str, help_text: str, fn: Callable[[], float | None]) -> None:
+        self._live.add("counter", self.prefix + name, help_text, fn)
 
     def render(self) -> str:
         lines: list[str] = []
-        for m in self._metrics:
-            lines.append(f"# HELP {m.name} {m.help}")
-            lines.append(f"# TYPE {m.name} {m.kind}")
-            lines.extend(m.samples())
+        for family in self.collectors.collect():
+            name = family.name + "_total" if family.type == "counter" else family.name
+            help_text = family.documentation.replace("\\", r"\\").replace("\n", r"\n")
+            lines.append(f"# HELP {name} {help_text}")
+            lines.append(f"# TYPE {name} {family.type}")
+            for sample in family.samples:
+                if sample.name.endswith("_created"):
+                    continue
+                labels = ""
+                if sample.labels:
+                    labels = "{" + ",".join(
+                        f'{k}="{_fmt(float(v)) if k == "le" else _escape(v)}"' for k, v in sample.labels.items()
+                    ) + "}"
+                lines.append(f"{sample.name}{labels} {_fmt(sample.value)}")
         return "\n".join(lines) + "\n"
 
 
-LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+def _escape(value: str) -> str:
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
 
 
 class StreamerMetrics:

@@ -2,10 +2,10 @@
 
 The session comes from the registry (``storage.symbol_session.session_of``): a historical
 sync, or the streamer itself when it subscribes a symbol without one
-(``StreamerService._resolve_session_soon``), fills ``timezone``/``session``/``calendar`` from
+(``RegistryFollower``), fills ``timezone``/``session``/``calendar`` from
 ``symbol_resolved``; the quote snapshot's ``timezone`` comes without the session string. Until
 then the symbol is aggregated as 24x7 and a warning says so; its bars reach the live cache but
-not the store (``StreamerService._hold_unaligned``). Once the fields are filled the aggregator
+not the store (``TickPipeline._hold_unaligned``). Once the fields are filled the aggregator
 is rebuilt (or, if 24x7 was right, kept and its bars stored). A calendar that closes or
 corrects other days makes a different Session, so it rebuilds the aggregator too; a registry
 update that leaves the closed and corrected days as they were does not.

@@ -32,8 +32,9 @@ from pocketquant_pipelines.storage.base import (
     CURRENT_BAR_TTL_S, QUOTE_TTL_S, LiveCache, LiveMessage, Subscription,
 )
 from pocketquant_pipelines.storage.live_records import (
-    bar_from_json, batch_json, check_patterns, current_bars_json, publish_json, quote_json,
+    batch_json, check_patterns, current_bars_json, publish_json, quote_json,
 )
+from pocketquant_pipelines.storage.payloads import bar_from_json
 from pocketquant_pipelines.storage.sqlite_util import BUSY_TIMEOUT_MS, ThreadConnections
 from pocketquant_pipelines.storage.validation import check_symbol, check_ttl
 

@@ -1,23 +1,17 @@
-"""Shared by both live-cache backends: argument checks and the JSON forms of quotes and bars."""
+"""Shared by both live-cache backends: argument checks before the payloads are serialised
+(the JSON forms themselves are ``storage.payloads``)."""
 
-import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 from pocketquant_pipelines.errors import InvalidInputError
-from pocketquant_pipelines.market.bars import Bar, bar_from_dict, bar_to_dict
+from pocketquant_pipelines.market.bars import Bar
 from pocketquant_pipelines.market.intervals import Interval
+from pocketquant_pipelines.storage.payloads import bar_payload, to_json
 from pocketquant_pipelines.storage.validation import check_channel, check_payload, check_symbol
 
 
-def dumps(data: Mapping[str, object], what: str) -> str:
-    try:
-        return json.dumps(data, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInputError(f"{what} {data!r} is not JSON-serialisable: {exc}") from None
-
-
 def quote_json(symbol: object, quote: object) -> tuple[str, str]:
-    return check_symbol(symbol), dumps(check_payload(quote, "quote"), "quote")
+    return check_symbol(symbol), to_json(check_payload(quote, "quote"), "quote")
 
 
 def current_bars_json(symbol: object, bars: Sequence[Bar]) -> tuple[str, list[tuple[Interval, str]]]:
@@ -31,16 +25,12 @@ def current_bars_json(symbol: object, bars: Sequence[Bar]) -> tuple[str, list[tu
         if check_symbol(bar.symbol) != symbol:
             raise InvalidInputError(f"bar of {bar.symbol!r} passed to set_current_bars({symbol!r})")
         interval = Interval.parse(bar.interval)
-        out[interval] = dumps(bar_to_dict(bar), "bar")
+        out[interval] = to_json(bar_payload(bar), "bar")
     return symbol, list(out.items())
 
 
-def bar_from_json(raw: str | bytes) -> Bar:
-    return bar_from_dict(json.loads(raw))
-
-
 def publish_json(channel: object, data: object) -> tuple[str, str]:
-    return check_channel(channel), dumps(check_payload(data), "payload")
+    return check_channel(channel), to_json(check_payload(data), "payload")
 
 
 def check_patterns(patterns: tuple[object, ...]) -> tuple[str, ...]:

@@ -28,8 +28,10 @@ from pocketquant_pipelines.storage.base import (
     CURRENT_BAR_TTL_S, QUOTE_TTL_S, LiveCache, LiveMessage, Subscription,
 )
 from pocketquant_pipelines.storage.live_records import (
-    bar_from_json, batch_json, check_patterns, current_bars_json, publish_json, quote_json,
+    batch_json, check_patterns, current_bars_json, publish_json, quote_json,
 )
+from pocketquant_pipelines.storage.payloads import bar_from_json
+from pocketquant_pipelines.storage.redis_rounds import RoundPacker, send_round
 from pocketquant_pipelines.storage.validation import check_symbol, check_ttl
 
 log = get_logger(__name__)
@@ -109,6 +111,8 @@ class RedisLiveCache(LiveCache):
             client = redis.Redis.from_url(str.__str__(url), socket_connect_timeout=5,
                                           socket_timeout=10, health_check_interval=30)
         self._r = client
+        self._round_packer: RoundPacker | None = None
+        self._round_conn = None  # the connection of write_trusted_batch (one writer thread)
 
     def set_quote(self, symbol: str, quote: Mapping[str, object], ttl_s: float = QUOTE_TTL_S) -> None:
         symbol, raw = quote_json(symbol, quote)
@@ -165,6 +169,41 @@ class RedisLiveCache(LiveCache):
             pipe.publish(channel, raw)
         pipe.execute()
 
+    def write_trusted_batch(self, quotes: Mapping[str, dict] | None = None,
+                            current_bars: Mapping[str, Sequence[Bar]] | None = None,
+                            messages: Sequence[tuple[str, Mapping]] = ()) -> None:
+        """``write_batch`` with the default TTLs for payloads the caller built itself (the
+        streamer: canonical symbols from the registry, quote and bar dicts of
+        ``storage.payloads``), so the per-item checks add nothing: the same keys and JSON in one
+        hand-packed round on a connection of its own (``storage.redis_rounds``). For one
+        writer thread. A socket or protocol error drops the connection and raises
+        ``ConnectionError``; an error reply raises ``redis.ResponseError``."""
+        if self._round_packer is None:
+            self._round_packer = RoundPacker(quote_key, current_bar_key, _ttl_ms(QUOTE_TTL_S),
+                                             _ttl_ms(CURRENT_BAR_TTL_S))
+        data, n = self._round_packer.pack(quotes, current_bars, messages)
+        if not n:
+            return
+        try:
+            if self._round_conn is None:
+                conn = self._r.connection_pool.make_connection()
+                conn.connect()  # handshake: AUTH / SELECT / HELLO as the URL says
+                self._round_conn = conn
+            error = send_round(self._round_conn._sock, data, n)
+        except (OSError, redis.RedisError) as exc:
+            self._drop_round_connection()
+            raise ConnectionError(f"redis write failed: {exc}") from exc
+        if error is not None:
+            raise redis.ResponseError(f"redis refused a cache write: {error}")
+
+    def _drop_round_connection(self) -> None:
+        conn, self._round_conn = self._round_conn, None
+        if conn is not None:
+            try:
+                conn.disconnect()
+            except Exception:  # noqa: BLE001 - dropping it anyway
+                pass
+
     def subscribe(self, *patterns: str) -> Subscription:
         return RedisSubscription(self._r, check_patterns(patterns))
 
@@ -175,5 +214,6 @@ class RedisLiveCache(LiveCache):
             return False
 
     def close(self) -> None:
+        self._drop_round_connection()
         if self._owns_client:
             self._r.close()

@@ -22,17 +22,12 @@ Tick rules (§4.4), per subscribed symbol string (the server's ``n`` echoes it e
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 from pocketquant_pipelines.market.ticks import Tick
+from pocketquant_pipelines.market.timeutil import utc_datetime
 from pocketquant_pipelines.tradingview.codec import SENTINEL_ABS, sentinel_to_none
 
-# lp_time -> its datetime. Many symbols report the same second, and building an aware
-# datetime costs more than the rest of a tick's fields together; datetimes are immutable, so
-# ticks can share them. Cleared when full (it only ever holds recent seconds).
-_TIMES: dict[float, datetime] = {}
-_TIMES_MAX = 4096
-_fromtimestamp = datetime.fromtimestamp
 
 # Fields a tick is made of: a second value of one of them in a message starts a new tick.
 TICK_FIELDS = frozenset({"lp", "lp_time", "volume"})
@@ -98,11 +93,7 @@ class SymbolQuote:
         lp_time = fields.get("lp_time")
         cls = lp_time.__class__
         if (cls is int or cls is float) and 0 < lp_time < 1e11:
-            when = _TIMES.get(lp_time)
-            if when is None:
-                if len(_TIMES) >= _TIMES_MAX:
-                    _TIMES.clear()
-                when = _TIMES[lp_time] = _fromtimestamp(lp_time, UTC)
+            when = utc_datetime(lp_time)
         else:
             when = received_at
         self.ticks += 1

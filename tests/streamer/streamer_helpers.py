@@ -10,13 +10,15 @@ from pocketquant_pipelines.market.intervals import ALL_INTERVALS
 from pocketquant_pipelines.market.sessions import bar_end
 from pocketquant_pipelines.market.timeutil import from_epoch
 from pocketquant_pipelines.storage.base import SymbolInfo
+from pocketquant_pipelines.tradingview.errors import SymbolNotFoundError
 from pocketquant_pipelines.tradingview.models import ClientStats
 from pocketquant_pipelines.tradingview.simulator.payloads import symbol_info
 
 
 class ScriptedStream:
-    """Stands in for the client's QuoteStream in the fast in-process tests: yields given ticks,
-    records subscribe/unsubscribe calls. The end-to-end tests use the real client instead."""
+    """A ``streamer.quote_source.QuoteSource`` for the fast in-process tests: yields given
+    ticks, one per message, and records subscribe/unsubscribe calls. The end-to-end tests use
+    the real client instead."""
 
     def __init__(self, ticks=()):
         self.queue: asyncio.Queue = asyncio.Queue()
@@ -39,14 +41,12 @@ class ScriptedStream:
         self.calls.append(("unsubscribe", symbols))
         self.subscribed = [s for s in self.subscribed if s not in symbols]
 
-    def __aiter__(self):
-        return self
-
-    async def __anext__(self):
-        item = await self.queue.get()
-        if item is None:
-            raise StopAsyncIteration
-        return item
+    async def batches(self):
+        while True:
+            item = await self.queue.get()
+            if item is None:
+                return
+            yield [item]
 
     async def close(self):
         self.closed = True
@@ -54,12 +54,18 @@ class ScriptedStream:
 
 
 class ScriptedClient:
+    """A ``streamer.quote_source.QuoteClient`` whose one stream is a ScriptedStream. It knows
+    no symbol metadata: a symbol without a session stays unaligned, as after a failed lookup."""
+
     def __init__(self, ticks=()):
         self.stream = ScriptedStream(ticks)
 
     def quote_stream(self, symbols=()):
         self.stream.subscribed = list(symbols)
         return self.stream
+
+    async def resolve_symbol(self, symbol):
+        raise SymbolNotFoundError(f"the scripted feed has no metadata for {symbol}")
 
     async def close(self):
         await self.stream.close()

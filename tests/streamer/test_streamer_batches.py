@@ -21,6 +21,7 @@ from pocketquant_pipelines.tradingview.quote_stream import QuoteStream
 from pocketquant_pipelines.tradingview.quotes import TICK_FIELDS, SymbolQuote
 from streamer.cache_writer import CacheWriter
 from streamer.metrics import StreamerMetrics
+from streamer.quote_source import QuoteClient, QuoteSource
 from streamer.service import StreamerService
 from streamer.store_writer import StoreWriter
 
@@ -224,7 +225,7 @@ def effects(service: StreamerService):
     latest = {s: {k: v for k, v in q.items() if k != "received_at"} for s, q in service.cache_writer._quotes.items()}
     pending = {key: (bar, partial) for key, (bar, partial) in service.store_writer._pending.items()}
     current = {s: st.aggregator.current_bars() for s, st in service.symbols.items()}
-    return messages, latest, pending, current, service._ticks, service._market_t, service._dirty
+    return messages, latest, pending, current, service.pipeline.ticks, service.pipeline.market_t, service.pipeline.dirty
 
 
 def test_on_ticks_in_batches_equals_on_tick_one_by_one(settings, backends):
@@ -256,22 +257,18 @@ def test_on_ticks_in_batches_equals_on_tick_one_by_one(settings, backends):
         assert isinstance(quote["received_at"], float)
 
 
-def test_the_service_consumes_the_batches_when_the_stream_offers_them(settings, backends):
+def test_the_service_consumes_the_batches_of_its_quote_source(settings, backends):
     store, cache = backends
     ticks = [t for t in service_ticks() if t.symbol != "NYSE:UNKNOWN"][:500]
 
     class BatchedStream(ScriptedStream):
-        def batches(self):
-            async def gen():
-                for i in range(0, len(ticks), 7):
-                    yield ticks[i:i + 7]
-            return gen()
-
-        def __aiter__(self):
-            raise AssertionError("the service must take the batches")
+        async def batches(self):
+            for i in range(0, len(ticks), 7):
+                yield ticks[i:i + 7]
 
     client = ScriptedClient()
     client.stream = BatchedStream()
+    assert isinstance(client, QuoteClient) and isinstance(client.stream, QuoteSource)
     service = StreamerService(settings, store=store, cache=cache, client=client, health_port=0)
 
     async def go():
@@ -279,7 +276,7 @@ def test_the_service_consumes_the_batches_when_the_stream_offers_them(settings, 
         await asyncio.gather(*service._tasks)  # ends with the stream
 
     asyncio.run(go())
-    assert service._ticks == len(ticks)
+    assert service.pipeline.ticks == len(ticks)
 
 
 def test_cache_writer_counts_each_quote_of_a_batch(settings):
@@ -290,7 +287,7 @@ def test_cache_writer_counts_each_quote_of_a_batch(settings):
             written.append((dict(quotes), list(messages)))
 
     metrics = StreamerMetrics()
-    writer = CacheWriter(None, metrics, writer=Recorder())
+    writer = CacheWriter(Recorder(), metrics)
     stamp = 1769785200.5
     writer.on_quotes([("A:B", {"price": 1.0, "received_at": stamp}), ("C:D", {"price": 2.0, "received_at": stamp}),
                       ("A:B", {"price": 3.0, "received_at": stamp})])

@@ -15,7 +15,7 @@ from pocketquant_pipelines.market.bars import Bar
 from pocketquant_pipelines.market.intervals import Interval
 from pocketquant_pipelines.storage.base import Source
 from pocketquant_pipelines.storage.sqlite_store import SQLiteBarStore
-from streamer.reconcile import reconcile
+from pocketquant_pipelines.quality.reconcile import reconcile
 
 T0 = datetime(2026, 1, 26, tzinfo=UTC)
 BTC, AAPL, ETH = "BINANCE:BTCUSDT", "NASDAQ:AAPL", "BINANCE:ETHUSDT"

@@ -90,7 +90,7 @@ def test_disconnect_storm_then_resync_store_equals_history(env, sim):
     refuse = [(at(1.2), lambda: sim.refuse_next(2))]
     asyncio.run(run_until(service, sim, at(3), drops + refuse))
     store = service.store
-    stats = service._client_stats()
+    stats = service.source_stats()
     assert stats.reconnects >= 6 and sim.stats.refused == 2
     state = service.symbols[BTC]
     # every bar the streamer called complete is exact, gaps or not
@@ -126,7 +126,7 @@ def test_malformed_frames_are_skipped_and_counted(env, sim):
     service = make_service(settings, sim)
     asyncio.run(run_until(service, sim, at(1.5)))
     assert sim.stats.malformed_sent > 10
-    assert service._client_stat("decode_errors") > 10
+    assert service.source_stats().decode_errors > 10
     assert "pocketquant_streamer_malformed_frames_total" in service.metrics.registry.render()
     state = service.symbols[BTC]
     counts = compare_with_history(service.store, sim.market, BTC, state.last_t, feed_start_epoch=state.anchor)
@@ -153,7 +153,7 @@ def test_a_year_3000_tick_is_rejected_counted_and_the_next_ticks_aggregate(env, 
 
     def inject():
         seen["at"] = sim.sim_now().timestamp()
-        seen["ticks_before"] = service._ticks
+        seen["ticks_before"] = service.pipeline.ticks
         seen["price_before"] = service.symbols[BTC].aggregator.current_bars()[ALL_INTERVALS[0]].close
         sim.faults.future_tick_symbol = BTC
         sim.faults.future_ticks = 1
@@ -162,7 +162,7 @@ def test_a_year_3000_tick_is_rejected_counted_and_the_next_ticks_aggregate(env, 
         base = f"http://127.0.0.1:{service.health.port}"
         seen["health"] = json.loads(await asyncio.to_thread(_get, base + "/health"))
         seen["metrics"] = await asyncio.to_thread(_get, base + "/metrics")
-        seen["ticks_probe"] = service._ticks
+        seen["ticks_probe"] = service.pipeline.ticks
 
     asyncio.run(run_until(service, sim, at(2.5), [(at(0.5), inject), (at(2.2), probe)]))
     assert sim.stats.future_ticks_sent == 1
@@ -232,11 +232,11 @@ def test_redis_stopped_and_restarted_mid_stream(env, sim, redis_server, redis_se
 
     def stop():
         redis_server_proc.stop()
-        seen["ticks_at_stop"] = service._ticks
+        seen["ticks_at_stop"] = service.pipeline.ticks
 
     def during():
         seen["health"] = service.health_report()
-        seen["ticks_during"] = service._ticks
+        seen["ticks_during"] = service.pipeline.ticks
 
     def start():
         redis_server_proc.start()

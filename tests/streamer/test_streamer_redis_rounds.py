@@ -1,6 +1,6 @@
-"""The streamer's lean Redis round writer against a real redis-server: what it writes reads
-back through RedisLiveCache exactly as the backend's own write_batch would, and Redis errors
-are not swallowed."""
+"""RedisLiveCache.write_trusted_batch, the streamer's lean round writer, against a real
+redis-server: what it writes reads back through RedisLiveCache exactly as the backend's own
+write_batch would, and Redis errors are not swallowed."""
 
 from datetime import UTC, datetime
 
@@ -11,7 +11,7 @@ from pocketquant_pipelines.market.bars import Bar
 from pocketquant_pipelines.market.intervals import ALL_INTERVALS, Interval
 from pocketquant_pipelines.storage.base import QUOTES_PATTERN, bar_channel, quote_channel
 from pocketquant_pipelines.storage.redis_cache import RedisLiveCache
-from streamer.redis_rounds import RedisRoundWriter
+from streamer.cache_writer import TrustedBatchWriter
 
 T = datetime(2026, 1, 30, 10, 0, tzinfo=UTC)
 BTC = "BINANCE:BTCUSDT"
@@ -24,12 +24,13 @@ def quote(price: float) -> dict:
 
 def test_round_reads_back_like_the_backend_writes(redis_server):
     cache = RedisLiveCache(url=redis_server)
-    writer = RedisRoundWriter(redis_server)
+    writer = RedisLiveCache(url=redis_server)
+    assert isinstance(writer, TrustedBatchWriter)  # the cache writer takes this path for Redis
     bars = [Bar(BTC, i, T, 100.0, 101.0, 99.5, 100.5, 3.25) for i in ALL_INTERVALS]
     q1, q2 = quote(100.0), quote(100.5)
     completed = Bar(BTC, Interval.M1, T, 99.0, 100.0, 98.0, 99.5, 7.0)
     with cache.subscribe(QUOTES_PATTERN, bar_channel(BTC, "1m")) as sub:
-        writer.write_batch(quotes={BTC: q2}, current_bars={BTC: bars},
+        writer.write_trusted_batch(quotes={BTC: q2}, current_bars={BTC: bars},
                            messages=[(quote_channel(BTC), q1), (quote_channel(BTC), q2),
                                      (bar_channel(BTC, "1m"), {"symbol": BTC, "interval": "1m",
                                                                "time": T.isoformat(), "open": 99.0,
@@ -48,28 +49,28 @@ def test_round_reads_back_like_the_backend_writes(redis_server):
 
 def test_redis_errors_are_raised_not_swallowed(redis_server):
     admin = redis.Redis.from_url(redis_server)
-    writer = RedisRoundWriter(redis_server)
+    writer = RedisLiveCache(url=redis_server)
     admin.config_set("maxmemory-policy", "noeviction")
     admin.config_set("maxmemory", "1")
     try:
         with pytest.raises(redis.ResponseError, match="OOM"):
-            writer.write_batch(quotes={BTC: quote(1.0)})
+            writer.write_trusted_batch(quotes={BTC: quote(1.0)})
     finally:
         admin.config_set("maxmemory", "0")
-    writer.write_batch(quotes={BTC: quote(2.0)})  # the connection is still usable
+    writer.write_trusted_batch(quotes={BTC: quote(2.0)})  # the connection is still usable
     writer.close()
 
 
 def test_a_dead_server_is_a_connection_error(redis_server_proc, redis_server):
-    writer = RedisRoundWriter(redis_server)
-    writer.write_batch(quotes={BTC: quote(1.0)})
+    writer = RedisLiveCache(url=redis_server)
+    writer.write_trusted_batch(quotes={BTC: quote(1.0)})
     redis_server_proc.stop()
     try:
         with pytest.raises(ConnectionError):
-            writer.write_batch(quotes={BTC: quote(2.0)})
+            writer.write_trusted_batch(quotes={BTC: quote(2.0)})
     finally:
         redis_server_proc.start()
-    writer.write_batch(quotes={BTC: quote(3.0)})  # reconnects by itself
+    writer.write_trusted_batch(quotes={BTC: quote(3.0)})  # reconnects by itself
     writer.close()
 
 
@@ -77,7 +78,7 @@ def test_bars_are_written_as_bar_to_dict_json_exactly(redis_server):
     import json
 
     from pocketquant_pipelines.market.bars import bar_to_dict
-    from streamer.redis_rounds import bar_json
+    from pocketquant_pipelines.storage.payloads import bar_json_bytes as bar_json
 
     odd = [
         Bar(BTC, Interval.M1, datetime(2026, 1, 30, 10, 0, 0, 500000, tzinfo=UTC), 1e-7, 2.5e16, 1e-8, 1.0, None),
@@ -87,8 +88,8 @@ def test_bars_are_written_as_bar_to_dict_json_exactly(redis_server):
     for bar in odd:
         assert json.loads(bar_json(bar)) == bar_to_dict(bar)
         assert json.loads(bar_json(bar))["time"] == bar.time.isoformat()
-    writer = RedisRoundWriter(redis_server)
-    writer.write_batch(current_bars={BTC: odd})
+    writer = RedisLiveCache(url=redis_server)
+    writer.write_trusted_batch(current_bars={BTC: odd})
     raw = redis.Redis.from_url(redis_server).get(f"pq:curbar:{BTC}:{odd[2].interval.value}")
     assert json.loads(raw) == bar_to_dict(odd[2])
     writer.close()

@@ -280,9 +280,9 @@ def test_implausibly_dated_ticks_are_rejected_counted_and_logged_once(tmp_path, 
         now = _time.time()
         btc_last = service.symbols[BTC].last_t
         service.on_ticks([Tick(BTC, datetime.fromtimestamp(now + 70, UTC), 1.0, 0.0)])
-        assert service.symbols[BTC].last_t == btc_last and service._ticks == len(real)
+        assert service.symbols[BTC].last_t == btc_last and service.pipeline.ticks == len(real)
         service.on_ticks([Tick(BTC, datetime.fromtimestamp(now + 50, UTC), 1.0, 0.0)])
-        assert service._ticks == len(real) + 1
+        assert service.pipeline.ticks == len(real) + 1
 
     asyncio.run(go())
     drain(service)

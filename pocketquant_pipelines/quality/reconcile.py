@@ -1,5 +1,8 @@
 """Streamed vs historical bars of the same keys (no Dagster; the asset check wraps it).
 
+``judge_stream`` is the judgement: plain frames in, a ``Reconciliation`` out, no I/O.
+``reconcile`` reads what it needs from a bar store and asks it.
+
 A historical sync overwrites the canonical row of every key it returns, but the store keeps
 the stream's own copy (``read_stream_bars``). For keys present in both, with the canonical
 row now from history, we compare OHLCV. Stream bars flushed as ``partial`` (not watched from
@@ -25,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from pocketquant_pipelines.market.intervals import Interval
-from pocketquant_pipelines.storage.base import BarStore, Source
+from pocketquant_pipelines.storage.base import BarStore, HistoryCoverage, Source
 
 PRICE_TOLERANCE = 1e-9
 VOLUME_TOLERANCE = 1e-6
@@ -64,10 +67,22 @@ def reconcile(
     volume_tolerance: float = VOLUME_TOLERANCE,
 ) -> Reconciliation:
     interval = Interval.parse(interval)
-    stream = store.read_stream_bars(symbol, interval, start, end)
-    canon = store.read_bars(symbol, interval, start, end)
+    return judge_stream(
+        symbol, interval, store.read_stream_bars(symbol, interval, start, end),
+        store.read_bars(symbol, interval, start, end), store.history_coverage(symbol, interval),
+        price_tolerance=price_tolerance, volume_tolerance=volume_tolerance,
+    )
+
+
+def judge_stream(
+    symbol: str, interval: Interval | str, stream: pd.DataFrame, canon: pd.DataFrame,
+    covered: HistoryCoverage | None, *, price_tolerance: float = PRICE_TOLERANCE,
+    volume_tolerance: float = VOLUME_TOLERANCE,
+) -> Reconciliation:
+    """``stream``: the stream's own rows of the window (``read_stream_bars``); ``canon``: the
+    canonical rows of the same window (``read_bars``); ``covered``: the range history wrote."""
+    interval = Interval.parse(interval)
     hist = canon[canon["source"].astype(str) == Source.HISTORY.value] if len(canon) else canon
-    covered = store.history_coverage(symbol, interval)
     orphan_times = pd.DatetimeIndex([], tz="UTC")
     if covered is not None and len(stream):
         inside = (stream.index >= covered.first_time) & (stream.index <= covered.last_time)
