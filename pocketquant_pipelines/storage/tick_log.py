@@ -26,6 +26,7 @@ import json
 import os
 import re
 import shutil
+import threading
 import time
 import uuid
 from collections.abc import Iterable
@@ -49,17 +50,11 @@ SCHEMA = pa.schema([
 _COLUMNS = ("exchange_time", "received_at", "price", "volume", "cumulative_volume", "bid", "ask", "dropped")
 DROP_REASONS = ("future", "before_epoch", "invalid", "late", "out_of_session")
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+MAX_PENDING = 2_000_000  # ticks held while the disk refuses them (~200 MB) before the oldest go
 
 
 def symbol_dir(root: Path, symbol: str) -> Path:
     return root / symbol.replace(":", "__")
-
-
-def _day_of(epoch: float) -> str:
-    try:
-        return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d")
-    except (OverflowError, OSError, ValueError):
-        return "invalid-time"
 
 
 @dataclass
@@ -83,8 +78,10 @@ class TickLogWriter:
         self._pending: dict[tuple[str, str], _Pending] = {}
         self._seq = 0
         self._days_started: set[tuple[str, str]] = set()
+        self._write_lock = threading.Lock()  # a periodic write may still run when close() flushes
         self.written = 0
         self.failed_batches = 0
+        self.given_up = 0
         self._last_purge = 0.0
         try:
             self.root.mkdir(parents=True, exist_ok=True)
@@ -95,7 +92,13 @@ class TickLogWriter:
     def record(self, symbol: str, exchange_time: float, received_at: float, price: float,
                volume: float | None, cumulative_volume: float | None, bid: float | None,
                ask: float | None, dropped: str | None = None) -> None:
-        key = (symbol, _day_of(exchange_time if dropped is None else received_at))
+        """Remember one tick (the streamer's hot path: a dict lookup and eight appends). A
+        dropped tick is filed under the day it was received: its own time may be absurd."""
+        when = exchange_time if dropped is None else received_at
+        try:
+            key = (symbol, int(when // 86_400))
+        except (OverflowError, ValueError):
+            key = (symbol, int(received_at // 86_400))
         pending = self._pending.get(key)
         if pending is None:
             pending = self._pending[key] = _Pending()
@@ -113,24 +116,51 @@ class TickLogWriter:
     def pending(self) -> int:
         return sum(len(p.columns[0]) for p in self._pending.values())
 
-    def flush(self) -> int:
-        """Write every pending batch; return the ticks written. A batch that cannot be written
-        (full disk) stays in memory for the next flush and is counted in ``failed_batches``."""
+    def take(self) -> dict:
+        """Hand over what is pending (call it on the thread that records)."""
         batches, self._pending = self._pending, {}
-        done = 0
-        for (symbol, day), pending in batches.items():
+        return batches
+
+    def write(self, batches: dict) -> tuple[int, dict]:
+        """Write taken batches (any thread); (ticks written, batches that failed)."""
+        done, failed = 0, {}
+        for (symbol, day_number), pending in batches.items():
+            day = (date(1970, 1, 1) + timedelta(days=day_number)).isoformat()
             try:
                 done += self._write(symbol, day, pending)
             except OSError as exc:
                 self.failed_batches += 1
+                failed[(symbol, day_number)] = pending
                 log.warning("tick_log_write_failed", symbol=symbol, day=day, error=exc.strerror or str(exc),
                             kept_in_memory=len(pending.columns[0]))
-                kept = self._pending.setdefault((symbol, day), _Pending())
-                for mine, older in zip(kept.columns, pending.columns, strict=True):
-                    mine[:0] = older
         self.written += done
         if time.monotonic() - self._last_purge > 86_400:
             self.purge()
+        return done, failed
+
+    def requeue(self, failed: dict) -> None:
+        """Put batches that failed back in front of what arrived since (the recording thread).
+        Memory stays bounded: beyond MAX_PENDING ticks the oldest are given up, and counted."""
+        for key, older in failed.items():
+            kept = self._pending.setdefault(key, _Pending())
+            for mine, theirs in zip(kept.columns, older.columns, strict=True):
+                mine[:0] = theirs
+        excess = self.pending - MAX_PENDING
+        if excess > 0:
+            for pending in self._pending.values():
+                cut = min(excess, len(pending.columns[0]))
+                for col in pending.columns:
+                    del col[:cut]
+                excess -= cut
+                self.given_up += cut
+                if excess <= 0:
+                    break
+            log.error("tick_log_full", given_up=self.given_up, hint="the tick log's disk is full or failing")
+
+    def flush(self) -> int:
+        """take + write + requeue on one thread; the ticks written."""
+        done, failed = self.write(self.take())
+        self.requeue(failed)
         return done
 
     def _write(self, symbol: str, day: str, pending: _Pending) -> int:
@@ -139,11 +169,12 @@ class TickLogWriter:
             return 0
         directory = symbol_dir(self.root, symbol) / day
         directory.mkdir(parents=True, exist_ok=True)
-        if (symbol, day) not in self._days_started:
-            self._journal(directory, {"event": "start", "writer": self.writer_id, "at": time.time()})
-            self._days_started.add((symbol, day))
-        first_seq = self._seq
-        self._seq += n
+        with self._write_lock:
+            if (symbol, day) not in self._days_started:
+                self._journal(directory, {"event": "start", "writer": self.writer_id, "at": time.time()})
+                self._days_started.add((symbol, day))
+            first_seq = self._seq
+            self._seq += n
         arrays = [pa.array(col, type=SCHEMA.field(name).type) for name, col in zip(_COLUMNS, pending.columns, strict=True)]
         arrays.append(pa.array([self.writer_id] * n, type=pa.string()))
         arrays.append(pa.array(range(first_seq, first_seq + n), type=pa.int64()))
@@ -168,11 +199,11 @@ class TickLogWriter:
     def close(self) -> None:
         """Flush, then mark every day this writer touched as cleanly closed."""
         self.flush()
-        for symbol, day in self._days_started:
+        for symbol, day in sorted(self._days_started):
             try:
                 self._journal(symbol_dir(self.root, symbol) / day,
                               {"event": "close", "writer": self.writer_id, "at": time.time(),
-                               "unwritten": self.pending})
+                               "unwritten": self.pending + self.given_up})
             except OSError as exc:
                 log.warning("tick_log_close_failed", symbol=symbol, day=day, error=exc.strerror or str(exc))
 
