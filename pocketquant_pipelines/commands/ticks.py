@@ -108,10 +108,14 @@ def rebuild(app, symbol, day, output_format) -> int:
     logged = read_ticks(root, symbol, day)  # the day itself must be there
     # bars that cross midnight UTC take ticks from the neighbouring days too
     days = [d for d in (day - timedelta(days=1), day, day + timedelta(days=1))
-            if d.isoformat() in logged_days(root, symbol)]
+            if d.isoformat() in logged_days(root)]
     runs: dict[str, list] = {}
     for d in days:
-        for writer, seg in iter_segments(read_ticks(root, symbol, d).table):
+        try:
+            neighbour = read_ticks(root, symbol, d).table
+        except InvalidInputError:  # the symbol has no ticks on a neighbouring day
+            continue
+        for writer, seg in iter_segments(neighbour):
             runs.setdefault(writer, []).extend(zip(seg.column("exchange_time").to_pylist(),
                                                    seg.column("price").to_pylist(),
                                                    seg.column("volume").to_pylist(), strict=True))

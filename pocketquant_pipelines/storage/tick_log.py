@@ -2,17 +2,21 @@
 
 Layout under ``<data_dir>/ticks/``::
 
-    <SYMBOL>/<YYYY-MM-DD>/part-<writer>-<seq>.parquet   one file per flushed batch
-    <SYMBOL>/<YYYY-MM-DD>/_journal.jsonl                one line per batch, one per clean close
+    <YYYY-MM-DD>/part-<writer>-<seq>.parquet   one file per flushed batch, every symbol's ticks
+    <YYYY-MM-DD>/_journal.jsonl                one line per batch, one per clean close
 
-(``SYMBOL`` with ``:`` as ``__``, so ``BINANCE:BTCUSDT`` is ``BINANCE__BTCUSDT``.) Parquet files
-cannot be appended to, so each batch is its own file, written to a temporary name and renamed:
-a file is either whole or absent. The journal is the log's own accounting: a writer that
+A symbol's day is read by filtering the day's files on the ``symbol`` column (each file is
+sorted by symbol, so Parquet's row-group statistics skip the rest). One file per batch for all
+symbols, not one per symbol: with a thousand streamed symbols, per-symbol files would mean a
+thousand small files a second, and their per-file cost (milliseconds each) would dominate the
+streamer's CPU; one file of every symbol's batch costs about a microsecond per tick. Parquet
+files cannot be appended to, so each batch is its own file, written to a temporary name and
+renamed: a file is either whole or absent. The journal is the log's own accounting: a writer that
 started and never wrote its ``close`` line ended in a crash, and whatever it held in memory —
 at most one batch — is lost; :func:`read_ticks` reports that as a note naming the writer and the
 last receipt time it recorded.
 
-Columns: ``exchange_time`` and ``received_at`` (float epoch seconds, UTC), ``price``,
+Columns: ``symbol``, ``exchange_time`` and ``received_at`` (float epoch seconds, UTC), ``price``,
 ``volume`` (the per-tick volume the aggregator used), ``cumulative_volume``, ``bid``, ``ask``,
 ``dropped`` (null when the tick was aggregated, else why it was not: ``future``,
 ``before_epoch``, ``invalid``, ``late``, ``out_of_session``), ``writer`` (one id per streamer
@@ -43,30 +47,30 @@ from pocketquant_pipelines.logging import get_logger
 log = get_logger("storage.tick_log")
 
 SCHEMA = pa.schema([
-    ("exchange_time", pa.float64()), ("received_at", pa.float64()), ("price", pa.float64()),
+    ("symbol", pa.string()), ("exchange_time", pa.float64()), ("received_at", pa.float64()), ("price", pa.float64()),
     ("volume", pa.float64()), ("cumulative_volume", pa.float64()), ("bid", pa.float64()),
     ("ask", pa.float64()), ("dropped", pa.string()), ("writer", pa.string()), ("seq", pa.int64()),
 ])
-_COLUMNS = ("exchange_time", "received_at", "price", "volume", "cumulative_volume", "bid", "ask", "dropped")
+_COLUMNS = ("symbol", "exchange_time", "received_at", "price", "volume", "cumulative_volume", "bid", "ask", "dropped")
 DROP_REASONS = ("future", "before_epoch", "invalid", "late", "out_of_session")
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 MAX_PENDING = 2_000_000  # ticks held while the disk refuses them (~200 MB) before the oldest go
 
 
-def symbol_dir(root: Path, symbol: str) -> Path:
-    return root / symbol.replace(":", "__")
+def day_dir(root: Path, day: date | str) -> Path:
+    return Path(root) / (day if isinstance(day, str) else day.isoformat())
 
 
 @dataclass
 class _Pending:
-    """One symbol-day's ticks not yet written, column by column (appends are cheap)."""
+    """One day's ticks not yet written, column by column (appends are cheap)."""
 
     columns: tuple[list, ...] = field(default_factory=lambda: tuple([] for _ in _COLUMNS))
 
 
 class TickLogWriter:
-    """Appends ticks in memory; :meth:`flush` writes each symbol-day's batch as one Parquet
-    file and one journal line. Not thread-safe: one streamer, one writer; ``flush`` may run in a
+    """Appends ticks in memory; :meth:`flush` writes each day's batch as one Parquet file and
+    one journal line. Not thread-safe: one streamer, one writer; ``flush`` may run in a
     worker thread while the event loop keeps calling :meth:`record` (it swaps the buffers
     first)."""
 
@@ -92,25 +96,25 @@ class TickLogWriter:
     def record(self, symbol: str, exchange_time: float, received_at: float, price: float,
                volume: float | None, cumulative_volume: float | None, bid: float | None,
                ask: float | None, dropped: str | None = None) -> None:
-        """Remember one tick (the streamer's hot path: a dict lookup and eight appends). A
+        """Remember one tick (the streamer's hot path: a dict lookup and nine appends). A
         dropped tick is filed under the day it was received: its own time may be absurd."""
-        when = exchange_time if dropped is None else received_at
         try:
-            key = (symbol, int(when // 86_400))
+            day = int((exchange_time if dropped is None else received_at) // 86_400)
         except (OverflowError, ValueError):
-            key = (symbol, int(received_at // 86_400))
-        pending = self._pending.get(key)
+            day = int(received_at // 86_400)
+        pending = self._pending.get(day)
         if pending is None:
-            pending = self._pending[key] = _Pending()
+            pending = self._pending[day] = _Pending()
         c = pending.columns
-        c[0].append(exchange_time)
-        c[1].append(received_at)
-        c[2].append(price)
-        c[3].append(volume)
-        c[4].append(cumulative_volume)
-        c[5].append(bid)
-        c[6].append(ask)
-        c[7].append(dropped)
+        c[0].append(symbol)
+        c[1].append(exchange_time)
+        c[2].append(received_at)
+        c[3].append(price)
+        c[4].append(volume)
+        c[5].append(cumulative_volume)
+        c[6].append(bid)
+        c[7].append(ask)
+        c[8].append(dropped)
 
     @property
     def pending(self) -> int:
@@ -124,14 +128,14 @@ class TickLogWriter:
     def write(self, batches: dict) -> tuple[int, dict]:
         """Write taken batches (any thread); (ticks written, batches that failed)."""
         done, failed = 0, {}
-        for (symbol, day_number), pending in batches.items():
+        for day_number, pending in batches.items():
             day = (date(1970, 1, 1) + timedelta(days=day_number)).isoformat()
             try:
-                done += self._write(symbol, day, pending)
+                done += self._write(day, pending)
             except OSError as exc:
                 self.failed_batches += 1
-                failed[(symbol, day_number)] = pending
-                log.warning("tick_log_write_failed", symbol=symbol, day=day, error=exc.strerror or str(exc),
+                failed[day_number] = pending
+                log.warning("tick_log_write_failed", day=day, error=exc.strerror or str(exc),
                             kept_in_memory=len(pending.columns[0]))
         self.written += done
         if time.monotonic() - self._last_purge > 86_400:
@@ -163,60 +167,58 @@ class TickLogWriter:
         self.requeue(failed)
         return done
 
-    def _write(self, symbol: str, day: str, pending: _Pending) -> int:
+    def _write(self, day: str, pending: _Pending) -> int:
         n = len(pending.columns[0])
         if n == 0:
             return 0
-        directory = symbol_dir(self.root, symbol) / day
+        directory = self.root / day
         directory.mkdir(parents=True, exist_ok=True)
         with self._write_lock:
-            if (symbol, day) not in self._days_started:
+            if day not in self._days_started:
                 self._journal(directory, {"event": "start", "writer": self.writer_id, "at": time.time()})
-                self._days_started.add((symbol, day))
+                self._days_started.add(day)
             first_seq = self._seq
             self._seq += n
         arrays = [pa.array(col, type=SCHEMA.field(name).type) for name, col in zip(_COLUMNS, pending.columns, strict=True)]
         arrays.append(pa.array([self.writer_id] * n, type=pa.string()))
         arrays.append(pa.array(range(first_seq, first_seq + n), type=pa.int64()))
-        table = pa.Table.from_arrays(arrays, schema=SCHEMA)
+        table = pa.Table.from_arrays(arrays, schema=SCHEMA).sort_by([("symbol", "ascending"), ("seq", "ascending")])
         name = f"part-{self.writer_id}-{first_seq:012d}.parquet"
         tmp = directory / f".{name}.tmp"
-        pq.write_table(table, tmp, compression="zstd")
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
+        # written whole, then renamed: a killed process leaves a complete file or none. No
+        # fsync: it would cost milliseconds per file, and a process crash loses nothing the
+        # OS already has; only an OS crash can lose the last seconds
+        pq.write_table(table, tmp, compression="zstd", row_group_size=16_384)
         os.replace(tmp, directory / name)
         self._journal(directory, {"event": "batch", "writer": self.writer_id, "part": name, "rows": n,
-                                  "last_received_at": max(pending.columns[1])})
+                                  "last_received_at": max(pending.columns[2])})
         return n
 
     @staticmethod
     def _journal(directory: Path, entry: dict) -> None:
         with open(directory / "_journal.jsonl", "a") as fh:
             fh.write(json.dumps(entry) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
 
     def close(self) -> None:
         """Flush, then mark every day this writer touched as cleanly closed."""
         self.flush()
-        for symbol, day in sorted(self._days_started):
+        for day in sorted(self._days_started):
             try:
-                self._journal(symbol_dir(self.root, symbol) / day,
+                self._journal(self.root / day,
                               {"event": "close", "writer": self.writer_id, "at": time.time(),
                                "unwritten": self.pending + self.given_up})
             except OSError as exc:
-                log.warning("tick_log_close_failed", symbol=symbol, day=day, error=exc.strerror or str(exc))
+                log.warning("tick_log_close_failed", day=day, error=exc.strerror or str(exc))
 
     def purge(self, today: date | None = None) -> int:
         """Remove day directories older than the retention; return how many went."""
         self._last_purge = time.monotonic()
         cutoff = (today or datetime.now(UTC).date()) - timedelta(days=self.retention_days)
         removed = 0
-        for symbol_path in self.root.iterdir() if self.root.is_dir() else ():
-            for day_path in symbol_path.iterdir() if symbol_path.is_dir() else ():
-                if _DAY.fullmatch(day_path.name) and date.fromisoformat(day_path.name) < cutoff:
-                    shutil.rmtree(day_path, ignore_errors=True)
-                    removed += 1
+        for day_path in self.root.iterdir() if self.root.is_dir() else ():
+            if _DAY.fullmatch(day_path.name) and date.fromisoformat(day_path.name) < cutoff:
+                shutil.rmtree(day_path, ignore_errors=True)
+                removed += 1
         if removed:
             log.info("tick_log_purged", days=removed, retention_days=self.retention_days)
         return removed
@@ -246,19 +248,20 @@ def read_ticks(root: Path, symbol: str, day: date | str) -> TickDay:
             day = date.fromisoformat(day)
         except ValueError:
             raise InvalidInputError(f"--date {day!r}: expected YYYY-MM-DD (a UTC day)") from None
-    directory = symbol_dir(Path(root), symbol) / day.isoformat()
-    if not directory.is_dir():
-        raise InvalidInputError(f"no ticks logged for {symbol} on {day.isoformat()} (looked in {directory})")
-    parts = sorted(directory.glob("part-*.parquet"))
+    directory = day_dir(root, day)
+    parts = sorted(directory.glob("part-*.parquet")) if directory.is_dir() else []
     tables = []
     for part in parts:
         try:
-            tables.append(pq.read_table(part, schema=SCHEMA))
+            tables.append(pq.read_table(part, schema=SCHEMA, filters=[("symbol", "=", symbol)]))
         except (OSError, pa.ArrowInvalid) as exc:
             raise StorageError(f"tick log file {str(part)!r} is damaged: {exc}") from None
     table = pa.concat_tables(tables) if tables else SCHEMA.empty_table()
+    notes = _journal_notes(directory, {p.name for p in parts}) if directory.is_dir() else []
+    if table.num_rows == 0 and not notes:
+        raise InvalidInputError(f"no ticks logged for {symbol} on {day.isoformat()} (looked in {directory})")
     table = table.sort_by([("writer", "ascending"), ("seq", "ascending")])
-    return TickDay(symbol, day, table, _journal_notes(directory, {p.name for p in parts}))
+    return TickDay(symbol, day, table, notes)
 
 
 def _journal_notes(directory: Path, parts: set[str]) -> list[str]:
@@ -296,9 +299,9 @@ def day_span(day: date) -> tuple[datetime, datetime]:
     return start, start + timedelta(days=1)
 
 
-def logged_days(root: Path, symbol: str) -> list[str]:
-    directory = symbol_dir(Path(root), symbol)
-    return sorted(p.name for p in directory.iterdir() if _DAY.fullmatch(p.name)) if directory.is_dir() else []
+def logged_days(root: Path) -> list[str]:
+    root = Path(root)
+    return sorted(p.name for p in root.iterdir() if _DAY.fullmatch(p.name)) if root.is_dir() else []
 
 
 def iter_segments(table: pa.Table) -> Iterable[tuple[str, pa.Table]]:

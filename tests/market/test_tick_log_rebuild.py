@@ -13,7 +13,7 @@ from pocketquant_pipelines.market.aggregator import BarAggregator
 from pocketquant_pipelines.market.intervals import ALL_INTERVALS
 from pocketquant_pipelines.market.rebuild import compare, rebuild
 from pocketquant_pipelines.market.sessions import SESSION_24X7
-from pocketquant_pipelines.storage.tick_log import TickLogWriter, iter_segments, read_ticks, symbol_dir
+from pocketquant_pipelines.storage.tick_log import TickLogWriter, iter_segments, read_ticks, day_dir
 
 BTC = "BINANCE:BTCUSDT"
 DAY = date(2026, 6, 1)  # a Monday and the first of a month: 1w and 1M bars start on it too
@@ -122,7 +122,7 @@ def test_a_torn_journal_line_and_a_lost_part_are_named(tmp_path):
     writer = TickLogWriter(tmp_path, retention_days=3650)
     writer.record(BTC, T0, T0, 100.0, 1.0, None, None, None)
     writer.close()
-    directory = symbol_dir(tmp_path, BTC) / DAY.isoformat()
+    directory = day_dir(tmp_path, DAY)
     (part,) = directory.glob("part-*.parquet")
     part.unlink()
     with open(directory / "_journal.jsonl", "a") as fh:
@@ -138,7 +138,7 @@ def test_retention_removes_old_days_only(tmp_path):
         writer.record(BTC, t, t, 1.0, None, None, None, None)
     writer.close()
     assert writer.purge() == 2
-    kept = sorted(p.name for p in symbol_dir(tmp_path, BTC).iterdir())
+    kept = sorted(p.name for p in tmp_path.iterdir())
     assert len(kept) == 3
 
 
@@ -156,6 +156,6 @@ def test_the_journal_counts_every_batch(tmp_path):
         if k % 3 == 2:
             writer.flush()
     writer.close()
-    lines = [json.loads(x) for x in (symbol_dir(tmp_path, BTC) / DAY.isoformat() / "_journal.jsonl").read_text().splitlines()]
+    lines = [json.loads(x) for x in (day_dir(tmp_path, DAY) / "_journal.jsonl").read_text().splitlines()]
     assert [e["event"] for e in lines].count("batch") == 4
     assert sum(e.get("rows", 0) for e in lines) == 10 and lines[-1]["event"] == "close"

@@ -97,7 +97,7 @@ def test_a_streamed_day_rebuilds_from_the_tick_log_and_a_kill_is_accounted(tmp_p
         # a streamer killed mid-stream: the log says so, and lost at most one batch
         killed = start_streamer(env)
         ticks_day = datetime.fromtimestamp(sim.clock.now_epoch(), UTC).date().isoformat()
-        journal = tmp_path / "data" / "ticks" / "BINANCE__BTCUSDT" / ticks_day / "_journal.jsonl"
+        journal = tmp_path / "data" / "ticks" / ticks_day / "_journal.jsonl"
 
         def second_writer_wrote():
             assert killed.poll() is None, killed.stderr.read()[-2000:]
