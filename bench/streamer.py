@@ -138,13 +138,20 @@ def main() -> int:
     ap.add_argument("--replicas", default="1", metavar="N[,N...]",
                     help="streamer replicas per configuration, measured one after another in this run "
                          "against the same simulator and Redis, e.g. 1,2 (ratios against the first)")
+    ap.add_argument("--tick-log", default="on", metavar="on|off[,...]",
+                    help="the tick audit trail in each configuration, e.g. off,on measures both "
+                         "(ratios against the first configuration)")
     args = ap.parse_args()
     try:
-        configs = [int(n) for n in args.replicas.split(",")]
+        counts = [int(n) for n in args.replicas.split(",")]
     except ValueError:
         ap.error(f"--replicas {args.replicas!r}: expected counts like 1,2")
-    if not all(1 <= n <= 16 for n in configs):
+    if not all(1 <= n <= 16 for n in counts):
         ap.error(f"--replicas {args.replicas!r}: each count must be in 1..16")
+    logs = args.tick_log.split(",")
+    if not logs or any(x not in ("on", "off") for x in logs):
+        ap.error(f"--tick-log {args.tick_log!r}: expected on, off or off,on")
+    configs = [(n, x == "on") for n in counts for x in logs]
 
     import redis
 
@@ -182,18 +189,21 @@ def main() -> int:
         sim_url = parent.recv()
 
         results = [measure(args, n, speed, sim_url, redis_url, {"simulator": sim_proc.pid,
-                                                                  "redis-server": redis_proc.pid}, tmp / f"r{n}")
-                   for n in configs]
+                                                                  "redis-server": redis_proc.pid},
+                           tmp / f"r{n}-{'log' if log_on else 'nolog'}", tick_log=log_on)
+                   for n, log_on in configs]
         names = [name for name, _ in results[0]["rows"]]
-        header = [f"{n} replica{'s' if n > 1 else ''}" for n in configs]
+        header = [f"{n} replica{'s' if n > 1 else ''}, tick log {'on' if log_on else 'off'}"
+                  for n, log_on in configs]
         table = [(name, *[dict(r["rows"]).get(name, "") for r in results]) for name in names]
         if len(results) > 1:
             base = results[0]
-            for r, n in zip(results[1:], configs[1:], strict=True):
-                table.append((f"ticks/s ratio {n} : {configs[0]} replicas",
-                              *([""] * (len(configs) - 1)), f"{r['ticks_s'] / base['ticks_s']:.2f}"))
-                table.append((f"latency p99 ratio {n} : {configs[0]} replicas",
-                              *([""] * (len(configs) - 1)), f"{r['p99'] / base['p99']:.2f}"))
+            for k, (r, name) in enumerate(zip(results[1:], header[1:], strict=True), start=1):
+                before, after = [""] * k, [""] * (len(configs) - 1 - k)  # the ratio sits in column k
+                table.append((f"ticks/s ratio ({name}) : ({header[0]})", *before,
+                              f"{r['ticks_s'] / base['ticks_s']:.2f}", *after))
+                table.append((f"latency p99 ratio ({name}) : ({header[0]})", *before,
+                              f"{r['p99'] / base['p99']:.2f}", *after))
         load = os.getloadavg()[0]
         table.append(("machine", f"{os.cpu_count()} cores, load average {load:.1f} at the end, "
                                  f"{platform.python_implementation()} {platform.python_version()}",
@@ -224,7 +234,7 @@ def main() -> int:
 
 
 def measure(args, n_replicas: int, speed: float, sim_url: str, redis_url: str, shared_pids: dict,
-            tmp: Path) -> dict:
+            tmp: Path, tick_log: bool = True) -> dict:
     """One configuration: ``n_replicas`` streamer processes (STREAMER_REPLICA_INDEX 0..n-1 of
     n) sharing the symbols, their metrics summed. Returns the rows, ticks/s and latency p99."""
     import redis
@@ -237,7 +247,7 @@ def measure(args, n_replicas: int, speed: float, sim_url: str, redis_url: str, s
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MONGODB_", "TRADINGVIEW_", "REDIS_", "STREAMER_"))}
     env.update({"POCKETQUANT_DATA_DIR": str(tmp / "data"), "REDIS_URL": redis_url, "TRADINGVIEW_WS_URL": sim_url,
                 "LOG_FORMAT": "json", "LOG_LEVEL": "WARNING", "STREAMER_REGISTRY_POLL_S": "5",
-                "STREAMER_REPLICA_COUNT": str(n_replicas)})
+                "STREAMER_REPLICA_COUNT": str(n_replicas), "TICK_LOG_ENABLED": "true" if tick_log else "false"})
     store = open_bar_store(load_settings(env, dotenv_path=tmp / "none.env"))
     for name in symbol_names(args.symbols):
         store.add_symbol(SymbolInfo(name, timezone="Etc/UTC", session="24x7", stream=True))

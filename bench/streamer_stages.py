@@ -137,7 +137,10 @@ def main() -> int:
         store = SQLiteBarStore(tmp / "bars.sqlite3")
         for s in symbols:
             store.add_symbol(SymbolInfo(s, timezone="Etc/UTC", session="24x7", stream=True))
-        settings = load_settings({"POCKETQUANT_DATA_DIR": str(tmp)}, dotenv_path=tmp / "none.env")
+        settings = load_settings({"POCKETQUANT_DATA_DIR": str(tmp), "TICK_LOG_ENABLED": "false"},
+                                 dotenv_path=tmp / "none.env")
+        settings_logged = load_settings({"POCKETQUANT_DATA_DIR": str(tmp), "TICK_LOG_ENABLED": "true",
+                                         "TICK_LOG_RETENTION_DAYS": "3650"}, dotenv_path=tmp / "none.env")
 
         from pocketquant_pipelines.tradingview.models import ClientStats
 
@@ -163,15 +166,26 @@ def main() -> int:
             async def close(self): ...
 
         # 3. service on_tick (minus the aggregator) ----------------------------------------
-        def service_stage():
-            svc = StreamerService(settings, store=store, cache=cache, client=NoClient(), health_port=0)
+        write_costs = []
+
+        def service_stage(chosen=settings):
+            svc = StreamerService(chosen, store=store, cache=cache, client=NoClient(), health_port=0)
             asyncio.run(svc.apply_registry(store.list_symbols(stream_only=True)))
             for batch in batches:
                 svc.on_ticks(batch)
             svc.store_writer._pending.clear()
             svc.cache_writer._swap()
+            if svc.tick_log is not None:  # the log's Parquet write, which runs on a worker thread
+                t0 = time.perf_counter()
+                svc.tick_log.flush()
+                write_costs.append(time.perf_counter() - t0)
 
-        rows.append(("service: on_ticks bookkeeping (excl. aggregator)", best(service_stage) / n - agg_cost))
+        service_cost = best(service_stage) / n
+        logged_cost = best(lambda: service_stage(settings_logged)) / n
+        rows.append(("service: on_ticks bookkeeping (excl. aggregator), tick log off", service_cost - agg_cost))
+        rows.append(("service: on_ticks bookkeeping (excl. aggregator), tick log on", logged_cost - agg_cost))
+        rows.append(("tick log: recording, on the event loop (on - off)", logged_cost - service_cost))
+        rows.append(("tick log: Parquet write per tick (worker thread)", min(write_costs) / n))
 
         # 4. cache quote -----------------------------------------------------------------------
         quotes = [dict(tk.to_dict(), received_at=time.time()) for tk in ticks[:20000]]

@@ -16,6 +16,8 @@ COMMAND_MODULES = [  # each exposes COMMANDS, a list of click commands
     "pocketquant_pipelines.commands.simulate",  # simulate
     "pocketquant_pipelines.commands.catalog",   # symbols, sync, bars, status
     "pocketquant_pipelines.commands.stream",    # stream, live
+    "pocketquant_pipelines.commands.chart",     # chart
+    "pocketquant_pipelines.commands.ticks",     # ticks, rebuild
 ]
 
 HELP = """PocketQuant: market data from TradingView as bars at 13 intervals, kept in a store.

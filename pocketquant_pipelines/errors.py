@@ -46,3 +46,7 @@ class UnknownSymbolError(PocketQuantError, KeyError):
 
     def __str__(self) -> str:
         return f"symbol {self.symbol!r} is not in the registry"
+
+
+class StorageError(PocketQuantError):
+    """A store, cache or log on disk cannot be read or written (damaged, full, unreachable)."""

@@ -105,6 +105,9 @@ class Settings(BaseSettings, metaclass=_DefaultsOnTheClass):
     streamer_cache_flush_ms: Millis = _var("STREAMER_CACHE_FLUSH_MS", default=250)
     streamer_store_batch_ms: Millis = _var("STREAMER_STORE_BATCH_MS", default=1000)
     streamer_registry_poll_s: Seconds = _var("STREAMER_REGISTRY_POLL_S", default=5.0)
+    # the tick audit trail (data_dir/ticks): on by default, day directories kept this long
+    tick_log_enabled: bool = _var("TICK_LOG_ENABLED", default=True)
+    tick_log_retention_days: int = _var("TICK_LOG_RETENTION_DAYS", default=7, ge=1, le=3650)
     # scale-out: this replica's index among STREAMER_REPLICA_COUNT (market.replicas)
     streamer_replica_index: int = _var("STREAMER_REPLICA_INDEX", default=0, ge=0, le=MAX_REPLICAS - 1)
     streamer_replica_count: int = _var("STREAMER_REPLICA_COUNT", default=1, gt=0, le=MAX_REPLICAS)
@@ -176,6 +179,10 @@ class Settings(BaseSettings, metaclass=_DefaultsOnTheClass):
     @property
     def bar_store_path(self) -> Path:
         return self.data_dir / "bars.sqlite3"
+
+    @property
+    def tick_log_dir(self) -> Path:
+        return self.data_dir / "ticks"
 
     @property
     def live_cache_path(self) -> Path:

@@ -26,6 +26,7 @@ from pocketquant_pipelines.logging import get_logger
 from pocketquant_pipelines.market.replicas import ReplicaShare
 from pocketquant_pipelines.settings import Settings
 from pocketquant_pipelines.storage.base import BarStore, LiveCache, SymbolInfo
+from pocketquant_pipelines.storage.tick_log import TickLogWriter
 from pocketquant_pipelines.tradingview.errors import AuthError
 from pocketquant_pipelines.tradingview.models import ClientStats
 from streamer import exit_codes
@@ -83,9 +84,13 @@ class StreamerService:
         )
         # a full disk holds the cache back, so freed space goes to the bar store first
         self.cache_writer = CacheWriter(cache, self.metrics, hold=lambda: self.store_writer.disk_full)
+        self.tick_log = (TickLogWriter(settings.tick_log_dir, settings.tick_log_retention_days)
+                         if settings.tick_log_enabled else None)
+        self.tick_log_flush_s = (store_batch_ms or settings.streamer_store_batch_ms) / 1000
         self.pipeline = TickPipeline(self.metrics, self.store_writer, self.cache_writer,
                                      clock_skew_s=float(settings.clock_skew_s),
-                                     max_bar_symbols_per_flush=max_bar_symbols_per_flush)
+                                     max_bar_symbols_per_flush=max_bar_symbols_per_flush,
+                                     tick_log=self.tick_log)
         self._tasks: list[asyncio.Task] = []
         self.follower = RegistryFollower(
             store, client, self.pipeline, subscribe=self._subscribe, unsubscribe=self._unsubscribe,
@@ -175,6 +180,20 @@ class StreamerService:
             except Exception:  # noqa: BLE001 - keep the service alive; the error is logged
                 log.exception("timer_failed")
 
+    async def _tick_log_loop(self) -> None:
+        """Write the tick log's batches off the event loop; a crash loses at most one period."""
+        tick_log = self.tick_log
+        while True:
+            await asyncio.sleep(self.tick_log_flush_s)
+            batches = tick_log.take()
+            if batches:
+                try:
+                    _, failed = await asyncio.to_thread(tick_log.write, batches)
+                except Exception:  # noqa: BLE001 - the audit trail never stops the stream
+                    log.exception("tick_log_failed")
+                    failed = batches
+                tick_log.requeue(failed)
+
     # --- lifecycle ---------------------------------------------------------------------------------
     def request_stop(self) -> None:
         if not self._stop.is_set():
@@ -205,6 +224,8 @@ class StreamerService:
         ]
         if self.downtime is not None:
             self._tasks.append(asyncio.create_task(self.downtime.run(self), name="heartbeat"))
+        if self.tick_log is not None:
+            self._tasks.append(asyncio.create_task(self._tick_log_loop(), name="tick-log"))
         self.started.set()
         share = self.follower.share
         log.info("streamer_started", health_port=self.health.port, flush_ms=int(self.flush_s * 1000),
@@ -229,6 +250,8 @@ class StreamerService:
         closed = self.pipeline.close_due_bars(grace_s=0.0)
         partial = self.pipeline.flush_in_progress()
         self.cache_writer.stop()
+        if self.tick_log is not None:
+            await asyncio.to_thread(self.tick_log.close)
         unwritten = await asyncio.to_thread(self.store_writer.stop, max(1.0, deadline_s - (time.monotonic() - started)))
         await self.health.close()
         if self._owns["client"]:

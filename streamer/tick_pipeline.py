@@ -19,6 +19,7 @@ from pocketquant_pipelines.market.bars import Bar
 from pocketquant_pipelines.market.clock import EPOCH_FLOOR, implausible_reason
 from pocketquant_pipelines.market.timeutil import epoch_and_iso
 from pocketquant_pipelines.storage.payloads import quote_payload
+from pocketquant_pipelines.storage.tick_log import TickLogWriter
 from pocketquant_pipelines.tradingview.models import ClientStats
 from streamer.cache_writer import CacheWriter
 from streamer.metrics import StreamerMetrics
@@ -32,12 +33,14 @@ CLOSE_GRACE_S = 2.0  # market seconds a bar stays open past its end for straggli
 
 class TickPipeline:
     def __init__(self, metrics: StreamerMetrics, store_writer: StoreWriter, cache_writer: CacheWriter, *,
-                 clock_skew_s: float, max_bar_symbols_per_flush: int = 100) -> None:
+                 clock_skew_s: float, max_bar_symbols_per_flush: int = 100,
+                 tick_log: TickLogWriter | None = None) -> None:
         self.metrics = metrics
         self.store_writer = store_writer
         self.cache_writer = cache_writer
         self.clock_skew_s = clock_skew_s
         self.max_bar_symbols_per_flush = max_bar_symbols_per_flush
+        self.tick_log = tick_log  # the audit trail: every tick seen, and why one was dropped
         self.symbols: dict[str, SymbolState] = {}
         self.dirty: dict[str, None] = {}  # symbols with unpushed in-progress bars, oldest first
         self.source_stats: ClientStats | None = None  # the quote source's, once it is open
@@ -100,6 +103,7 @@ class TickPipeline:
         market_t = self.market_t
         quotes: list[tuple[str, dict]] = []
         n = 0
+        record = self.tick_log.record if self.tick_log is not None else None
         for tick in ticks:
             symbol = tick.symbol
             state = symbols.get(symbol)
@@ -108,16 +112,32 @@ class TickPipeline:
             stamp = epoch_and_iso(tick.time)
             t = stamp[0]
             if not EPOCH_FLOOR <= t <= horizon:  # also False for NaN
-                self._reject_tick(symbol, t, received_at)
+                reason = self._reject_tick(symbol, t, received_at)
+                if record is not None:
+                    record(symbol, t, received_at, tick.price, tick.volume, tick.cumulative_volume,
+                           tick.bid, tick.ask, reason)
                 continue
             if state.anchor is None:
                 state.anchor = t
+            aggregator = state.aggregator
+            if record is not None:
+                late_before, oos_before = aggregator.late_ticks, aggregator.out_of_session_ticks
             try:
-                completed = state.aggregator.on_tick_values(t, tick.price, tick.volume)
+                completed = aggregator.on_tick_values(t, tick.price, tick.volume)
             except InvalidInputError as exc:
                 self.metrics.bad_ticks.inc()
                 log.warning("tick_rejected", symbol=symbol, error=str(exc))
+                if record is not None:
+                    record(symbol, t, received_at, tick.price, tick.volume, tick.cumulative_volume,
+                           tick.bid, tick.ask, "invalid")
                 continue
+            if record is not None:
+                # the aggregator drops a tick from a closed minute (late) or outside every
+                # session without raising; its counters say which
+                why = ("late" if aggregator.late_ticks != late_before else
+                       "out_of_session" if aggregator.out_of_session_ticks != oos_before else None)
+                record(symbol, t, received_at, tick.price, tick.volume, tick.cumulative_volume,
+                       tick.bid, tick.ask, why)
             n += 1
             state.ticks += 1
             if not state.dirty:
@@ -140,9 +160,9 @@ class TickPipeline:
         if quotes:
             self.cache_writer.on_quotes(quotes)
 
-    def _reject_tick(self, symbol: str, t: float, now: float) -> None:
+    def _reject_tick(self, symbol: str, t: float, now: float) -> str:
         """Count a tick with an implausible time; warn once per (symbol, reason), not per
-        tick: a feed stuck on a bad clock would otherwise flood the log."""
+        tick: a feed stuck on a bad clock would otherwise flood the log. Returns the reason."""
         reason = implausible_reason(t, now, self.clock_skew_s) or "future"
         self.metrics.rejected_ticks.inc(reason)
         key = (symbol, reason)
@@ -156,6 +176,7 @@ class TickPipeline:
                         now=datetime.fromtimestamp(now, UTC).isoformat(), skew_s=self.clock_skew_s,
                         note="dropped before aggregation; counted in rejected_ticks_total, "
                              "logged once per symbol and reason")
+        return reason
 
     def _on_reconnect(self, count: int) -> None:
         log.info("stream_reconnected", reconnects=count, note="bars in progress across the gap are stored partial")

@@ -131,24 +131,68 @@ def _resolved_summary(meta) -> str:
 
 
 @symbols.command("list")
-@click.option("--stream-only", is_flag=True, help="only the symbols the streamer subscribes to")
+@click.option("--search", default=None, metavar="TEXT",
+              help="only symbols whose code, name or description contains TEXT (any case)")
+@click.option("--streamed", "streamed", flag_value=True, default=None,
+              help="only the symbols the streamer subscribes to")
+@click.option("--not-streamed", "streamed", flag_value=False, help="only the symbols not streamed")
+@click.option("--stream-only", "streamed", flag_value=True, hidden=True)  # the flag's former name
 @format_option()
 @pass_app
-def symbols_list(app, stream_only, output_format) -> int:
+def symbols_list(app, search, streamed, output_format) -> int:
     """List the registered symbols."""
-    with _open_store(app.settings) as store:
-        infos = store.list_symbols(stream_only=stream_only)
+    from pocketquant_pipelines.api import PocketQuant
+
+    if search is not None and not search.strip():
+        raise InvalidInputError("--search '': give some text to look for")
+    with PocketQuant(app.settings) as pq:
+        infos = pq.symbols(search=search, streamed=streamed)
     records = [[i.symbol, i.name, i.type, i.currency, i.timezone, i.session, i.stream, i.added_at] for i in infos]
     if output_format == "json":
         fmt.write_json_lines(dict(zip(SYMBOL_COLUMNS, r[:-1] + [fmt.iso(r[-1])], strict=True)) for r in records)
     elif output_format == "csv":
         fmt.write_csv(SYMBOL_COLUMNS, records)
     elif not infos:
-        print("no symbols registered (pocketquant symbols add EXCHANGE:CODE)")
+        print("no symbols match" if search or streamed is not None
+              else "no symbols registered (pocketquant symbols add EXCHANGE:CODE)")
     else:
         fmt.table(["SYMBOL", "STREAM", "NAME", "TYPE", "TIMEZONE", "SESSION", "ADDED (UTC)"],
                   [[i.symbol, "yes" if i.stream else "no", i.name or i.description, i.type,
                     i.timezone, i.session, fmt.utc_time(i.added_at)] for i in infos])
+    return 0
+
+
+MAX_TEXT = 200  # a display name or description longer than this is a mistake, not a name
+
+
+@symbols.command("update")
+@click.argument("symbol")
+@click.option("--name", default=None, help="a display name ('' clears it)")
+@click.option("--description", default=None, help="a description ('' clears it)")
+@click.option("--stream/--no-stream", default=None, help="whether the streamer subscribes to it")
+@pass_app
+def symbols_update(app, symbol, name, description, stream) -> int:
+    """Change a registered symbol's name, description or stream flag.
+
+    The streamer picks up a --stream/--no-stream change at its next registry poll
+    (STREAMER_REGISTRY_POLL_S); Dagster sees the registry as before (partitions are unchanged)."""
+    symbol = normalize_symbol(symbol)
+    updates: dict[str, object] = {}
+    for flag, value in (("name", name), ("description", description)):
+        if value is not None:
+            if len(value) > MAX_TEXT or any(ch in value for ch in "\n\r\t\x00"):
+                raise InvalidInputError(f"--{flag} {value[:40]!r}...: at most {MAX_TEXT} characters on one line")
+            updates[flag] = value.strip() or None
+    if stream is not None:
+        updates["stream"] = stream
+    if not updates:
+        raise InvalidInputError("nothing to update: give --name, --description, --stream or --no-stream")
+    with _open_store(app.settings) as store:
+        if store.get_symbol(symbol) is None:
+            raise InvalidInputError(f"{symbol} is not registered (pocketquant symbols add {symbol})")
+        info = store.update_symbol(symbol, **updates)
+    changes = ", ".join(f"{k}={getattr(info, k)!r}" for k in updates)
+    print(f"updated {symbol}: {changes}")
     return 0
 
 
