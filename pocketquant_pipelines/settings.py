@@ -33,6 +33,8 @@ MAX_REPLICAS = 1024
 
 # The mapping load_settings was given in place of os.environ (None: the real environment).
 # A context variable, so concurrent loads in threads or tasks never see each other's mapping.
+_CRON_FIELD = re.compile(r"[0-9A-Za-z*/,\-]+")
+
 _ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("pocketquant_environ", default=None)
 
 
@@ -97,6 +99,9 @@ class Settings(BaseSettings, metaclass=_DefaultsOnTheClass):
     sync_default_bars: BarCount = _var("SYNC_DEFAULT_BARS", default=500)
     sync_first_bars: BarCount = _var("SYNC_FIRST_BARS", default=5000)
     sync_overlap_bars: int = _var("SYNC_OVERLAP_BARS", default=2, gt=0, le=MAX_OVERLAP_BARS)
+    # schedule cadence (cron, UTC): a deployment may sync more or less often than the defaults
+    sync_all_symbols_cron: str = _var("SYNC_ALL_SYMBOLS_CRON", default="0 */6 * * *")
+    sync_daily_data_cron: str = _var("SYNC_DAILY_DATA_CRON", default="0 9-17 * * 1-5")
     # clock sanity: ticks and bars dated beyond now + this, or before the epoch, are rejected
     clock_skew_s: float = _var("POCKETQUANT_CLOCK_SKEW_S", default=300.0, gt=0, le=MAX_CLOCK_SKEW_S,
                                allow_inf_nan=False)
@@ -153,6 +158,17 @@ class Settings(BaseSettings, metaclass=_DefaultsOnTheClass):
             value = value.strip()
             if not value.startswith(("ws://", "wss://")):
                 raise PydanticCustomError("url_scheme", "expected a ws:// or wss:// URL")
+        return value
+
+    @field_validator("sync_all_symbols_cron", "sync_daily_data_cron", mode="before")
+    @classmethod
+    def _cron(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = " ".join(value.split())
+            fields = value.split(" ")
+            if len(fields) != 5 or not all(_CRON_FIELD.fullmatch(f) for f in fields):
+                raise PydanticCustomError(
+                    "cron", "is not a cron expression of 5 fields (minute hour day month weekday)")
         return value
 
     @field_validator("data_dir", mode="after")

@@ -11,6 +11,9 @@ one materialization per key; one symbol's failure does not stop the others.
 * ``sync_all_symbols``: every 6 hours, all symbols x 13 intervals, 500 bars per partition.
 * ``sync_daily_data``: hourly 09:00-17:00 UTC Mon-Fri, the 1d interval, 10 bars per partition.
 
+The cadences are settings (``SYNC_ALL_SYMBOLS_CRON``, ``SYNC_DAILY_DATA_CRON``), read when the
+code location loads: a deployment may sync more often than the defaults.
+
 Both start RUNNING (a fresh install keeps itself up to date). The UI toggle overrides that.
 """
 
@@ -21,10 +24,12 @@ import dagster as dg
 from pocketquant_pipelines.defs.keys import BARS_TAG, HISTORICAL_BARS, TRIGGER_TAG
 from pocketquant_pipelines.defs.partitions import INTERVAL_KEYS, SYMBOLS_PARTITIONS_NAME, key_str
 from pocketquant_pipelines.market.symbols import Symbol
+from pocketquant_pipelines.settings import load_settings
 
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 SYMBOLS_PER_RUN = 100   # one range run syncs at most this many symbols of one interval
+_SETTINGS = load_settings()
 
 historical_sync = dg.define_asset_job(
     "historical_sync",
@@ -77,11 +82,12 @@ def _fan_out(context: dg.ScheduleEvaluationContext, intervals: Sequence[str], ba
 
 @dg.schedule(
     name="sync_all_symbols",
-    cron_schedule="0 */6 * * *",
+    cron_schedule=_SETTINGS.sync_all_symbols_cron,
     execution_timezone="UTC",
     job=historical_sync,
     default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Every 6 hours: all symbols x 13 intervals, 500 bars per partition, "
+    description=f"Cron {_SETTINGS.sync_all_symbols_cron!r} UTC (SYNC_ALL_SYMBOLS_CRON; default "
+    "every 6 hours): all symbols x 13 intervals, 500 bars per partition, "
     "in range runs of up to 100 symbols of one interval.",
 )
 def sync_all_symbols(context: dg.ScheduleEvaluationContext):
@@ -90,11 +96,12 @@ def sync_all_symbols(context: dg.ScheduleEvaluationContext):
 
 @dg.schedule(
     name="sync_daily_data",
-    cron_schedule="0 9-17 * * 1-5",
+    cron_schedule=_SETTINGS.sync_daily_data_cron,
     execution_timezone="UTC",
     job=historical_sync,
     default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Hourly 09:00-17:00 UTC Mon-Fri: the 1d interval of every symbol, 10 bars.",
+    description=f"Cron {_SETTINGS.sync_daily_data_cron!r} (SYNC_DAILY_DATA_CRON; default hourly "
+    "09:00-17:00 UTC Mon-Fri): the 1d interval of every symbol, 10 bars.",
 )
 def sync_daily_data(context: dg.ScheduleEvaluationContext):
     return _fan_out(context, ["1d"], 10, "sync_daily_data")
