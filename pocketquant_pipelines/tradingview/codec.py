@@ -257,7 +257,12 @@ def decode_message(text: str, strict: bool = False, max_frame: int = MAX_FRAME_U
         else:
             end = _payload_end(text, start, units)
         frame = None if end is None else _parse_payload(text[start:end], pos)
-        if frame is None or (frame.kind == "error" and end < n and not text.startswith(_MARK, end)):
+        inner = _HEADER.search(text, start) if frame is not None and frame.kind == "error" else None
+        if inner is not None and inner.start() >= end:
+            inner = None
+        if frame is None or inner is not None or (frame.kind == "error" and end < n and not text.startswith(_MARK, end)):
+            # (A slice that does not parse and holds a header ran into the next frame: the
+            # length is too long, and resynchronising at that header keeps the next frame.)
             # The declared length does not fit the message, or its slice is not a payload and
             # does not end at a frame boundary either: the length is wrong. Skip to the next
             # header. (A payload that parses is kept even if junk follows it; the junk is

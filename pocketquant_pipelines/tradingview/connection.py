@@ -37,7 +37,7 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, PayloadTooBig
 
 from pocketquant_pipelines.logging import get_logger
 from pocketquant_pipelines.market.timeutil import utcnow
@@ -63,6 +63,17 @@ _ATTRIBUTION_CHARS = 256
 # max_message_bytes each, this bounds what sits in memory before the reader takes it
 _MAX_QUEUED_FRAMES = 4
 CLOSE_MESSAGE_TOO_BIG = 1009
+
+
+class _CappedSocket(ClientConnection):
+    """A client socket that hangs up at once on a message over its max_size. websockets sends
+    close 1009 and would then read (and discard) the rest of the message while waiting for the
+    server's close frame, behind those megabytes; nothing the server says after that matters."""
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if isinstance(self.protocol.parser_exc, PayloadTooBig) and not self.transport.is_closing():
+            self.transport.abort()
 
 
 def new_session_id(prefix: str) -> str:
@@ -147,6 +158,7 @@ class Connection:
                 # header, so a hostile 55 MB frame never reaches memory
                 max_size=self.max_message_bytes,
                 max_queue=_MAX_QUEUED_FRAMES,
+                create_connection=_CappedSocket,
                 ping_interval=None,  # the protocol has its own heartbeats; browsers send no pings
                 open_timeout=self.open_timeout_s,
                 close_timeout=2,
