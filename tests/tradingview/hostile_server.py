@@ -42,6 +42,7 @@ BEHAVIOURS = {
     "endless_same_page": "repeats the same page forever and never sends series_completed",
     "silent": "accepts the socket and never sends a byte (no hello, no heartbeat)",
     "hello_then_silent": "sends the hello, then nothing at all",
+    "heartbeats_only": "sends the hello and heartbeats, and answers no command",
     "huge_frame": "answers the first request with one message of huge_bytes (55 MB by default)",
     "wrong_length": "frames the history page with a LEN 5 units too long",
     "lying_header": "frames the history page with a LEN of 9,999,999,999",
@@ -130,7 +131,7 @@ class _Peer:
     async def run(self) -> None:
         if self.behaviour not in ("silent",):
             await self.send(encode_frame(HELLO))
-        if self.behaviour in ("well_behaved", "garbage_frames", "quote_flood", "endless_paging",
+        if self.behaviour in ("well_behaved", "garbage_frames", "heartbeats_only", "quote_flood", "endless_paging",
                               "endless_same_page", "huge_frame", "wrong_length", "lying_header",
                               "garbage_page", "slow_drip", "close_mid_frame"):
             self.spawn(self.heartbeats())
@@ -161,7 +162,7 @@ class _Peer:
                 await self.send(junk)
 
     async def on_command(self, method: str, p: list) -> None:
-        if self.behaviour in ("silent", "hello_then_silent"):
+        if self.behaviour in ("silent", "hello_then_silent", "heartbeats_only"):
             return
         await self.garbage()
         if method == "create_series":
