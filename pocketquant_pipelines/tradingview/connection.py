@@ -277,7 +277,7 @@ class Connection:
 
     def _closed_reason(self, exc: ConnectionClosed) -> TradingViewError:
         if exc.sent is not None and exc.sent.code == CLOSE_MESSAGE_TOO_BIG:
-            log.error("tradingview_message_too_large", url=self.url, max_bytes=self.max_message_bytes)
+            log.warning("tradingview_message_too_large", url=self.url, max_bytes=self.max_message_bytes)
             return MessageTooLargeError(
                 f"TradingView sent a message over {self.max_message_bytes} bytes "
                 "(TRADINGVIEW_MAX_MESSAGE_BYTES); the socket was closed before reading it",

@@ -425,13 +425,13 @@ class QuoteStream:
             if self._closing:
                 return
             if isinstance(reason, (QuoteSilenceError, MessageTooLargeError)):
-                log.error("tradingview_quotes_failed", reason=str(reason))
+                log.warning("tradingview_quotes_failed", reason=str(reason))
                 self._fail(reason)
                 return
             if isinstance(reason, AuthError):
                 if client.refresh_token_after(reason):
                     continue  # signed-in tokens expire (4 h JWT): sign in again, reconnect at once
-                log.error("tradingview_quotes_failed", reason=str(reason))
+                log.warning("tradingview_quotes_failed", reason=str(reason))
                 self._fail(reason)
                 return
             if self._got_data:

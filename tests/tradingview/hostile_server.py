@@ -223,9 +223,9 @@ class _Peer:
             self.server.counters.bytes_sent += 1
 
     async def send_huge(self, session: str) -> None:
-        pad = "x" * self.server.huge_bytes
-        body = '{"m":"timescale_update","p":["%s",{"sds_1":{"s":[],"pad":"%s"}}]}' % (session, pad)
-        await self.send(f"~m~{len(body)}~m~{body}")
+        # built once per server: the client must meet the message's header at once, not after
+        # the server spent seconds making it
+        await self.send(self.server.huge_message(session))
 
     async def on_quotes(self, qs: str, symbols: list[str]) -> None:
         if self.behaviour == "huge_frame":
@@ -287,6 +287,15 @@ class HostileServer:
         self._stop: asyncio.Event | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
+        self._huge: str | None = None
+
+    def huge_message(self, session: str) -> str:
+        if self._huge is None:
+            pad = "x" * self.huge_bytes
+            self._huge = '{"m":"timescale_update","p":["%s",{"sds_1":{"s":[],"pad":"%s"}}]}' % ("@" * 15, pad)
+        # a session id is 15 characters (cs_/qs_ + 12): the same length, whichever it is
+        body = self._huge.replace("@" * 15, session, 1)
+        return f"~m~{len(body)}~m~{body}"
 
     @property
     def url(self) -> str:
@@ -319,6 +328,8 @@ class HostileServer:
 
     def __enter__(self) -> "HostileServer":
         self._thread = threading.Thread(target=self._run, name=f"hostile-{self.behaviour}", daemon=True)
+        if self.behaviour == "huge_frame":
+            self.huge_message("cs_000000000000")
         self._thread.start()
         self._ready.wait(10)
         if self._error is not None:

@@ -87,7 +87,7 @@ def test_a_slow_drip_of_bytes_ends_at_the_overall_deadline():
 
 def test_a_huge_message_is_refused_from_its_header():
     with HostileServer("huge_frame") as server:
-        error, tv = fetch(server)
+        error, tv = fetch(server, history_deadline_s=30.0)
     assert isinstance(error, MessageTooLargeError)
     assert "over 8388608 bytes (TRADINGVIEW_MAX_MESSAGE_BYTES)" in str(error)
     assert not tv.stats.connected
@@ -172,7 +172,7 @@ def test_heartbeats_without_any_reply_to_the_subscription_are_silence():
 
 def test_a_huge_quote_message_ends_the_stream():
     with HostileServer("huge_frame") as server:
-        error, _ = asyncio.run(_first_error(server))
+        error, _ = asyncio.run(_first_error(server, quote_silence_s=20.0))
     assert isinstance(error, MessageTooLargeError)
 
 
