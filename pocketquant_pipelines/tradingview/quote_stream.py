@@ -124,6 +124,7 @@ class QuoteStream:
             self._add(symbol)
         await self.start()
         if new and self._connected():
+            self._unanswered.update(new)  # heartbeats count as life again once these are answered
             try:
                 await self._conn.send("quote_add_symbols", [self._qs, *new])
                 # the fast list is replaced as a whole: send every subscribed symbol
@@ -136,6 +137,7 @@ class QuoteStream:
         for symbol in gone:
             del self._subscribed[symbol]
             self.quotes.pop(symbol, None)
+            self._unanswered.discard(symbol)
         if gone and self._connected():
             try:
                 await self._conn.send("quote_remove_symbols", [self._qs, *gone])

@@ -218,3 +218,18 @@ def test_a_quote_flood_is_held_back_by_a_slow_consumer_and_nothing_is_dropped():
     assert 0 < held <= 500 + 200
     # and every update arrived: per-tick volumes add up to the cumulative volume's growth
     assert sum(t.volume for t in rest) == rest[-1].cumulative_volume - first.cumulative_volume
+
+
+def test_time_spent_failing_to_connect_is_an_outage_not_silence():
+    from tests.conftest import free_port
+
+    async def go():
+        url = f"ws://127.0.0.1:{free_port()}/socket.io/websocket"  # nothing listens: every connect fails
+        async with TradingViewClient(url=url, **{**FAST, "quote_silence_s": 0.2}) as tv:
+            stream = tv.quote_stream([SYMBOL])
+            async with stream:
+                await asyncio.sleep(1.0)  # five times the silence allowance, all of it failing to connect
+                return stream.state, stream._queue.qsize(), stream.silent_for()
+
+    state, queued, silent = asyncio.run(go())
+    assert state in ("connecting", "reconnecting") and queued == 0 and silent == 0.0
