@@ -47,6 +47,7 @@ BEHAVIOURS = {
     "wrong_length": "frames the history page with a LEN 5 units too long",
     "lying_header": "frames the history page with a LEN of 9,999,999,999",
     "garbage_page": "sends unframed junk where the history page belongs, then series_completed",
+    "shapeless_page": "sends a timescale_update whose series object is a string, then series_completed",
     "garbage_frames": "well behaved, with garbage messages and frames between the real ones",
     "slow_drip": "sends the page as one websocket frame whose bytes drip out one at a time",
     "close_mid_frame": "starts the page's websocket frame, then closes TCP in the middle of it",
@@ -133,7 +134,7 @@ class _Peer:
             await self.send(encode_frame(HELLO))
         if self.behaviour in ("well_behaved", "garbage_frames", "heartbeats_only", "quote_flood", "endless_paging",
                               "endless_same_page", "huge_frame", "wrong_length", "lying_header",
-                              "garbage_page", "slow_drip", "close_mid_frame"):
+                              "garbage_page", "shapeless_page", "slow_drip", "close_mid_frame"):
             self.spawn(self.heartbeats())
         try:
             async for message in self.ws:
@@ -193,6 +194,8 @@ class _Peer:
         elif b == "garbage_page":
             await self.send("\x01\x02 this is where the page was " + "#" * 200)
             await self.send(self.completed(cs))
+        elif b == "shapeless_page":
+            await self.send(encode_message("timescale_update", [cs, "not a series"]) + self.completed(cs))
         elif b == "slow_drip":
             self.spawn(self.drip(encode_frame(page)))
         elif b == "close_mid_frame":

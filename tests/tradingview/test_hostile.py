@@ -105,13 +105,14 @@ def test_the_message_cap_is_a_setting():
     ("wrong_length", "declared length does not end at a frame boundary"),
     ("lying_header", "declared length 9999999999 is over the frame cap of 8388608"),
     ("garbage_page", "1 undecodable frame(s) arrived while this page was in flight and the page came back empty"),
+    ("shapeless_page", "a timescale_update without its series object"),
 ])
 def test_a_lost_page_fails_the_request_instead_of_ending_history(behaviour, why):
     with HostileServer(behaviour) as server:
         error, tv = fetch(server)
     assert isinstance(error, PageLostError), error
     assert why in str(error) and "a lost page is not the end of history" in str(error)
-    assert tv.stats.decode_errors >= 1
+    assert tv.stats.decode_errors >= (behaviour != "shapeless_page")  # that one decodes, but is no page
 
 
 def test_garbage_frames_between_real_ones_are_skipped_and_counted():
