@@ -30,6 +30,11 @@ MAX_CONNECTIONS = 64
 MAX_CONCURRENCY = 256
 MAX_OVERLAP_BARS = 10_000
 MAX_REPLICAS = 1024
+# A WebSocket message from TradingView: a 5000-bar history page is about 0.5 MB, so the default
+# cap leaves 16x headroom while one hostile message stays far below the process's memory goal.
+DEFAULT_MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+MIN_MAX_MESSAGE_BYTES = 64 * 1024
+MAX_MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 
 # The mapping load_settings was given in place of os.environ (None: the real environment).
 # A context variable, so concurrent loads in threads or tasks never see each other's mapping.
@@ -95,6 +100,12 @@ class Settings(BaseSettings, metaclass=_DefaultsOnTheClass):
     tradingview_concurrency: int = _var("TRADINGVIEW_CONCURRENCY", default=4, gt=0, le=MAX_CONCURRENCY)
     tradingview_request_timeout_s: Seconds = _var("TRADINGVIEW_REQUEST_TIMEOUT_S", default=30.0)
     tradingview_heartbeat_timeout_s: Seconds = _var("TRADINGVIEW_HEARTBEAT_TIMEOUT_S", default=30.0)  # 3x 10 s
+    # the whole of one history request (connect, retry, every page), however busy the server is
+    tradingview_history_deadline_s: Seconds = _var("TRADINGVIEW_HISTORY_DEADLINE_S", default=300.0)
+    # a quote stream with no sign of life for this long (connected time) ends with an error
+    tradingview_quote_silence_s: Seconds = _var("TRADINGVIEW_QUOTE_SILENCE_S", default=60.0)
+    tradingview_max_message_bytes: int = _var("TRADINGVIEW_MAX_MESSAGE_BYTES", default=DEFAULT_MAX_MESSAGE_BYTES,
+                                              ge=MIN_MAX_MESSAGE_BYTES, le=MAX_MAX_MESSAGE_BYTES)
     # sync
     sync_default_bars: BarCount = _var("SYNC_DEFAULT_BARS", default=500)
     sync_first_bars: BarCount = _var("SYNC_FIRST_BARS", default=5000)

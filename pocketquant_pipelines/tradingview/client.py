@@ -15,6 +15,12 @@ socket; a second loss raises ConnectionLostError (transient: the caller may retr
 Opening a socket is retried with exponential backoff (jittered, ``backoff_initial_s`` up to
 ``backoff_max_s``) until ``request_timeout_s`` has passed.
 
+Every history request has an overall deadline, ``history_deadline_s``, counted from when it
+starts to run (not while it waits for a concurrency slot): connecting, the one retry and every
+page. A server that keeps a request busy without completing it (paging forever, dripping
+bytes) ends it with HistoryDeadlineError. A socket on which a request failed for the server's
+misbehaviour (deadline, malformed data) is closed rather than lent to the next request.
+
 Blocking callers (Dagster ops, the CLI) use :func:`fetch_history_sync` or
 :class:`BlockingTradingViewClient`.
 """
@@ -30,11 +36,16 @@ from pocketquant_pipelines.errors import InvalidInputError
 from pocketquant_pipelines.logging import get_logger
 from pocketquant_pipelines.market.intervals import Interval
 from pocketquant_pipelines.market.symbols import normalize_symbol
-from pocketquant_pipelines.settings import DEFAULT_TV_WS_URL, Settings
+from pocketquant_pipelines.settings import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_TV_WS_URL, Settings
 from pocketquant_pipelines.tradingview.auth import SIGNIN_URL, resolve_token
 from pocketquant_pipelines.tradingview.connection import Connection, backoff_delays
-from pocketquant_pipelines.tradingview.errors import AuthError, ConnectionLostError
-from pocketquant_pipelines.tradingview.history import MAX_BARS, MAX_BATCH, fetch_on_connection
+from pocketquant_pipelines.tradingview.errors import (
+    AuthError,
+    ConnectionLostError,
+    HistoryDeadlineError,
+    MalformedDataError,
+)
+from pocketquant_pipelines.tradingview.history import MAX_BARS, MAX_BATCH, HistoryProgress, fetch_on_connection
 from pocketquant_pipelines.tradingview.models import ClientStats, HistoryResult, SymbolMetadata
 from pocketquant_pipelines.tradingview.quote_stream import QuoteStream
 from pocketquant_pipelines.tradingview.quotes import QuoteError
@@ -83,6 +94,9 @@ class TradingViewClient:
         compression: bool | None = None,
         clock_skew_s: float = Settings.clock_skew_s,
         clock: Callable[[], float] | None = None,
+        history_deadline_s: float = Settings.tradingview_history_deadline_s,
+        quote_silence_s: float = Settings.tradingview_quote_silence_s,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
         if max_connections < 1 or concurrency < 1:
             raise InvalidInputError(
@@ -101,6 +115,14 @@ class TradingViewClient:
         self.request_timeout_s = request_timeout_s
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
+        for name, value in (("history_deadline_s", history_deadline_s), ("quote_silence_s", quote_silence_s)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+                raise InvalidInputError(f"{name}={value!r} must be a finite number of seconds > 0")
+        if isinstance(max_message_bytes, bool) or not isinstance(max_message_bytes, int) or max_message_bytes < 1024:
+            raise InvalidInputError(f"max_message_bytes={max_message_bytes!r} must be an integer >= 1024")
+        self.history_deadline_s = float(history_deadline_s)
+        self.quote_silence_s = float(quote_silence_s)
+        self.max_message_bytes = max_message_bytes
         if not 1 <= page_size <= MAX_BATCH:
             raise InvalidInputError(f"page_size={page_size!r}: expected 1..{MAX_BATCH}")
         self.page_size = page_size  # bars per create_series / request_more_data page
@@ -134,6 +156,9 @@ class TradingViewClient:
             heartbeat_timeout_s=settings.tradingview_heartbeat_timeout_s,
             request_timeout_s=settings.tradingview_request_timeout_s,
             clock_skew_s=settings.clock_skew_s,
+            history_deadline_s=settings.tradingview_history_deadline_s,
+            quote_silence_s=settings.tradingview_quote_silence_s,
+            max_message_bytes=settings.tradingview_max_message_bytes,
         )
         kwargs.update(overrides)
         return cls(**kwargs)
@@ -206,7 +231,7 @@ class TradingViewClient:
         while True:
             conn = Connection(self.url, token, stats=self.stats, heartbeat_timeout_s=self.heartbeat_timeout_s,
                               open_timeout_s=self.request_timeout_s, on_closed=self._forget,
-                              compression=self.compression)
+                              compression=self.compression, max_message_bytes=self.max_message_bytes)
             try:
                 await conn.open()
                 return conn
@@ -234,35 +259,60 @@ class TradingViewClient:
 
         Fewer bars come back when history is shorter than asked or the account's depth is
         reached (``depth_reached=True``). Raises SymbolNotFoundError (unknown symbol, at once),
-        SeriesError, CriticalError, AuthError, ConnectionLostError, HistoryTimeoutError.
+        SeriesError, CriticalError, AuthError, ConnectionLostError, HistoryTimeoutError,
+        HistoryDeadlineError (not complete within ``history_deadline_s``), MalformedDataError
+        (PageLostError: a data frame could not be decoded; MessageTooLargeError).
         """
         sym, ivl, count = validate_request(symbol, interval, bars, session, adjustment)
         if self._semaphore is None:
             self._semaphore = asyncio.Semaphore(self.concurrency)
         async with self._semaphore:
-            for attempt in (1, 2):
-                conn = await self._connection()
-                try:
-                    result = await fetch_on_connection(
-                        conn, sym, ivl, count, session=session, adjustment=adjustment,
-                        request_timeout_s=self.request_timeout_s, page_size=self.page_size,
-                        clock_skew_s=self.clock_skew_s, clock=self.clock,
-                    )
-                except ConnectionLostError as exc:
-                    if attempt == 2:
-                        raise
-                    self.stats.reconnects += 1
-                    log.warning("tradingview_history_retry", symbol=sym, interval=str(ivl), reason=str(exc))
-                    continue
-                except AuthError as exc:
-                    if attempt == 2 or not self.refresh_token_after(exc):
-                        raise
-                    continue
-                self.token_proven()
-                log.info("tradingview_history_fetched", symbol=sym, interval=str(ivl), bars=len(result.columns),
-                         requested=count, pages=result.pages, depth_reached=result.depth_reached,
-                         implausible_times=result.implausible_times)
-                return result
+            progress = HistoryProgress()
+            try:
+                async with asyncio.timeout(self.history_deadline_s):
+                    return await self._fetch_attempts(sym, ivl, count, session, adjustment, progress)
+            except TimeoutError:
+                await self._discard(progress.connection)
+                log.warning("tradingview_history_deadline", symbol=sym, interval=str(ivl),
+                            deadline_s=self.history_deadline_s, bars=progress.bars, pages=progress.pages)
+                raise HistoryDeadlineError(
+                    f"history of {sym} {ivl} not complete within {self.history_deadline_s:g} s "
+                    f"(TRADINGVIEW_HISTORY_DEADLINE_S): {progress.bars} of {count} bars in "
+                    f"{progress.pages} page(s) so far", symbol=sym, reason="deadline") from None
+            except MalformedDataError:
+                await self._discard(progress.connection)
+                raise
+
+    async def _discard(self, conn: Connection | None) -> None:
+        """Close a socket whose server misbehaved: its other sessions retry on a fresh one."""
+        if conn is not None and not conn.closed:
+            await conn.close()
+
+    async def _fetch_attempts(self, sym, ivl, count, session, adjustment, progress) -> HistoryResult:
+        for attempt in (1, 2):
+            conn = await self._connection()
+            progress.connection = conn
+            try:
+                result = await fetch_on_connection(
+                    conn, sym, ivl, count, session=session, adjustment=adjustment,
+                    request_timeout_s=self.request_timeout_s, page_size=self.page_size,
+                    clock_skew_s=self.clock_skew_s, clock=self.clock, progress=progress,
+                )
+            except ConnectionLostError as exc:
+                if attempt == 2:
+                    raise
+                self.stats.reconnects += 1
+                log.warning("tradingview_history_retry", symbol=sym, interval=str(ivl), reason=str(exc))
+                continue
+            except AuthError as exc:
+                if attempt == 2 or not self.refresh_token_after(exc):
+                    raise
+                continue
+            self.token_proven()
+            log.info("tradingview_history_fetched", symbol=sym, interval=str(ivl), bars=len(result.columns),
+                     requested=count, pages=result.pages, depth_reached=result.depth_reached,
+                     implausible_times=result.implausible_times)
+            return result
         raise AssertionError("unreachable")
 
     async def resolve_symbol(self, symbol: str) -> SymbolMetadata:

@@ -12,7 +12,9 @@ Facts this module relies on (shared/tradingview-protocol.md §1.3-1.6):
 
 ``decode_message`` never raises: a malformed frame becomes an ``error`` frame and decoding
 resynchronises on the next ``~m~<digits>~m~`` header, because one bad frame must not take the
-stream down. ``decode_message(text, strict=True)`` raises :class:`FrameDecodeError` instead,
+stream down. A frame whose header declares more than ``max_frame`` UTF-16 units is such an
+error too, named as over the cap, whatever the message holds: no frame is sliced, parsed or
+waited for on the word of a length header. ``decode_message(text, strict=True)`` raises :class:`FrameDecodeError` instead,
 for callers (tests, tools) that want to stop at the first problem.
 """
 
@@ -45,6 +47,10 @@ _HEADER = re.compile(r"~m~(\d{1,10})~m~")  # 10 digits: no frame is anywhere nea
 _ASTRAL = re.compile("[\U00010000-\U0010ffff]")
 _HEARTBEAT = "~h~"
 _LEGACY_JSON = "~j~"  # socket.io-era prefix in TradingView's JS; never seen on the wire, cheap to accept
+
+# The connection passes its message cap (TRADINGVIEW_MAX_MESSAGE_BYTES); this default is the
+# same 8 MiB, for callers that decode text from elsewhere.
+MAX_FRAME_UNITS = 8 * 1024 * 1024
 
 _dumps = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=False).encode
 _std_loads = json.loads
@@ -206,12 +212,13 @@ def _parse_payload(payload: str, position: int) -> Frame:
     return _error("JSON object has neither 'm' nor 'session_id'", payload, position)
 
 
-def decode_message(text: str, strict: bool = False) -> list[Frame]:
+def decode_message(text: str, strict: bool = False, max_frame: int = MAX_FRAME_UNITS) -> list[Frame]:
     """Split one WebSocket text message into frames.
 
     Never raises unless ``strict``: problems become ``error`` frames (count them) and decoding
     resumes at the next ``~m~<digits>~m~`` header. With ``strict=True`` the first problem
-    raises :class:`FrameDecodeError`.
+    raises :class:`FrameDecodeError`. A header declaring more than ``max_frame`` UTF-16 units
+    is an error frame (``over the frame cap``).
     """
     if not isinstance(text, str):
         if strict:
@@ -236,12 +243,26 @@ def decode_message(text: str, strict: bool = False) -> list[Frame]:
             continue
         start = header.end()
         units = int(header.group(1))
+        if units > max_frame:
+            nxt = _HEADER.search(text, start)
+            stop = nxt.start() if nxt else n
+            frame = _error(f"declared length {units} is over the frame cap of {max_frame}", text[pos:stop][:200], pos)
+            if strict:
+                raise FrameDecodeError(frame.error, position=pos, raw=frame.raw)
+            frames.append(frame)
+            pos = stop
+            continue
         if ascii_only:
             end = start + units if start + units <= n else None
         else:
             end = _payload_end(text, start, units)
         frame = None if end is None else _parse_payload(text[start:end], pos)
-        if frame is None or (frame.kind == "error" and end < n and not text.startswith(_MARK, end)):
+        inner = _HEADER.search(text, start) if frame is not None and frame.kind == "error" else None
+        if inner is not None and inner.start() >= end:
+            inner = None
+        if frame is None or inner is not None or (frame.kind == "error" and end < n and not text.startswith(_MARK, end)):
+            # (A slice that does not parse and holds a header ran into the next frame: the
+            # length is too long, and resynchronising at that header keeps the next frame.)
             # The declared length does not fit the message, or its slice is not a payload and
             # does not end at a frame boundary either: the length is wrong. Skip to the next
             # header. (A payload that parses is kept even if junk follows it; the junk is

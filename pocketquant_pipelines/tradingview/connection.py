@@ -8,32 +8,46 @@ to the handler of its ``p[0]``. Handlers are plain objects with two methods, cal
 event loop and never awaited:
 
     on_frame(frame)           one decoded message frame of this session
-    on_connection_lost(exc)   the socket is gone (ConnectionLostError, ProtocolError, AuthError)
+    on_connection_lost(exc)   the socket is gone (ConnectionLostError, ProtocolError, AuthError,
+                              MessageTooLargeError)
     on_batch_end()            optional: every frame of one WebSocket message has been delivered
+    on_frame_lost(frame)      optional: an ``error`` frame whose first characters name this
+                              session (a data frame of ours that could not be decoded)
+    on_heartbeat()            optional: the server sent a heartbeat
+    async wait_drained()      optional: awaited after each message the handler got frames from;
+                              returns once its consumer has caught up, so a slow consumer stops
+                              the reader, the reader stops reading the socket and TCP slows the
+                              server down: memory stays bounded whatever the server sends
 
 Silence for ``heartbeat_timeout_s`` (the server sends a heartbeat every 10 s) means the socket
-is dead even if TCP has not noticed: we close it and tell the handlers.
+is dead even if TCP has not noticed: we close it and tell the handlers. A message over
+``max_message_bytes`` is refused by websockets from its header, before its payload is read
+(close code 1009), and reported as MessageTooLargeError.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import re
 import string
+import time
 from collections.abc import Callable
 from typing import Protocol
 from urllib.parse import urlsplit
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, PayloadTooBig
 
 from pocketquant_pipelines.logging import get_logger
 from pocketquant_pipelines.market.timeutil import utcnow
 from pocketquant_pipelines.tradingview.auth import ORIGIN, USER_AGENT
+from pocketquant_pipelines.settings import DEFAULT_MAX_MESSAGE_BYTES
 from pocketquant_pipelines.tradingview.codec import Frame, decode_message, encode_frame, encode_message
 from pocketquant_pipelines.tradingview.errors import (
     AuthError,
     ConnectionLostError,
+    MessageTooLargeError,
     ProtocolError,
     TradingViewError,
 )
@@ -42,6 +56,24 @@ from pocketquant_pipelines.tradingview.models import ClientStats
 log = get_logger("pocketquant.tradingview.connection")
 
 _ID_CHARS = string.ascii_letters + string.digits
+# a session id near the start of a frame that failed to decode: {"m":"timescale_update","p":["cs_…
+_SESSION_IN_RAW = re.compile(r'"((?:cs|qs)_[A-Za-z0-9]{12})"')
+_ATTRIBUTION_CHARS = 256
+# websockets' buffer of received frames (its default is 16): with messages of up to
+# max_message_bytes each, this bounds what sits in memory before the reader takes it
+_MAX_QUEUED_FRAMES = 4
+CLOSE_MESSAGE_TOO_BIG = 1009
+
+
+class _CappedSocket(ClientConnection):
+    """A client socket that hangs up at once on a message over its max_size. websockets sends
+    close 1009 and would then read (and discard) the rest of the message while waiting for the
+    server's close frame, behind those megabytes; nothing the server says after that matters."""
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if isinstance(self.protocol.parser_exc, PayloadTooBig) and not self.transport.is_closing():
+            self.transport.abort()
 
 
 def new_session_id(prefix: str) -> str:
@@ -86,6 +118,7 @@ class Connection:
         open_timeout_s: float = 30.0,
         on_closed: Callable[["Connection"], None] | None = None,
         compression: bool | None = None,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
         self.url = url
         self._token = token
@@ -94,6 +127,7 @@ class Connection:
         self.open_timeout_s = open_timeout_s
         self._on_closed = on_closed
         self.compression = compression
+        self.max_message_bytes = max_message_bytes
         self._ws: ClientConnection | None = None
         self._reader: asyncio.Task | None = None
         self.handlers: dict[str, SessionHandler] = {}
@@ -101,6 +135,9 @@ class Connection:
         self.closed = False
         self.close_reason: TradingViewError | None = None
         self.frames_received = 0
+        self.decode_errors = 0  # error frames on this socket: history tells a lost page by it
+        self.opened_at: float | None = None  # time.monotonic() of the upgrade
+        self.last_heartbeat_at: float | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -117,7 +154,11 @@ class Connection:
                 self.url,
                 origin=ORIGIN,
                 user_agent_header=USER_AGENT,
-                max_size=None,  # a full history is one frame of several hundred KB
+                # a 5000-bar history page is ~0.5 MB; a larger message is refused from its
+                # header, so a hostile 55 MB frame never reaches memory
+                max_size=self.max_message_bytes,
+                max_queue=_MAX_QUEUED_FRAMES,
+                create_connection=_CappedSocket,
                 ping_interval=None,  # the protocol has its own heartbeats; browsers send no pings
                 open_timeout=self.open_timeout_s,
                 close_timeout=2,
@@ -133,6 +174,7 @@ class Connection:
             ) from None
         except (OSError, InvalidHandshake, TimeoutError, asyncio.TimeoutError) as exc:
             raise ConnectionLostError(f"cannot connect to {self.url}: {exc}", reason=str(exc)) from None
+        self.opened_at = time.monotonic()
         self.stats.connections += 1
         self.stats.connected = True
         self._reader = asyncio.create_task(self._read_loop(), name=f"tv-reader-{id(self):x}")
@@ -221,8 +263,7 @@ class Connection:
                 if reason is not None:
                     return
         except ConnectionClosed as exc:
-            code = exc.rcvd.code if exc.rcvd else None
-            reason = ConnectionLostError(f"TradingView closed the connection (code {code})", reason=str(code))
+            reason = self._closed_reason(exc)
         except asyncio.CancelledError:
             raise
         except TradingViewError as exc:
@@ -234,8 +275,31 @@ class Connection:
             if not self.closed:
                 await self._shutdown(reason or ConnectionLostError("connection closed"))
 
+    def _closed_reason(self, exc: ConnectionClosed) -> TradingViewError:
+        if exc.sent is not None and exc.sent.code == CLOSE_MESSAGE_TOO_BIG:
+            log.warning("tradingview_message_too_large", url=self.url, max_bytes=self.max_message_bytes)
+            return MessageTooLargeError(
+                f"TradingView sent a message over {self.max_message_bytes} bytes "
+                "(TRADINGVIEW_MAX_MESSAGE_BYTES); the socket was closed before reading it",
+                reason="message too big")
+        if exc.rcvd is None:
+            return ConnectionLostError("TradingView dropped the connection without a close frame"
+                                       " (mid-message or network loss)", reason="no close frame")
+        code = exc.rcvd.code
+        return ConnectionLostError(f"TradingView closed the connection (code {code})", reason=str(code))
+
+    def _frame_lost(self, frame: Frame) -> None:
+        self.decode_errors += 1
+        self.stats.decode_errors += 1
+        log.warning("tradingview_bad_frame", error=frame.error, sample=frame.raw[:120])
+        found = _SESSION_IN_RAW.search(frame.raw, 0, _ATTRIBUTION_CHARS)
+        handler = self.handlers.get(found.group(1)) if found else None
+        lost = getattr(handler, "on_frame_lost", None)
+        if lost is not None:
+            lost(frame)
+
     async def _dispatch(self, message: str) -> TradingViewError | None:
-        frames = decode_message(message)
+        frames = decode_message(message, max_frame=self.max_message_bytes)
         stats = self.stats
         stats.last_message_at = utcnow()
         stats.frames_received += len(frames)
@@ -261,6 +325,11 @@ class Connection:
                 else:
                     log.debug("tradingview_unrouted_frame", method=frame.method, session=frame.session)
             elif kind == "heartbeat":
+                self.last_heartbeat_at = time.monotonic()
+                for handler in list(handlers.values()):
+                    beat = getattr(handler, "on_heartbeat", None)
+                    if beat is not None:
+                        beat()
                 try:
                     await self.send_raw(encode_frame(frame.raw))
                 except ConnectionLostError:
@@ -268,12 +337,15 @@ class Connection:
             elif kind == "hello":
                 self.hello = frame.data
             else:
-                stats.decode_errors += 1
-                log.warning("tradingview_bad_frame", error=frame.error, sample=frame.raw[:120])
+                self._frame_lost(frame)
         for handler in touched:
             # Lets the quote session build ticks once per message, after merging all its frames
             # (also when the message ends in a protocol_error: what came before it is complete).
             end = getattr(handler, "on_batch_end", None)
             if end is not None:
                 end()
+        for handler in touched:
+            drained = getattr(handler, "wait_drained", None)
+            if drained is not None:
+                await drained()
         return error

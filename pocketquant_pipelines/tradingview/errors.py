@@ -40,4 +40,29 @@ class HistoryTimeoutError(TradingViewError):
     """No series_completed within the request timeout. Transient: retry."""
 
 
+class HistoryDeadlineError(HistoryTimeoutError):
+    """A history request still not complete at its overall deadline (TRADINGVIEW_HISTORY_DEADLINE_S),
+    however busy the server kept the socket. Transient: retry."""
+
+
+class QuoteSilenceError(ConnectionLostError):
+    """A quote stream got no sign of life (quote data, or heartbeats once every symbol was
+    answered) for TRADINGVIEW_QUOTE_SILENCE_S of connected time. Ends the stream."""
+
+
+class MalformedDataError(TradingViewError):
+    """The server sent data the client cannot use and cannot skip without lying: a history
+    frame that does not decode, more bars than the request can hold. Permanent for the request."""
+
+
+class PageLostError(MalformedDataError):
+    """A history data frame was skipped (wrong length, undecodable): the request fails rather
+    than report a lost page as the end of history."""
+
+
+class MessageTooLargeError(MalformedDataError):
+    """A WebSocket message over TRADINGVIEW_MAX_MESSAGE_BYTES: the socket is closed (code 1009)
+    before the message is read into memory."""
+
+
 TRANSIENT_ERRORS = (ConnectionLostError, HistoryTimeoutError)

@@ -19,6 +19,12 @@ the market produced (a server clock gone wrong, a corrupt frame). It is dropped 
 rows are decoded, counted in ``HistoryResult.implausible_times`` and logged once per request;
 it never reaches the store or the sync planner. ``now`` is read here, at the edge, from the
 ``clock`` the client passes (the wall clock by default).
+
+Hostile or broken servers: a request holds at most ``bars + page_size`` distinct rows (more is
+``MalformedDataError``: memory is bounded by the request, not by the server). A page is told
+from the end of history by accounting: a data frame of this session that failed to decode, or
+any undecodable frame on the socket while a page turned out empty, is ``PageLostError``, never
+"depth reached". The overall deadline lives in the client, around the retry and every page.
 """
 
 from __future__ import annotations
@@ -48,6 +54,8 @@ from pocketquant_pipelines.tradingview.errors import (
     ConnectionLostError,
     CriticalError,
     HistoryTimeoutError,
+    MalformedDataError,
+    PageLostError,
     SeriesError,
     SymbolNotFoundError,
     TradingViewError,
@@ -219,17 +227,67 @@ def error_from_frame(frame: Frame, symbol: str, interval: Interval | str | None 
     return None
 
 
+# Frames queued for one request before the socket's reader waits for the request to catch up.
+_QUEUE_HIGH = 64
+
+
+@dataclass
+class HistoryProgress:
+    """How far one request got: what a deadline error reports."""
+
+    bars: int = 0
+    pages: int = 0
+    connection: Connection | None = None  # the socket of the attempt in flight
+
+
+def _page_lost(where: str, symbol: str, have: int, why: str) -> PageLostError:
+    return PageLostError(f"history of {where} failed after {have} bars: {why}; a lost page is not "
+                         "the end of history, so nothing is reported as complete", symbol=symbol, reason=why)
+
+
+def _too_many(where: str, symbol: str, have: int, bars: int, cap: int) -> MalformedDataError:
+    return MalformedDataError(f"TradingView sent more than {cap} bars for a request of {bars} ({where}, "
+                              f"{have} so far); the request stops here", symbol=symbol, reason="too many bars")
+
+
 @dataclass
 class _ChartHandler:
     """Feeds a chart session's frames (or the loss of its socket) to the fetch coroutine."""
 
     queue: asyncio.Queue = field(default_factory=asyncio.Queue)
+    drained: asyncio.Event = field(default_factory=asyncio.Event)
+    done: bool = False
+
+    def __post_init__(self) -> None:
+        self.drained.set()
 
     def on_frame(self, frame: Frame) -> None:
+        if self.done:
+            return
         self.queue.put_nowait(frame)
+        if self.queue.qsize() >= _QUEUE_HIGH:
+            self.drained.clear()
+
+    def on_frame_lost(self, frame: Frame) -> None:
+        if not self.done:
+            self.queue.put_nowait(frame)  # an ``error`` frame naming this session
 
     def on_connection_lost(self, exc: TradingViewError) -> None:
-        self.queue.put_nowait(exc)
+        if not self.done:
+            self.queue.put_nowait(exc)
+
+    async def wait_drained(self) -> None:
+        await self.drained.wait()
+
+    async def get(self):
+        item = await self.queue.get()
+        if self.queue.qsize() <= _QUEUE_HIGH // 4:
+            self.drained.set()
+        return item
+
+    def finish(self) -> None:
+        self.done = True
+        self.drained.set()  # never leave the reader waiting for a request that has ended
 
 
 async def fetch_on_connection(
@@ -244,14 +302,19 @@ async def fetch_on_connection(
     page_size: int = MAX_BATCH,
     clock_skew_s: float = DEFAULT_CLOCK_SKEW_S,
     clock: Callable[[], float] = time.time,
+    progress: HistoryProgress | None = None,
 ) -> HistoryResult:
     """Run one history request on ``conn`` (which stays open for other sessions).
 
     ``page_size`` bars are asked for first and per ``request_more_data`` page. Rows dated
-    beyond ``clock() + clock_skew_s`` (epoch seconds) or before the epoch are rejected."""
+    beyond ``clock() + clock_skew_s`` (epoch seconds) or before the epoch are rejected.
+    ``progress`` (if given) is kept up to date with the bars and pages received."""
     cs = new_session_id("cs")
     handler = _ChartHandler()
     conn.register(cs, handler)
+    progress = progress if progress is not None else HistoryProgress()
+    max_rows = bars + page_size  # the request plus one page of slack for live du bars
+    where = f"{symbol} {interval}"
     by_time: dict[float, list] = {}
     metadata: SymbolMetadata | None = None
     update_mode: str | None = None
@@ -266,6 +329,7 @@ async def fetch_on_connection(
         except ConnectionLostError:
             pass  # the reader reports the loss (with the server's last words) through the queue
 
+    page_errors = conn.decode_errors  # undecodable frames on the socket before this page
     try:
         await send("chart_create_session", [cs, ""])
         await send("resolve_symbol", [cs, SYMBOL_REF, symbol_descriptor(symbol, session, adjustment)])
@@ -275,7 +339,7 @@ async def fetch_on_connection(
         while True:
             try:
                 async with asyncio.timeout(request_timeout_s):
-                    item = await handler.queue.get()
+                    item = await handler.get()
             except TimeoutError:
                 raise HistoryTimeoutError(
                     f"no reply from TradingView for {symbol} {interval} within {request_timeout_s:g} s"
@@ -286,15 +350,24 @@ async def fetch_on_connection(
                 raise type(item)(f"{item} (while fetching {symbol} {interval})", symbol=symbol,
                                  reason=item.reason) from item
             frame: Frame = item
+            if frame.kind == "error":
+                raise _page_lost(where, symbol, len(by_time), f"a frame of this request could not be decoded: {frame.error}")
             method = frame.method
             if method == "timescale_update":
-                series = frame.params[1].get(SERIES_ID) if len(frame.params) > 1 and isinstance(frame.params[1], dict) else None
+                if len(frame.params) < 2 or not isinstance(frame.params[1], dict):
+                    raise _page_lost(where, symbol, len(by_time), "a timescale_update without its series object")
+                series = frame.params[1].get(SERIES_ID)
                 if series is not None:
+                    if not isinstance(series, dict) or not isinstance(series.get("s", []), list):
+                        raise _page_lost(where, symbol, len(by_time), f"a timescale_update whose {SERIES_ID} is not a series")
                     before = len(by_time)
                     for v in series_rows(series):
                         by_time.setdefault(v[0], v)
                     page_added = (page_added or 0) + len(by_time) - before
                     pages += 1
+                    progress.bars, progress.pages = len(by_time), pages
+                    if len(by_time) > max_rows:
+                        raise _too_many(where, symbol, len(by_time), bars, max_rows)
             elif method == "du":
                 # Live updates of the series while we page: newer values of the forming bar (or
                 # a new bar). Kept, but not counted as history a page added.
@@ -302,6 +375,8 @@ async def fetch_on_connection(
                 if series is not None and by_time:
                     for v in series_rows(series):
                         by_time[v[0]] = v
+                    if len(by_time) > max_rows:
+                        raise _too_many(where, symbol, len(by_time), bars, max_rows)
             elif method == "series_completed":
                 p = frame.params
                 if len(p) > 2 and isinstance(p[2], str):
@@ -310,10 +385,16 @@ async def fetch_on_connection(
                 have = len(by_time)
                 if have >= bars:
                     break
+                if page_added == 0 and conn.decode_errors > page_errors:
+                    # an empty page and a frame we could not read: that frame may have been the
+                    # page, so "history ended" would be a guess
+                    raise _page_lost(where, symbol, have, f"{conn.decode_errors - page_errors} undecodable "
+                                     "frame(s) arrived while this page was in flight and the page came back empty")
                 if extra.get("data_completed") == "end" or page_added == 0:
                     depth_reached = True
                     break
                 page_added = 0
+                page_errors = conn.decode_errors
                 await send("request_more_data", [cs, SERIES_ID, min(bars - have, page_size)])
             elif method == "symbol_resolved":
                 if len(frame.params) > 2 and isinstance(frame.params[2], dict):
@@ -325,11 +406,14 @@ async def fetch_on_connection(
                 raise error
             # series_loading, series_timeframe, study frames...: nothing to do
     finally:
+        handler.finish()
         conn.unregister(cs)
         if not conn.closed:
             try:
-                await conn.send("chart_delete_session", [cs])
-            except TradingViewError:
+                # bounded: a server that stopped reading must not hold a failed request open
+                async with asyncio.timeout(2.0):
+                    await conn.send("chart_delete_session", [cs])
+            except (TradingViewError, TimeoutError):
                 pass
     times = sorted(by_time)
     implausible = 0

@@ -9,14 +9,26 @@ per-symbol errors are collected in ``errors`` (and passed to ``on_error``) witho
 other symbols.
 
 Permanent failures end the stream with the error raised from the iterator: a rejected token
-(AuthError: ``protocol_error "bad auth token"`` or a failed sign-in). Everything else (drops,
-silence, other protocol errors, HTTP 429 on the upgrade) is retried forever with backoff,
-because a streamer should outlive a network outage.
+(AuthError: ``protocol_error "bad auth token"`` or a failed sign-in), a message over the size
+cap (MessageTooLargeError), and silence (QuoteSilenceError): ``silence_s`` of *connected* time
+without a sign of life. A sign of life is quote data for the session (``qsd``,
+``quote_completed``), or a heartbeat once every subscribed symbol has had its first reply on
+the current socket; the hello is none (a server that greets and then says nothing is silent).
+Silent time adds up across reconnects, including the backoff after an accepted socket died,
+so a server that accepts and hangs up again and again ends the stream too; time spent failing
+to connect does not count. Everything else (drops, other protocol errors, HTTP 429 on the
+upgrade, a network outage) is retried forever with backoff, because a streamer should outlive
+a network outage.
+
+Memory is bounded whatever the server sends: once ``max_pending`` ticks wait for the consumer,
+the socket's reader waits too (it stops reading, TCP slows the server); nothing is dropped.
+An undecodable quote frame is skipped and counted (``stats.decode_errors``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import datetime
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import TYPE_CHECKING
@@ -24,11 +36,14 @@ from typing import TYPE_CHECKING
 from pocketquant_pipelines.logging import get_logger
 from pocketquant_pipelines.market.ticks import Tick
 from pocketquant_pipelines.market.timeutil import utcnow
+from pocketquant_pipelines.settings import DEFAULT_MAX_MESSAGE_BYTES
 from pocketquant_pipelines.tradingview.codec import Frame
 from pocketquant_pipelines.tradingview.connection import Connection, backoff_delays, new_session_id
 from pocketquant_pipelines.tradingview.errors import (
     AuthError,
     ConnectionLostError,
+    MessageTooLargeError,
+    QuoteSilenceError,
     TradingViewError,
 )
 from pocketquant_pipelines.tradingview.models import ClientStats
@@ -40,6 +55,7 @@ if TYPE_CHECKING:
 log = get_logger("pocketquant.tradingview.quotes")
 
 _END = object()
+MAX_PENDING_TICKS = 10_000  # ticks waiting for the consumer before the reader pauses
 
 
 class QuoteStream:
@@ -50,8 +66,12 @@ class QuoteStream:
         *,
         fields: Iterable[str] = QUOTE_FIELDS,
         on_error: Callable[[QuoteError], None] | None = None,
+        silence_s: float | None = None,
+        max_pending: int = MAX_PENDING_TICKS,
     ) -> None:
         self._client = client
+        self.silence_s = float(silence_s if silence_s is not None else getattr(client, "quote_silence_s", 60.0))
+        self.max_pending = max_pending
         self._fields = list(fields)
         self._on_error = on_error
         self._subscribed: dict[str, None] = {}  # ordered set of subscribed strings
@@ -74,6 +94,14 @@ class QuoteStream:
         self._closing = False
         self._got_data = False
         self.ticks_emitted = 0
+        self.pending = 0  # ticks queued and not yet taken by the consumer
+        self._drained = asyncio.Event()
+        self._drained.set()
+        # silence accounting, in time.monotonic() seconds (see the module docstring)
+        self._silent_s = 0.0           # silent time carried from earlier sockets
+        self._mark: float | None = None  # start of the silent stretch now running (None: not counting)
+        self._lost_at: float | None = None
+        self._unanswered: set[str] = set()  # subscribed symbols without a reply on this socket
 
     # ------------------------------------------------------------------ public API
 
@@ -96,6 +124,7 @@ class QuoteStream:
             self._add(symbol)
         await self.start()
         if new and self._connected():
+            self._unanswered.update(new)  # heartbeats count as life again once these are answered
             try:
                 await self._conn.send("quote_add_symbols", [self._qs, *new])
                 # the fast list is replaced as a whole: send every subscribed symbol
@@ -108,6 +137,7 @@ class QuoteStream:
         for symbol in gone:
             del self._subscribed[symbol]
             self.quotes.pop(symbol, None)
+            self._unanswered.discard(symbol)
         if gone and self._connected():
             try:
                 await self._conn.send("quote_remove_symbols", [self._qs, *gone])
@@ -149,6 +179,7 @@ class QuoteStream:
         if isinstance(item, BaseException):
             self._queue.put_nowait(_END)
             raise item
+        self._taken(1)
         return item
 
     def batches(self) -> AsyncIterator[list[Tick]]:
@@ -170,9 +201,30 @@ class QuoteStream:
             if isinstance(item, BaseException):
                 queue.put_nowait(_END)
                 raise item
-            yield item if item.__class__ is list else [item]  # a tick queued before the switch
+            batch = item if item.__class__ is list else [item]  # a tick queued before the switch
+            self._taken(len(batch))
+            yield batch
+
+    def _taken(self, count: int) -> None:
+        self.pending -= count
+        if self.pending <= self.max_pending // 2:
+            self._drained.set()
 
     # ------------------------------------------------------------------ session handler
+
+    def _alive(self) -> None:
+        self._silent_s = 0.0
+        self._mark = time.monotonic()
+
+    def on_heartbeat(self) -> None:
+        if not self._unanswered:
+            self._alive()
+
+    def on_frame_lost(self, frame: Frame) -> None:
+        pass  # counted by the connection (stats.decode_errors) and logged; quotes go on
+
+    async def wait_drained(self) -> None:
+        await self._drained.wait()
 
     def on_frame(self, frame: Frame) -> None:
         method = frame.method
@@ -183,6 +235,8 @@ class QuoteStream:
             quote = self.quotes.get(symbol)  # same keys as _subscribed
             if quote is None:
                 return  # late frame for an unsubscribed symbol
+            self._unanswered.discard(symbol)
+            self._alive()
             if data.get("s") == "error":
                 self._symbol_error(symbol, str(data.get("errmsg") or "error"))
                 return
@@ -205,6 +259,9 @@ class QuoteStream:
                 self._got_data = True
         elif method == "quote_completed":
             self._got_data = True
+            if len(p) > 1:
+                self._unanswered.discard(p[1])
+            self._alive()
         elif method == "critical_error":
             reason = ": ".join(str(x) for x in p[1:]) or "critical error"
             self._record(QuoteError(symbol="*", reason=reason, at=utcnow()))
@@ -236,6 +293,9 @@ class QuoteStream:
         if not out:
             return
         self.ticks_emitted += len(out)
+        self.pending += len(out)
+        if self.pending >= self.max_pending:
+            self._drained.clear()
         if self._batched:
             self._queue.put_nowait(out)
             self._out = []
@@ -284,7 +344,32 @@ class QuoteStream:
 
     def _fail(self, exc: BaseException) -> None:
         self.state = "failed"
+        self._drained.set()
         self._queue.put_nowait(exc)
+
+    def silent_for(self) -> float:
+        """Silent time counted against ``silence_s`` so far."""
+        if self._mark is None:
+            return self._silent_s
+        return self._silent_s + time.monotonic() - self._mark
+
+    def _silence_error(self) -> QuoteSilenceError:
+        waiting = f"; no reply yet for {', '.join(sorted(self._unanswered))}" if self._unanswered else ""
+        return QuoteSilenceError(
+            f"no quote data or heartbeat from TradingView for {self.silence_s:g} s of connected time "
+            f"(TRADINGVIEW_QUOTE_SILENCE_S){waiting}", reason="silent")
+
+    async def _watch(self, conn: Connection) -> TradingViewError:
+        """Wait for the socket's loss; close it and return QuoteSilenceError if silence runs out first."""
+        lost = self._lost
+        while True:
+            remaining = self.silence_s - self.silent_for()
+            if remaining <= 0:
+                await conn.close()
+                return self._silence_error()
+            done, _ = await asyncio.wait({lost}, timeout=remaining)
+            if done:
+                return lost.result()
 
     async def _supervise(self) -> None:
         client = self._client
@@ -295,7 +380,8 @@ class QuoteStream:
                 token = await client.auth_token()
                 conn = Connection(client.url, token, stats=self.stats,
                                   heartbeat_timeout_s=client.heartbeat_timeout_s,
-                                  open_timeout_s=client.request_timeout_s, compression=client.compression)
+                                  open_timeout_s=client.request_timeout_s, compression=client.compression,
+                                  max_message_bytes=getattr(client, "max_message_bytes", DEFAULT_MAX_MESSAGE_BYTES))
                 await conn.open()
             except AuthError as exc:
                 if client.refresh_token_after(exc):
@@ -303,6 +389,10 @@ class QuoteStream:
                 self._fail(exc)
                 return
             except ConnectionLostError as exc:
+                if self._mark is not None and self._lost_at is not None:
+                    # an outage, not a silent server: stop counting at the loss
+                    self._silent_s += self._lost_at - self._mark
+                    self._mark = None
                 delay = next(delays)
                 log.warning("tradingview_connect_failed", reason=str(exc), retry_in_s=round(delay, 3))
                 self.state = "reconnecting" if ever_connected else "connecting"
@@ -312,6 +402,9 @@ class QuoteStream:
             self._qs = new_session_id("qs")
             self._lost = asyncio.get_running_loop().create_future()
             self._got_data = False
+            self._unanswered = set(self._subscribed)
+            if self._mark is None:
+                self._mark = time.monotonic()
             conn.register(self._qs, self)
             try:
                 await conn.send("quote_create_session", [self._qs])
@@ -328,14 +421,19 @@ class QuoteStream:
                          symbols=len(self._subscribed))
             ever_connected = True
             self.state = "streaming"
-            reason = await self._lost
+            reason = await self._watch(conn)
             self._qs = None
+            self._lost_at = time.monotonic()
             if self._closing:
+                return
+            if isinstance(reason, (QuoteSilenceError, MessageTooLargeError)):
+                log.warning("tradingview_quotes_failed", reason=str(reason))
+                self._fail(reason)
                 return
             if isinstance(reason, AuthError):
                 if client.refresh_token_after(reason):
                     continue  # signed-in tokens expire (4 h JWT): sign in again, reconnect at once
-                log.error("tradingview_quotes_failed", reason=str(reason))
+                log.warning("tradingview_quotes_failed", reason=str(reason))
                 self._fail(reason)
                 return
             if self._got_data:
