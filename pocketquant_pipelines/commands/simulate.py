@@ -26,7 +26,7 @@ class _OneLineErrors(argparse.ArgumentParser):
                context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.pass_context
 def _simulate(ctx: click.Context) -> int:
-    from pocketquant_pipelines.tradingview.simulator.cli import add_simulate_arguments, run_simulate
+    from tradingview_simulator.cli import add_simulate_arguments, run_simulate
 
     parser = _OneLineErrors(prog=ctx.command_path, description=HELP)
     add_simulate_arguments(parser)

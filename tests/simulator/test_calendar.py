@@ -21,13 +21,13 @@ from pocketquant_pipelines.market.calendar import (
 )
 from pocketquant_pipelines.market.intervals import ALL_INTERVALS, Interval
 from pocketquant_pipelines.tradingview.client import TradingViewClient
-from pocketquant_pipelines.tradingview.simulator import DEFAULT_SYMBOLS, SimulatorServer, SyntheticMarket
-from pocketquant_pipelines.tradingview.simulator.calendars import (
+from tradingview_simulator import DEFAULT_SYMBOLS, SimulatorServer, SyntheticMarket
+from tradingview_simulator.calendars import (
     NYSE_CORRECTIONS,
     NYSE_EARLY_CLOSES,
     NYSE_HOLIDAYS,
 )
-from pocketquant_pipelines.tradingview.simulator.payloads import symbol_info
+from tradingview_simulator.payloads import symbol_info
 from tests.tradingview.test_real_frames import by_index, wire_frames
 
 NY = ZoneInfo("America/New_York")

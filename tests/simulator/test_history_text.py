@@ -11,11 +11,11 @@ import pytest
 
 from pocketquant_pipelines.market.intervals import Interval
 from pocketquant_pipelines.market.sessions import bar_starts_between
-from pocketquant_pipelines.tradingview.simulator import SyntheticMarket
-from pocketquant_pipelines.tradingview.simulator import history_text as ht
-from pocketquant_pipelines.tradingview.simulator.connection import _Series
-from pocketquant_pipelines.tradingview.simulator.market import BarArrays
-from pocketquant_pipelines.tradingview.simulator.payloads import (
+from tradingview_simulator import SyntheticMarket
+from tradingview_simulator import history_text as ht
+from tradingview_simulator.connection import _Series
+from tradingview_simulator.market import BarArrays
+from tradingview_simulator.payloads import (
     json_text,
     series_payload,
     timescale_marks,

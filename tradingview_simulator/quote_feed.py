@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pocketquant_pipelines.tradingview.simulator.market import SymbolSpec, _SymbolModel
+from tradingview_simulator.market import SymbolSpec, _SymbolModel
 
 NO_VALUE = 1e100  # TradingView's "no value" sentinel (indices' volume)
 _SENTINEL_EVERY = 25  # an index's updates carry "volume": 1e+100 now and then

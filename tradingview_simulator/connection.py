@@ -25,10 +25,10 @@ from pocketquant_pipelines.market.intervals import Interval
 from pocketquant_pipelines.market.sessions import bar_end, bar_starts_between
 from pocketquant_pipelines.market.timeutil import from_epoch
 from pocketquant_pipelines.tradingview.codec import decode_message, encode_frame
-from pocketquant_pipelines.tradingview.simulator.faults import FUTURE_TICK_PRICE_FACTOR, FUTURE_TICK_TIME
-from pocketquant_pipelines.tradingview.simulator.history_text import frame_text, future_marks_text, history_params
-from pocketquant_pipelines.tradingview.simulator.market import BarArrays, _SymbolModel
-from pocketquant_pipelines.tradingview.simulator.payloads import (
+from tradingview_simulator.faults import FUTURE_TICK_PRICE_FACTOR, FUTURE_TICK_TIME
+from tradingview_simulator.history_text import frame_text, future_marks_text, history_params
+from tradingview_simulator.market import BarArrays, _SymbolModel
+from tradingview_simulator.payloads import (
     CUSTOM_RESOLUTION,
     NODE,
     SECONDS_RESOLUTION,
@@ -42,10 +42,10 @@ from pocketquant_pipelines.tradingview.simulator.payloads import (
     valid_zone,
     window_bars,
 )
-from pocketquant_pipelines.tradingview.simulator.quote_feed import QuoteFeed, filter_fields
+from tradingview_simulator.quote_feed import QuoteFeed, filter_fields
 
 if TYPE_CHECKING:
-    from pocketquant_pipelines.tradingview.simulator.server import SimulatorServer
+    from tradingview_simulator.server import SimulatorServer
 
 log = get_logger()
 

@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 
 from pocketquant_pipelines.errors import InvalidInputError
 from pocketquant_pipelines.logging import get_logger
-from pocketquant_pipelines.tradingview.simulator.faults import FaultConfig
-from pocketquant_pipelines.tradingview.simulator.server import SimulatorServer
+from tradingview_simulator.faults import FaultConfig
+from tradingview_simulator.server import SimulatorServer
 
 DEFAULT_PORT = 8900
 log = get_logger()

@@ -33,11 +33,11 @@ import numpy as np
 from pocketquant_pipelines.market.intervals import Interval
 from pocketquant_pipelines.market.sessions import bar_end
 from pocketquant_pipelines.market.timeutil import from_epoch
-from pocketquant_pipelines.tradingview.simulator.market import BarArrays, _SymbolModel
-from pocketquant_pipelines.tradingview.simulator.payloads import NODE, bar_values, json_text
+from tradingview_simulator.market import BarArrays, _SymbolModel
+from tradingview_simulator.payloads import NODE, bar_values, json_text
 
 if TYPE_CHECKING:
-    from pocketquant_pipelines.tradingview.simulator.connection import _Series
+    from tradingview_simulator.connection import _Series
 
 # Memory bound: a cached bar costs ~350 bytes (three str fragments, values, date facts), so
 # 150_000 bars is ~50 MB: thirty 5000-bar histories. One (model, interval) keeps at most

@@ -55,7 +55,7 @@ except ImportError:  # pragma: no cover - only if the market core drops the help
 from pocketquant_pipelines.market.symbols import Symbol
 from pocketquant_pipelines.market.ticks import Tick
 from pocketquant_pipelines.market.timeutil import ensure_utc, from_epoch
-from pocketquant_pipelines.tradingview.simulator.calendars import (
+from tradingview_simulator.calendars import (
     NYSE_CORRECTIONS,
     NYSE_HOLIDAYS,
     NYSE_UNLISTED_CLOSURES,

@@ -18,10 +18,10 @@ import numpy as np
 from pocketquant_pipelines.market.intervals import Interval
 from pocketquant_pipelines.market.sessions import bar_end
 from pocketquant_pipelines.market.timeutil import from_epoch
-from pocketquant_pipelines.tradingview.simulator.market import BarArrays, SymbolSpec, _SymbolModel, calendar_fields
+from tradingview_simulator.market import BarArrays, SymbolSpec, _SymbolModel, calendar_fields
 
 if TYPE_CHECKING:
-    from pocketquant_pipelines.tradingview.simulator.connection import _Series
+    from tradingview_simulator.connection import _Series
 
 NODE = "sim1-charts-free-1-tvbs-sim01-1"
 

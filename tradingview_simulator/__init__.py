@@ -3,9 +3,9 @@
 Tests and the offline demo run the real client against it. See docs/simulator.md.
 """
 
-from pocketquant_pipelines.tradingview.simulator.faults import FaultConfig, ServerStats
-from pocketquant_pipelines.tradingview.simulator.market import DEFAULT_SYMBOLS, SymbolSpec, SyntheticMarket
-from pocketquant_pipelines.tradingview.simulator.server import SimClock, SimulatorServer, run_simulator_in_thread
+from tradingview_simulator.faults import FaultConfig, ServerStats
+from tradingview_simulator.market import DEFAULT_SYMBOLS, SymbolSpec, SyntheticMarket
+from tradingview_simulator.server import SimClock, SimulatorServer, run_simulator_in_thread
 
 __all__ = [
     "DEFAULT_SYMBOLS",

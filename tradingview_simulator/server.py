@@ -30,11 +30,11 @@ from websockets.exceptions import ConnectionClosed
 from pocketquant_pipelines.errors import InvalidInputError
 from pocketquant_pipelines.logging import get_logger
 from pocketquant_pipelines.tradingview.codec import encode_frame
-from pocketquant_pipelines.tradingview.simulator.clock import SimClock
-from pocketquant_pipelines.tradingview.simulator.connection import _Closing, _Connection
-from pocketquant_pipelines.tradingview.simulator.faults import FaultConfig, ServerStats
-from pocketquant_pipelines.tradingview.simulator.market import SymbolSpec, SyntheticMarket, _SymbolModel
-from pocketquant_pipelines.tradingview.simulator.payloads import json_text
+from tradingview_simulator.clock import SimClock
+from tradingview_simulator.connection import _Closing, _Connection
+from tradingview_simulator.faults import FaultConfig, ServerStats
+from tradingview_simulator.market import SymbolSpec, SyntheticMarket, _SymbolModel
+from tradingview_simulator.payloads import json_text
 
 __all__ = ["ANONYMOUS_DEPTH", "PAID_DEPTH", "SimClock", "SimulatorServer", "run_simulator_in_thread"]
 
@@ -83,7 +83,7 @@ class SimulatorServer:
         if delays:
             from dataclasses import replace
 
-            from pocketquant_pipelines.tradingview.simulator.market import DEFAULT_SYMBOLS
+            from tradingview_simulator.market import DEFAULT_SYMBOLS
 
             base = specs if specs is not None else list(DEFAULT_SYMBOLS)
             known = {s.symbol for s in base}
