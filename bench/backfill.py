@@ -42,7 +42,7 @@ from pocketquant_pipelines.demo import ProcessGroup, free_port, wait_for_http  #
 
 
 def sim_specs(n: int):
-    from tradingview_simulator.market import SymbolSpec
+    from tradingview_simulator import SymbolSpec
 
     return [
         SymbolSpec(f"SIM:S{i:03d}", f"Synthetic {i:03d}", "spot", "USD", "24x7", "Etc/UTC",

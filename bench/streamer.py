@@ -71,7 +71,7 @@ def run_simulator(n_symbols: int, speed: float, tick_seconds: int, pump_s: float
     """Child process: the simulator with generated symbols; sends its URL, runs until killed."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     from pocketquant_pipelines.logging import configure_logging
-    from tradingview_simulator.market import SymbolSpec
+    from tradingview_simulator import SymbolSpec
     from tradingview_simulator.server import run_simulator_in_thread
 
     configure_logging("json", "WARNING")
