@@ -56,7 +56,7 @@ def test_simulate_rejects_bad_arguments_with_a_clear_message():
     proc = start("--sim-start", "yesterday")
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 2
-    assert "invalid --sim-start 'yesterday'" in err
+    assert "invalid value for --sim-start: 'yesterday'" in err
 
 
 def test_simulate_reports_a_busy_port():
