@@ -32,6 +32,14 @@ def _delays(ctx, param, items: tuple[str, ...]) -> dict[str, int]:
         if not sep or not seconds.isdigit():
             raise click.BadParameter(f"{item!r} is not SYMBOL=SECONDS, e.g. NASDAQ:AAPL=900", ctx, param)
         out[symbol.strip().upper()] = int(seconds)
+    if out:
+        from tradingview_simulator.symbol_specs import DEFAULT_SYMBOLS
+
+        known = [s.symbol for s in DEFAULT_SYMBOLS]
+        for symbol in out:
+            if symbol not in known:
+                raise click.BadParameter(f"{symbol!r} is not a simulator symbol (one of {', '.join(known)})",
+                                         ctx, param)
     return out
 
 
@@ -72,7 +80,11 @@ def simulate(host: str, port: int, seed: int, speed: float, sim_start, heartbeat
         paid_tokens=paid_tokens or DEFAULT_PAID_TOKENS, delays=delays, warm_up=warm_up,
     )
     faults = FaultConfig(refuse_connections=refuse, drop_every_s=drop_every_s, malformed_every=malformed_every)
-    return serve_until_signalled(SimulatorServer(config, faults=faults))
+    try:
+        server = SimulatorServer(config, faults=faults)
+    except InvalidInputError as exc:  # the clock refuses a start in the future
+        raise click.BadParameter(str(exc), param_hint="--sim-start") from None
+    return serve_until_signalled(server)
 
 
 async def serve_until_stopped(server, stop: asyncio.Event, out=sys.stdout) -> None:
