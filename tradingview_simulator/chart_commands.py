@@ -1,4 +1,4 @@
-"""The chart-session commands: sessions, timezones, symbol resolution, series and their pages.
+"""The chart-session commands: timezones, symbol resolution, series and their pages.
 
 Errors as observed: an unknown session id is a ``protocol_error`` (the socket closes), bad
 arguments a ``critical_error`` (it stays open), an unknown symbol a ``series_error`` and never
@@ -51,8 +51,6 @@ class ChartCommands:
 
     def handlers(self) -> dict[str, Callable]:
         return {
-            "chart_create_session": self.create_session,
-            "chart_delete_session": self.delete_session,
             "switch_timezone": self.switch_timezone,
             "resolve_symbol": self.resolve_symbol,
             "create_series": self.create_series,
@@ -63,22 +61,10 @@ class ChartCommands:
         }
 
     async def _chart(self, method: str, p: list) -> ChartSession:
-        cs = p[0] if p and isinstance(p[0], str) else None
-        chart = self.charts.get(cs) if cs else None
-        if chart is None:
-            await self.conn.protocol_error(f'{{unknown_session_id,<<"{method}">>,<<"{cs}">>}}')
-        return chart  # type: ignore[return-value]
+        return await self.conn.session_of(self.charts, method, p)
 
     def _bad_args(self, chart: ChartSession, method: str, p: list) -> None:
         self.conn.critical_error(chart.cs, "invalid parameters", f'method: {method}. args: "{args_text(p[1:])}"')
-
-    def create_session(self, p: list) -> None:
-        if p and isinstance(p[0], str) and p[0]:
-            self.charts[p[0]] = ChartSession(p[0])
-
-    def delete_session(self, p: list) -> None:
-        if p and isinstance(p[0], str):
-            self.charts.pop(p[0], None)
 
     async def switch_timezone(self, p: list) -> None:
         chart = await self._chart("switch_timezone", p)
@@ -98,7 +84,7 @@ class ChartCommands:
         chart.symbols[ref] = resolved
         # The real server answers a moment later; a create_series arriving meanwhile gets its
         # series_loading out first (observed order: series_loading, symbol_resolved).
-        self.out.loop.call_later(self.conn.config.resolve_delay_s, self._send_resolution, chart, resolved)
+        self.out.loop.call_later(self.conn.state.config.resolve_delay_s, self._send_resolution, chart, resolved)
 
     def _send_resolution(self, chart: ChartSession, resolved: ResolvedSymbol) -> None:
         if resolved.sent or self.conn.closing or self.charts.get(chart.cs) is not chart:
@@ -166,7 +152,7 @@ class ChartCommands:
         requested = count if count is not None else depth
         series = SeriesState(sid, turnaround, ref, model, interval, requested)
         chart.series[sid] = series
-        if conn.config.empty_first_update:
+        if conn.state.config.empty_first_update:
             # RS events.json: the first timescale_update of a new series can be empty.
             out.emit(out.stamp("timescale_update", [
                 cs, {sid: {"s": [], "ns": {"d": "", "indexes": []}, "t": turnaround}},
@@ -187,7 +173,7 @@ class ChartCommands:
         else:
             series.oldest = series.last_time = visible
         params = history_params(series, bars, 0)
-        extra_times = conn.faults.history_extra_times
+        extra_times = conn.state.faults.history_extra_times
         if extra_times and len(bars):
             params = (self._with_extra_rows(params[0], sid, extra_times), params[1])
         out.emit(
@@ -206,7 +192,7 @@ class ChartCommands:
         last = rows[-1]
         for k, t in enumerate(times, start=1):
             rows.append({"i": last["i"] + k, "v": [t, *last["v"][1:]]})
-        self.conn.stats.extra_history_rows += len(times)
+        self.conn.state.stats.extra_history_rows += len(times)
         return json_text(payload)
 
     async def request_more_data(self, p: list) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from functools import partial
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
@@ -16,9 +17,7 @@ from websockets.exceptions import ConnectionClosed
 from pocketquant_pipelines.logging import get_logger
 from pocketquant_pipelines.tradingview.codec import decode_message, encode_frame
 from tradingview_simulator.chart_commands import ChartCommands
-from tradingview_simulator.config import SimulatorConfig
 from tradingview_simulator.connection_state import ChartSession, QuoteSession
-from tradingview_simulator.faults import FaultConfig, ServerStats
 from tradingview_simulator.live_data import pump
 from tradingview_simulator.outbox import Outbox, plain_frame
 from tradingview_simulator.quote_commands import QuoteCommands
@@ -55,6 +54,10 @@ class Connection:
             "set_auth_token": self.set_auth_token,
             "set_locale": self._ignore,
             "set_data_quality": self._ignore,
+            "chart_create_session": partial(self._create_session, self.charts, ChartSession),
+            "chart_delete_session": partial(self._delete_session, self.charts),
+            "quote_create_session": partial(self._create_session, self.quotes, QuoteSession),
+            "quote_delete_session": partial(self._delete_session, self.quotes),
             **ChartCommands(self).handlers(),
             **QuoteCommands(self).handlers(),
         }
@@ -63,17 +66,6 @@ class Connection:
     def closing(self) -> bool:
         return self.out.closing
 
-    @property
-    def config(self) -> SimulatorConfig:
-        return self.state.config
-
-    @property
-    def faults(self) -> FaultConfig:
-        return self.state.faults
-
-    @property
-    def stats(self) -> ServerStats:
-        return self.state.stats
 
     # ------------------------------------------------------------------ lifetime
 
@@ -110,7 +102,7 @@ class Connection:
         await self.out.close(self.tasks[0] if self.tasks else None, code, reason)
 
     async def _heartbeats(self) -> None:
-        config, faults, stats = self.config, self.faults, self.stats
+        config, faults, stats = self.state.config, self.state.faults, self.state.stats
         while not self.closing:
             await asyncio.sleep(config.heartbeat_s)
             if self.closing:
@@ -134,14 +126,14 @@ class Connection:
     # ------------------------------------------------------------------ input
 
     async def handle(self, message: str | bytes) -> None:
-        stats = self.stats
+        stats, faults = self.state.stats, self.state.faults
         if isinstance(message, bytes):
             try:
                 message = message.decode("utf-8")
             except UnicodeDecodeError:
                 return  # malformed input is ignored, like the real server mostly does
-        if self.faults.reply_delay_s > 0:
-            await asyncio.sleep(self.faults.reply_delay_s)
+        if faults.reply_delay_s > 0:
+            await asyncio.sleep(faults.reply_delay_s)
         for frame in decode_message(message):
             stats.frames_received += 1
             if frame.kind == "heartbeat":
@@ -164,23 +156,41 @@ class Connection:
             except Exception:  # a simulator bug must show up in the log, not kill the socket
                 log.exception("simulator_command_failed", connection=self.number, method=frame.method)
 
+    @staticmethod
+    def _create_session(sessions: dict, make: Callable, p: list) -> None:
+        if p and isinstance(p[0], str) and p[0]:
+            sessions[p[0]] = make(p[0])  # the client chooses the id; a repeated one starts afresh
+
+    @staticmethod
+    def _delete_session(sessions: dict, p: list) -> None:
+        if p and isinstance(p[0], str):
+            sessions.pop(p[0], None)
+
+    async def session_of(self, sessions: dict, method: str, p: list):
+        """The chart or quote session ``p[0]`` names; an unknown id is a protocol_error."""
+        sid = p[0] if p and isinstance(p[0], str) else None
+        session = sessions.get(sid) if sid else None
+        if session is None:
+            await self.protocol_error(f'{{unknown_session_id,<<"{method}">>,<<"{sid}">>}}')
+        return session
+
     async def protocol_error(self, text: str) -> None:
         """``protocol_error`` closes the socket, as the real server does."""
-        self.stats.protocol_errors += 1
+        self.state.stats.protocol_errors += 1
         self.out.emit(plain_frame("protocol_error", [text]))
         await self.close(1000, "protocol error")
         raise ConnectionClosing
 
     def critical_error(self, session: str, name: str, detail: str) -> None:
         """``critical_error`` leaves the socket open."""
-        self.stats.critical_errors += 1
+        self.state.stats.critical_errors += 1
         self.out.emit(self.out.stamp("critical_error", [session, name, detail]))
 
     # ------------------------------------------------------------------ auth & misc
 
     async def set_auth_token(self, p: list) -> None:
         token = p[0] if p else None
-        config = self.config
+        config = self.state.config
         if isinstance(token, str) and token in config.paid_tokens:
             self.depth = config.paid_depth
         elif isinstance(token, str) and (token in ANONYMOUS_TOKENS or token in config.accepted_tokens):

@@ -29,7 +29,7 @@ _MAX_QUEUED_MESSAGES = 32  # backpressure: no new live data while this many mess
 
 async def pump(conn: Connection) -> None:
     """Until the connection closes: every ``pump_interval_s``, the live data due."""
-    config, faults = conn.config, conn.faults
+    config, faults = conn.state.config, conn.state.faults
     while not conn.closing:
         await asyncio.sleep(config.pump_interval_s)
         every = faults.drop_every_s
@@ -79,13 +79,13 @@ def _pump_once(conn: Connection) -> None:
 
 
 def _future_tick_due(conn: Connection, name: str) -> bool:
-    faults = conn.faults
+    faults = conn.state.faults
     if faults.future_ticks <= 0:
         return False
     if faults.future_tick_symbol is not None and faults.future_tick_symbol != name:
         return False
     faults.future_ticks -= 1
-    conn.stats.future_ticks_sent += 1
+    conn.state.stats.future_ticks_sent += 1
     return True
 
 

@@ -1,4 +1,4 @@
-"""The quote-session commands: sessions, field selection, subscriptions, fast/hibernate."""
+"""The quote-session commands: field selection, subscriptions, fast/hibernate."""
 
 from __future__ import annotations
 
@@ -23,8 +23,6 @@ class QuoteCommands:
 
     def handlers(self) -> dict[str, Callable]:
         return {
-            "quote_create_session": self.create_session,
-            "quote_delete_session": self.delete_session,
             "quote_set_fields": self.set_fields,
             "quote_add_symbols": self.add_symbols,
             "quote_remove_symbols": self.remove_symbols,
@@ -33,19 +31,7 @@ class QuoteCommands:
         }
 
     async def _quote(self, method: str, p: list) -> QuoteSession:
-        qs = p[0] if p and isinstance(p[0], str) else None
-        quote = self.quotes.get(qs) if qs else None
-        if quote is None:
-            await self.conn.protocol_error(f'{{unknown_session_id,<<"{method}">>,<<"{qs}">>}}')
-        return quote  # type: ignore[return-value]
-
-    def create_session(self, p: list) -> None:
-        if p and isinstance(p[0], str) and p[0]:
-            self.quotes[p[0]] = QuoteSession(p[0])
-
-    def delete_session(self, p: list) -> None:
-        if p and isinstance(p[0], str):
-            self.quotes.pop(p[0], None)
+        return await self.conn.session_of(self.quotes, method, p)
 
     async def set_fields(self, p: list) -> None:
         quote = await self._quote("quote_set_fields", p)
