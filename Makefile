@@ -36,7 +36,7 @@ demo: install
 	$(PY) -m pocketquant_pipelines.demo
 
 simulate: install
-	$(PY) -m pocketquant_pipelines simulate
+	$(PY) -m tradingview_simulator
 
 bench: install
 	$(PY) bench/storage.py

@@ -51,7 +51,7 @@ from pocketquant_pipelines.market.sessions import (  # noqa: E402
 )
 from pocketquant_pipelines.market.intervals import Interval  # noqa: E402
 from pocketquant_pipelines.market.ticks import Tick  # noqa: E402
-from pocketquant_pipelines.tradingview.simulator.calendars import NYSE_CORRECTIONS, NYSE_HOLIDAYS  # noqa: E402
+from tradingview_simulator.calendars import NYSE_CORRECTIONS, NYSE_HOLIDAYS  # noqa: E402
 
 NY = Session.parse("0930-1600", "America/New_York")
 NY_CALENDAR = Session.parse("0930-1600", "America/New_York",

@@ -50,7 +50,7 @@ from pocketquant_pipelines.demo import ProcessGroup, free_port, wait_for_http  #
 
 
 def sim_specs(n: int):
-    from pocketquant_pipelines.tradingview.simulator.market import SymbolSpec
+    from tradingview_simulator import SymbolSpec
 
     return [
         SymbolSpec(f"SIM:S{i:03d}", f"Synthetic {i:03d}", "spot", "USD", "24x7", "Etc/UTC",
@@ -65,7 +65,7 @@ def serve_simulator(port: int, n: int, warm: bool = False) -> None:
     import asyncio
     import signal
 
-    from pocketquant_pipelines.tradingview.simulator.server import SimulatorServer
+    from tradingview_simulator.server import SimulatorServer
 
     async def main():
         server = SimulatorServer(port=port, symbols=sim_specs(n), seed=11)

@@ -32,7 +32,7 @@ from websockets.asyncio.client import connect  # noqa: E402
 
 from pocketquant_pipelines.market.intervals import ALL_INTERVALS  # noqa: E402
 from pocketquant_pipelines.tradingview.codec import decode_message, encode_frame  # noqa: E402
-from pocketquant_pipelines.tradingview.simulator import SimulatorServer, SyntheticMarket  # noqa: E402
+from tradingview_simulator import SimulatorServer, SyntheticMarket  # noqa: E402
 
 NOW = datetime(2026, 3, 20, 18, 0, tzinfo=UTC)
 

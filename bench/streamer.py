@@ -75,8 +75,8 @@ def run_simulator(n_symbols: int, speed: float, tick_seconds: int, pump_s: float
     """Child process: the simulator with generated symbols; sends its URL, runs until killed."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     from pocketquant_pipelines.logging import configure_logging
-    from pocketquant_pipelines.tradingview.simulator.market import SymbolSpec
-    from pocketquant_pipelines.tradingview.simulator.server import run_simulator_in_thread
+    from tradingview_simulator import SymbolSpec
+    from tradingview_simulator.server import run_simulator_in_thread
 
     configure_logging("json", "WARNING")
     specs = [SymbolSpec(name, f"Synthetic {name}", "spot", "USD", "24x7", "Etc/UTC", pricescale=100,

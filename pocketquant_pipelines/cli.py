@@ -75,9 +75,10 @@ def usage_error_line(exc: click.UsageError) -> str:
     return text
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, command: click.Command = cli, prog_name: str = "pocketquant") -> int:
+    """Run ``command`` (the whole CLI unless told) with the CLI's error handling."""
     try:
-        code = int(cli.main(args=argv, prog_name="pocketquant", standalone_mode=False) or 0)
+        code = int(command.main(args=argv, prog_name=prog_name, standalone_mode=False) or 0)
         sys.stdout.flush()  # a closed pipe shows here, where it is handled, not at exit
         return code
     except click.exceptions.NoArgsIsHelpError as exc:  # a bare group: its help is the answer

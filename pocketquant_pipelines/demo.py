@@ -1,6 +1,6 @@
 """``make demo``: the whole system on one laptop, on SIMULATED data (no account, no network).
 
-1. starts the TradingView protocol simulator (``pocketquant simulate`` in its own process),
+1. starts the TradingView protocol simulator (``python -m tradingview_simulator``, its own process),
 2. registers a few symbols in the embedded bar store under ``data/demo/``,
 3. starts Dagster (``dagster dev -w workspace.yaml``: webserver + daemon) with
    DAGSTER_HOME=.dagster_home/ inside the project and TRADINGVIEW_WS_URL pointed at the
@@ -124,8 +124,9 @@ def wait_for_http(url: str, timeout: float, procs: ProcessGroup | None = None) -
 
 def start_simulator(procs: ProcessGroup, env: dict, port: int, log_dir: Path,
                     timeout: float = 30.0) -> str:
-    """Start ``pocketquant simulate`` on ``port``; return its WebSocket URL once it listens."""
-    procs.start("simulator", [sys.executable, "-m", "pocketquant_pipelines", "simulate",
+    """Start the simulator (``python -m tradingview_simulator``) on ``port``; return its WebSocket
+    URL once it listens."""
+    procs.start("simulator", [sys.executable, "-m", "tradingview_simulator",
                               "--port", str(port)], env, PROJECT_ROOT, log_dir / "simulator.log")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -17,7 +17,7 @@ from pocketquant_pipelines.market.intervals import ALL_INTERVALS, Interval
 from pocketquant_pipelines.settings import load_settings
 from pocketquant_pipelines.storage.base import Source, SymbolInfo
 from pocketquant_pipelines.storage.factory import open_bar_store, open_live_cache
-from pocketquant_pipelines.tradingview.simulator.market import SyntheticMarket
+from tradingview_simulator.market import SyntheticMarket
 
 BTC = "BINANCE:BTCUSDT"
 HISTORY_END = datetime(2026, 1, 28, tzinfo=UTC)

@@ -44,12 +44,13 @@ class Count(click.ParamType):
         return "N"
 
 
-class Seconds(click.ParamType):
-    """A finite number of seconds in ``(0, high]`` (``nan``/``inf`` are not durations)."""
+class PositiveNumber(click.ParamType):
+    """A finite number in ``(0, high]`` (``nan``/``inf`` are not numbers here)."""
 
-    name = "seconds"
+    name = "number"
+    noun = "number"
 
-    def __init__(self, high: float = MAX_SECONDS):
+    def __init__(self, high: float):
         self.high = high
 
     def convert(self, value, param, ctx) -> float:
@@ -59,12 +60,25 @@ class Seconds(click.ParamType):
             try:
                 number = float(str(value).strip())
             except ValueError:
-                self.fail(f"{value!r} is not a number of seconds", param, ctx)
+                self.fail(f"{value!r} is not a {self.noun}", param, ctx)
         if not math.isfinite(number):
-            self.fail(f"{str(value)!r} is not a finite number of seconds", param, ctx)
+            self.fail(f"{str(value)!r} is not a finite {self.noun}", param, ctx)
         if not 0 < number <= self.high:
-            self.fail(f"{str(value)!r} is not a number of seconds in (0, {self.high:.0f}]", param, ctx)
+            self.fail(f"{str(value)!r} is not a {self.noun} in (0, {self.high:.0f}]", param, ctx)
         return number
+
+    def get_metavar(self, param, ctx=None) -> str:
+        return "X"
+
+
+class Seconds(PositiveNumber):
+    """A finite number of seconds in ``(0, high]`` (``nan``/``inf`` are not durations)."""
+
+    name = "seconds"
+    noun = "number of seconds"
+
+    def __init__(self, high: float = MAX_SECONDS):
+        super().__init__(high)
 
     def get_metavar(self, param, ctx=None) -> str:
         return "SECONDS"

@@ -1,4 +1,5 @@
-"""TradingView data WebSocket: wire codec, asyncio client and a protocol simulator.
+"""TradingView data WebSocket: wire codec and asyncio client (the protocol simulator is the
+separate package ``tradingview_simulator``).
 
 No Dagster here. Public surface (CONTRACT — see docs/architecture.md):
 
@@ -6,5 +7,4 @@ No Dagster here. Public surface (CONTRACT — see docs/architecture.md):
   errors.py     TradingViewError and its typed subclasses
   models.py     SymbolMetadata, HistoryResult, ClientStats
   client.py     TradingViewClient (fetch_history, quote_stream, close), fetch_history_sync
-  simulator/    SimulatorServer (in-process, free port) and the `pocketquant simulate` entry
 """

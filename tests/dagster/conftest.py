@@ -17,7 +17,7 @@ warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
 @pytest.fixture(scope="module")
 def simulator():
-    from pocketquant_pipelines.tradingview.simulator.server import run_simulator_in_thread
+    from tradingview_simulator.server import run_simulator_in_thread
 
     with run_simulator_in_thread(seed=7, resolve_delay_s=0.0) as server:
         yield server

@@ -13,7 +13,7 @@ from pocketquant_pipelines.market.intervals import Interval
 from pocketquant_pipelines.storage.base import HistoryCoverage, Source
 from pocketquant_pipelines.sync import plan_request, sync_history
 from pocketquant_pipelines.tradingview.client import TradingViewClient
-from pocketquant_pipelines.tradingview.simulator.server import run_simulator_in_thread
+from tradingview_simulator.server import run_simulator_in_thread
 
 from dagster_helpers import register
 

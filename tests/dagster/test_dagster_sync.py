@@ -9,7 +9,7 @@ from pocketquant_pipelines.errors import InvalidInputError
 from pocketquant_pipelines.storage.base import SymbolInfo
 from pocketquant_pipelines.sync import source_from_url, sync_history, validate_bars
 from pocketquant_pipelines.tradingview.client import TradingViewClient
-from pocketquant_pipelines.tradingview.simulator.server import run_simulator_in_thread
+from tradingview_simulator.server import run_simulator_in_thread
 
 
 def test_incremental_sync_fills_an_outage_without_duplicates(settings, store):

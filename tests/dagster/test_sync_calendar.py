@@ -16,9 +16,9 @@ from pocketquant_pipelines.storage.symbol_session import session_of, session_of_
 from pocketquant_pipelines.sync import record_metadata, sync_history
 from pocketquant_pipelines.tradingview.client import TradingViewClient
 from pocketquant_pipelines.tradingview.history import metadata_from
-from pocketquant_pipelines.tradingview.simulator import DEFAULT_SYMBOLS
-from pocketquant_pipelines.tradingview.simulator.calendars import NYSE_CORRECTIONS, NYSE_HOLIDAYS
-from pocketquant_pipelines.tradingview.simulator.server import run_simulator_in_thread
+from tradingview_simulator import DEFAULT_SYMBOLS
+from tradingview_simulator.calendars import NYSE_CORRECTIONS, NYSE_HOLIDAYS
+from tradingview_simulator.server import run_simulator_in_thread
 
 AAPL, BTC = "NASDAQ:AAPL", "BINANCE:BTCUSDT"
 SIM_NOW = datetime(2019, 1, 15, 18, 0, tzinfo=UTC)  # in the past: simulated time never passes now

@@ -21,13 +21,13 @@ from pocketquant_pipelines.market.calendar import (
 )
 from pocketquant_pipelines.market.intervals import ALL_INTERVALS, Interval
 from pocketquant_pipelines.tradingview.client import TradingViewClient
-from pocketquant_pipelines.tradingview.simulator import DEFAULT_SYMBOLS, SimulatorServer, SyntheticMarket
-from pocketquant_pipelines.tradingview.simulator.calendars import (
+from tradingview_simulator import DEFAULT_SYMBOLS, SimulatorServer, SyntheticMarket
+from tradingview_simulator.calendars import (
     NYSE_CORRECTIONS,
     NYSE_EARLY_CLOSES,
     NYSE_HOLIDAYS,
 )
-from pocketquant_pipelines.tradingview.simulator.payloads import symbol_info
+from tradingview_simulator.payloads import symbol_info
 from tests.tradingview.test_real_frames import by_index, wire_frames
 
 NY = ZoneInfo("America/New_York")
@@ -143,8 +143,8 @@ def test_no_history_bar_and_no_tick_on_a_holiday(market, symbol):
     end = datetime(2026, 3, 1, tzinfo=UTC)
     holidays = {d for d in parse_holidays(NYSE_HOLIDAYS) if d.year <= 2025} | {date(2025, 1, 9)}
     for interval in ALL_INTERVALS:
-        arrays = market.bar_arrays(symbol, interval, end, start=datetime(2025, 1, 1, tzinfo=UTC))
-        days = {datetime.fromtimestamp(t, NY).date() for t in arrays.times.tolist()}
+        bars = market.bars_between(symbol, interval, datetime(2025, 1, 1, tzinfo=UTC), end)
+        days = {b.time.astimezone(NY).date() for b in bars}
         assert days and not days & holidays, interval
     ticks = market.tick_arrays(symbol, datetime(2025, 8, 29, 21, tzinfo=UTC), datetime(2025, 9, 2, 13, tzinfo=UTC))
     assert len(ticks) == 0  # Friday close .. Tuesday before the open: Labor Day has no ticks
@@ -196,8 +196,7 @@ def test_streamed_ticks_build_the_simulators_history_across_holidays_and_an_earl
 def test_unlisted_closure_is_only_in_the_history():
     spec = replace(next(s for s in DEFAULT_SYMBOLS if s.symbol == AAPL), history_start=date(2018, 11, 1))
     market = SyntheticMarket(seed=1, symbols=[spec])
-    days = {datetime.fromtimestamp(t, NY).date()
-            for t in market.bar_arrays(AAPL, "1d", datetime(2019, 1, 10, tzinfo=UTC)).times.tolist()}
+    days = {b.time.astimezone(NY).date() for b in market.history(AAPL, "1d", datetime(2019, 1, 10, tzinfo=UTC))}
     assert date(2018, 12, 4) in days and date(2018, 12, 5) not in days and date(2018, 12, 6) in days
     assert "20181205" not in symbol_info(spec)["session_holidays"]
 

@@ -56,7 +56,7 @@ def test_simulate_rejects_bad_arguments_with_a_clear_message():
     proc = start("--sim-start", "yesterday")
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 2
-    assert "invalid --sim-start 'yesterday'" in err
+    assert "invalid value for --sim-start: 'yesterday'" in err
 
 
 def test_simulate_reports_a_busy_port():
@@ -73,3 +73,21 @@ def test_simulate_reports_a_busy_port():
         first.send_signal(signal.SIGINT)
         first.wait(timeout=15)
 
+
+
+@pytest.mark.parametrize("argv, flag, value", [
+    (["--delay", "NASDAQ:MSFT=5"], "--delay", "'NASDAQ:MSFT'"),
+    (["--delay", "AAPL"], "--delay", "'AAPL'"),
+    (["--sim-start", "2099-01-01"], "--sim-start", "2099-01-01"),
+    (["--seed", "-1"], "--seed", "'-1'"),
+    (["--speed", "0"], "--speed", "'0'"),
+    (["--malformed-every", "0"], "--malformed-every", "'0'"),
+])
+def test_a_bad_value_is_one_line_naming_the_flag(capsys, argv, flag, value):
+    from pocketquant_pipelines.cli import main
+
+    code = main(["simulate", *argv])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    [line] = err.strip().splitlines()
+    assert line.startswith(f"error: invalid value for {flag}: ") and value in line

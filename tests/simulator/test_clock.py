@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from pocketquant_pipelines.errors import InvalidInputError
-from pocketquant_pipelines.tradingview.simulator import SimulatorServer
-from pocketquant_pipelines.tradingview.simulator.clock import ACCELERATED_RUN_S, SimClock
+from tradingview_simulator import SimulatorServer
+from tradingview_simulator.clock import ACCELERATED_RUN_S, SimClock
 from tests.simulator.rawclient import RawClient, method_is, qsd_values, run
 
 

@@ -8,7 +8,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from pocketquant_pipelines.tradingview.simulator import FaultConfig, SimulatorServer, run_simulator_in_thread
+from tradingview_simulator import FaultConfig, SimulatorServer, run_simulator_in_thread
 
 from tests.simulator.rawclient import RawClient, method_is, qsd_values, run
 
@@ -94,7 +94,7 @@ async def test_malformed_frames_now_and_then_without_losing_real_ones():
 
 @run
 async def test_future_tick_once_then_real_ticks_again():
-    from pocketquant_pipelines.tradingview.simulator.faults import FUTURE_TICK_PRICE_FACTOR, FUTURE_TICK_TIME
+    from tradingview_simulator.faults import FUTURE_TICK_PRICE_FACTOR, FUTURE_TICK_TIME
 
     async with server(speed=60) as srv, RawClient(srv.url) as c:
         await subscribe(c, "BINANCE:BTCUSDT", "NASDAQ:AAPL")

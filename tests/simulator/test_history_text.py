@@ -9,13 +9,13 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 
+from pocketquant_pipelines.market.bar_columns import BarColumns
 from pocketquant_pipelines.market.intervals import Interval
 from pocketquant_pipelines.market.sessions import bar_starts_between
-from pocketquant_pipelines.tradingview.simulator import SyntheticMarket
-from pocketquant_pipelines.tradingview.simulator import history_text as ht
-from pocketquant_pipelines.tradingview.simulator.connection import _Series
-from pocketquant_pipelines.tradingview.simulator.market import BarArrays
-from pocketquant_pipelines.tradingview.simulator.payloads import (
+from tradingview_simulator import SyntheticMarket
+from tradingview_simulator import history_text as ht
+from tradingview_simulator.connection_state import SeriesState
+from tradingview_simulator.payloads import (
     json_text,
     series_payload,
     timescale_marks,
@@ -35,19 +35,19 @@ def market() -> SyntheticMarket:
 
 @pytest.fixture(autouse=True)
 def fresh_cache(monkeypatch):
-    monkeypatch.setattr(ht, "CACHE", ht._Cache())
+    monkeypatch.setattr(ht, "CACHE", ht.FragmentCache())
 
 
-def series_for(model, interval: Interval, bars: BarArrays) -> _Series:
+def series_for(model, interval: Interval, bars: BarColumns) -> SeriesState:
     # Non-ASCII ids: the server sends raw UTF-8 (ensure_ascii=False).
-    s = _Series("sé_1", "tü😀", "sym", model, interval, len(bars))
+    s = SeriesState("sé_1", "tü😀", "sym", model, interval, len(bars))
     s.loaded = len(bars)
     if len(bars):
-        s.oldest, s.last_time, s.last_index = int(bars.times[0]), int(bars.times[-1]), len(bars) - 1
+        s.oldest, s.last_time, s.last_index = int(bars.time[0]), int(bars.time[-1]), len(bars) - 1
     return s
 
 
-def check(series: _Series, bars: BarArrays, first: int = 0) -> None:
+def check(series: SeriesState, bars: BarColumns, first: int = 0) -> None:
     fast = ht.history_params(series, bars, first)
     reference = (json_text(series_payload(series, bars, first)),
                  json_text(timescale_marks(series.model, bars, first, series.interval)))
@@ -69,10 +69,10 @@ def test_history_pages_warm_and_forming_bars_match_the_reference(market, symbol)
                 break
             series.loaded += len(page)
             check(series, page)
-            oldest = int(page.times[0])
+            oldest = int(page.time[0])
         later = window_bars(model, interval, NOW + 150, 5000, 2000, None, None)
         check(series_for(model, interval, later), later)  # a new bar, the forming one changed
-        past = window_bars(model, interval, NOW, 5000, 300, int(bars.times[-40]), None)
+        past = window_bars(model, interval, NOW, 5000, 300, int(bars.time[-40]), None)
         check(series_for(model, interval, past), past)    # a bar_count window in the past
         check(series_for(model, interval, past), past, first=17)
 
@@ -80,7 +80,7 @@ def test_history_pages_warm_and_forming_bars_match_the_reference(market, symbol)
 def test_the_dst_switch_is_inside_the_aapl_and_nq_windows(market):
     for symbol, interval in (("NASDAQ:AAPL", Interval.M1), ("CME_MINI:NQ1!", Interval.M45)):
         model = market.model(symbol)
-        times = window_bars(model, interval, NOW, 5000, 2000, None, None).times
+        times = window_bars(model, interval, NOW, 5000, 2000, None, None).time
         zone = ZoneInfo(model.spec.timezone)
         first, last = (datetime.fromtimestamp(int(t), zone).utcoffset() for t in (times[0], times[-1]))
         assert first != last
@@ -88,7 +88,7 @@ def test_the_dst_switch_is_inside_the_aapl_and_nq_windows(market):
 
 def test_empty_batch_and_a_single_bar(market):
     model = market.model("NASDAQ:AAPL")
-    empty = BarArrays(*(np.empty(0, dtype=np.int64) for _ in range(6)))
+    empty = BarColumns.empty(model.spec.symbol, Interval.M1)
     series = series_for(model, Interval.M1, empty)
     check(series, empty)
     series.loaded = 0
@@ -102,9 +102,10 @@ def test_a_cached_bar_whose_values_changed_is_not_reused(market):
     bars = window_bars(model, Interval.M1, NOW, 5000, 500, None, None)
     series = series_for(model, Interval.M1, bars)
     check(series, bars)
-    changed = BarArrays(*(a.copy() for a in bars))
-    changed.close[100] += 7
-    changed.volume[200] += 1
+    changed = BarColumns(bars.symbol, bars.interval, bars.time, bars.open, bars.high, bars.low,
+                         bars.close.copy(), bars.volume.copy())
+    changed.close[100] += 7 / model.spec.pricescale
+    changed.volume[200] += model.spec.volume_unit
     check(series, changed)
     check(series, bars)  # and the original values are right again
 
@@ -117,7 +118,8 @@ def test_future_tick_marks_match_the_reference(market):
             after = datetime(2026, 10, 28, tzinfo=UTC)
             starts = bar_starts_between(after, after + timedelta(days=400), interval, model.session)[:1000]
             times = np.asarray([int(t.timestamp()) for t in starts], dtype=np.int64)
-            future = BarArrays(times, times, times, times, times, times)
+            t = times.astype(np.float64)
+            future = BarColumns(model.spec.symbol, interval, t, t, t, t, t, t)
             fast = ht.future_marks_text(model, times, 1234, interval)
             assert fast == json_text(timescale_marks(model, future, 1234, interval))
 

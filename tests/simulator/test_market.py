@@ -10,7 +10,7 @@ import pytest
 from pocketquant_pipelines.errors import InvalidSymbolError
 from pocketquant_pipelines.market.intervals import ALL_INTERVALS, Interval
 from pocketquant_pipelines.market.sessions import bar_start
-from pocketquant_pipelines.tradingview.simulator import SyntheticMarket
+from tradingview_simulator import SyntheticMarket
 
 NOW = datetime(2026, 3, 20, 18, 0, tzinfo=UTC)  # a Friday, US markets open, after the DST switch
 NY = ZoneInfo("America/New_York")

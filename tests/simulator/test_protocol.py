@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pocketquant_pipelines.market.intervals import Interval
 from pocketquant_pipelines.tradingview.codec import decode_message, utf16_len
-from pocketquant_pipelines.tradingview.simulator import SimulatorServer
+from tradingview_simulator import SimulatorServer
 
 from tests.simulator.rawclient import HELLO_FIELDS, RawClient, method_is, methods, qsd_values, run
 
@@ -406,7 +406,7 @@ def test_real_tvdatafeed_gets_its_bars_from_the_simulator(monkeypatch):
     import pytest
 
     main = pytest.importorskip("tvDatafeed.main")
-    from pocketquant_pipelines.tradingview.simulator import run_simulator_in_thread
+    from tradingview_simulator import run_simulator_in_thread
 
     with run_simulator_in_thread(sim_start=START) as srv:
         real_connect = main.create_connection
@@ -567,7 +567,7 @@ def test_our_client_copes_with_the_empty_first_update():
     import pytest
 
     client = pytest.importorskip("pocketquant_pipelines.tradingview.client")
-    from pocketquant_pipelines.tradingview.simulator import run_simulator_in_thread
+    from tradingview_simulator import run_simulator_in_thread
 
     with run_simulator_in_thread(sim_start=START, empty_first_update=True, resolve_delay_s=0.0) as srv:
         result = client.fetch_history_sync("NASDAQ:AAPL", "1h", 120, url=srv.url)

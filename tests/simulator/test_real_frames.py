@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 from pocketquant_pipelines.tradingview.codec import Frame, decode_message
-from pocketquant_pipelines.tradingview.simulator import DEFAULT_SYMBOLS, SimulatorServer
+from tradingview_simulator import DEFAULT_SYMBOLS, SimulatorServer
 
 from tests.simulator.rawclient import RawClient, method_is, run
 

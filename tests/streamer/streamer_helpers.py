@@ -12,7 +12,7 @@ from pocketquant_pipelines.market.timeutil import from_epoch
 from pocketquant_pipelines.storage.base import SymbolInfo
 from pocketquant_pipelines.tradingview.errors import SymbolNotFoundError
 from pocketquant_pipelines.tradingview.models import ClientStats
-from pocketquant_pipelines.tradingview.simulator.payloads import symbol_info
+from tradingview_simulator.payloads import symbol_info
 
 
 class ScriptedStream:

@@ -20,7 +20,7 @@ from pocketquant_pipelines.storage.base import SymbolInfo
 from pocketquant_pipelines.storage.factory import open_bar_store
 from pocketquant_pipelines.sync import sync_history
 from pocketquant_pipelines.tradingview.client import TradingViewClient
-from pocketquant_pipelines.tradingview.simulator.server import run_simulator_in_thread
+from tradingview_simulator.server import run_simulator_in_thread
 
 BTC, AAPL = "BINANCE:BTCUSDT", "NASDAQ:AAPL"
 SYNCED = ("1d", "1h")

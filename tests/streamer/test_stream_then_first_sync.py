@@ -22,7 +22,7 @@ from pocketquant_pipelines.storage.base import SymbolInfo
 from pocketquant_pipelines.storage.factory import open_bar_store, open_live_cache
 from pocketquant_pipelines.sync import plan_request
 from pocketquant_pipelines.tradingview.client import TradingViewClient
-from pocketquant_pipelines.tradingview.simulator.server import run_simulator_in_thread
+from tradingview_simulator.server import run_simulator_in_thread
 from streamer.service import StreamerService
 
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)

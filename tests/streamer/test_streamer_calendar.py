@@ -20,10 +20,10 @@ from pocketquant_pipelines.storage.base import Source, SymbolInfo
 from pocketquant_pipelines.storage.factory import open_bar_store, open_live_cache
 from pocketquant_pipelines.sync import sync_history_async
 from pocketquant_pipelines.tradingview.client import TradingViewClient
-from pocketquant_pipelines.tradingview.simulator.calendars import NYSE_HOLIDAYS
-from pocketquant_pipelines.tradingview.simulator.market import SyntheticMarket
-from pocketquant_pipelines.tradingview.simulator.payloads import symbol_info
-from pocketquant_pipelines.tradingview.simulator.server import run_simulator_in_thread
+from tradingview_simulator.calendars import NYSE_HOLIDAYS
+from tradingview_simulator.market import SyntheticMarket
+from tradingview_simulator.payloads import symbol_info
+from tradingview_simulator.server import run_simulator_in_thread
 from streamer.service import StreamerService
 from streamer.symbols import SymbolState
 from streamer_helpers import as_synced, compare_with_history, stream_until

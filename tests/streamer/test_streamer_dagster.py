@@ -112,7 +112,7 @@ def test_reconciliation_check_warns_after_a_sync_that_disagrees(instance, store,
     from pocketquant_pipelines.defs.history import historical_bars
     from pocketquant_pipelines.defs.resources import TradingViewResource
     from pocketquant_pipelines.storage.base import SymbolInfo
-    from pocketquant_pipelines.tradingview.simulator.server import run_simulator_in_thread
+    from tradingview_simulator.server import run_simulator_in_thread
 
     monkeypatch.setenv("SYNC_FIRST_BARS", "50")
     with run_simulator_in_thread(seed=3, sim_start=datetime(2026, 2, 2, 12, tzinfo=UTC), resolve_delay_s=0.0) as server:
@@ -172,7 +172,7 @@ def test_reconciliation_check_warns_about_orphans(instance, store, data_dir, mon
     from pocketquant_pipelines.defs.history import historical_bars
     from pocketquant_pipelines.defs.resources import TradingViewResource
     from pocketquant_pipelines.storage.base import SymbolInfo
-    from pocketquant_pipelines.tradingview.simulator.server import run_simulator_in_thread
+    from tradingview_simulator.server import run_simulator_in_thread
 
     monkeypatch.setenv("SYNC_FIRST_BARS", "50")
     with run_simulator_in_thread(seed=3, sim_start=datetime(2026, 2, 2, 12, tzinfo=UTC), resolve_delay_s=0.0) as server:

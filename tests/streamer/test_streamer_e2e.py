@@ -20,7 +20,7 @@ from pocketquant_pipelines.market.intervals import ALL_INTERVALS
 from pocketquant_pipelines.settings import load_settings
 from pocketquant_pipelines.storage.factory import open_bar_store, open_live_cache
 from pocketquant_pipelines.tradingview.client import TradingViewClient
-from pocketquant_pipelines.tradingview.simulator.server import run_simulator_in_thread
+from tradingview_simulator.server import run_simulator_in_thread
 from streamer.service import StreamerService
 from streamer_helpers import as_synced, compare_with_history, stream_until
 

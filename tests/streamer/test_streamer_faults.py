@@ -14,7 +14,7 @@ from pocketquant_pipelines.settings import load_settings
 from pocketquant_pipelines.storage.base import Source, SymbolInfo
 from pocketquant_pipelines.storage.factory import open_bar_store, open_live_cache
 from pocketquant_pipelines.tradingview.client import TradingViewClient
-from pocketquant_pipelines.tradingview.simulator.server import run_simulator_in_thread
+from tradingview_simulator.server import run_simulator_in_thread
 from streamer.service import StreamerService
 from streamer_helpers import compare_with_history
 
@@ -145,7 +145,7 @@ def _get(url: str) -> str:
 
 
 def test_a_year_3000_tick_is_rejected_counted_and_the_next_ticks_aggregate(env, sim, capsys):
-    from pocketquant_pipelines.tradingview.simulator.faults import FUTURE_TICK_PRICE_FACTOR
+    from tradingview_simulator.faults import FUTURE_TICK_PRICE_FACTOR
 
     settings = load_settings(dict(os.environ))
     service = make_service(settings, sim)

@@ -17,7 +17,7 @@ import pytest
 from pocketquant_pipelines.market.intervals import ALL_INTERVALS
 from pocketquant_pipelines.settings import load_settings
 from pocketquant_pipelines.storage.factory import open_bar_store
-from pocketquant_pipelines.tradingview.simulator.server import run_simulator_in_thread
+from tradingview_simulator.server import run_simulator_in_thread
 from streamer_helpers import as_synced
 
 BTC, AAPL = "BINANCE:BTCUSDT", "NASDAQ:AAPL"

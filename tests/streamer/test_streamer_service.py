@@ -11,7 +11,7 @@ from streamer_helpers import ScriptedClient, as_synced, compare_with_history, re
 from pocketquant_pipelines.market.intervals import ALL_INTERVALS, Interval
 from pocketquant_pipelines.storage.base import Source, SymbolInfo
 from pocketquant_pipelines.storage.factory import open_bar_store, open_live_cache
-from pocketquant_pipelines.tradingview.simulator.market import SyntheticMarket
+from tradingview_simulator.market import SyntheticMarket
 from streamer.service import StreamerService
 
 BTC, AAPL = "BINANCE:BTCUSDT", "NASDAQ:AAPL"

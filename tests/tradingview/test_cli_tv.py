@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 sim = pytest.importorskip(
-    "pocketquant_pipelines.tradingview.simulator.server",
+    "tradingview_simulator.server",
     reason="the protocol simulator (helper D) is not in this checkout",
 )
 

@@ -17,12 +17,12 @@ from pocketquant_pipelines.tradingview.client import BlockingTradingViewClient, 
 from pocketquant_pipelines.tradingview.errors import AuthError, ConnectionLostError, SymbolNotFoundError
 
 sim = pytest.importorskip(
-    "pocketquant_pipelines.tradingview.simulator.server",
+    "tradingview_simulator.server",
     reason="the protocol simulator (helper D) is not in this checkout",
 )
 SimulatorServer = sim.SimulatorServer
 run_simulator_in_thread = sim.run_simulator_in_thread
-from pocketquant_pipelines.tradingview.simulator.faults import FaultConfig  # noqa: E402
+from tradingview_simulator.faults import FaultConfig  # noqa: E402
 
 SIM_START = datetime(2026, 11, 18, 15, 0, tzinfo=UTC)  # Wednesday 10:00 New York
 CRYPTO = "BINANCE:BTCUSDT"

@@ -14,8 +14,8 @@ import pytest
 
 from pocketquant_pipelines.errors import InvalidInputError
 from pocketquant_pipelines.tradingview.client import TradingViewClient, fetch_history_sync
-from pocketquant_pipelines.tradingview.simulator.faults import FaultConfig
-from pocketquant_pipelines.tradingview.simulator.server import run_simulator_in_thread
+from tradingview_simulator.faults import FaultConfig
+from tradingview_simulator.server import run_simulator_in_thread
 
 ROOT = Path(__file__).resolve().parents[2]
 SIM_START = datetime(2026, 11, 18, 15, 0, tzinfo=UTC)

@@ -33,11 +33,13 @@ import numpy as np
 from pocketquant_pipelines.market.intervals import Interval
 from pocketquant_pipelines.market.sessions import bar_end
 from pocketquant_pipelines.market.timeutil import from_epoch
-from pocketquant_pipelines.tradingview.simulator.market import BarArrays, _SymbolModel
-from pocketquant_pipelines.tradingview.simulator.payloads import NODE, bar_values, json_text
+from pocketquant_pipelines.market.bar_columns import BarColumns
+from tradingview_simulator.payloads import NODE, bar_values, json_text
+from tradingview_simulator.symbol_model import SymbolModel
+from tradingview_simulator.unit_bars import take
 
 if TYPE_CHECKING:
-    from pocketquant_pipelines.tradingview.simulator.connection import _Series
+    from tradingview_simulator.connection_state import SeriesState
 
 # Memory bound: a cached bar costs ~350 bytes (three str fragments, values, date facts), so
 # 150_000 bars is ~50 MB: thirty 5000-bar histories. One (model, interval) keeps at most
@@ -59,7 +61,7 @@ class _Fragments:
 
     def __init__(self, times, vals, rows, changes, stamps, facts):
         self.times = times      # int64 (n,)
-        self.vals = vals        # int64 (n, 6): time, o, h, l, c, v in integer units (the cache key)
+        self.vals = vals        # float64 (n, 6): time, o, h, l, c, v (NaN volume as -1): the cache key
         self.rows = rows        # object (n,) of str
         self.changes = changes  # object (n,) of str
         self.stamps = stamps    # object (n,) of str
@@ -110,12 +112,19 @@ def _mark_parts(zone: ZoneInfo, times: np.ndarray, intraday: bool) -> tuple[np.n
     return _objects(changes), _objects([str(s) for s in stamps]), facts
 
 
-def _fresh(model: _SymbolModel, interval: Interval, bars: BarArrays, vals: np.ndarray) -> _Fragments:
+def _key_rows(bars: BarColumns) -> np.ndarray:
+    """What a cached bar must equal to be reused: its time and every value."""
+    return np.column_stack((bars.time, bars.open, bars.high, bars.low, bars.close,
+                            np.nan_to_num(bars.volume, nan=-1.0)))
+
+
+def _fresh(model: SymbolModel, interval: Interval, bars: BarColumns, vals: np.ndarray) -> _Fragments:
     """Fragments of ``bars`` from scratch: cut out of the reference ``json_text`` of the rows."""
     n = len(bars)
+    times = bars.time.astype(np.int64)
     rows = json_text(bar_values(model.spec, bars))[2:-2].split("],[") if n else []
-    changes, stamps, facts = _mark_parts(ZoneInfo(model.spec.timezone), bars.times, interval.is_intraday)
-    return _Fragments(bars.times, vals, _objects(rows), changes, stamps, facts)
+    changes, stamps, facts = _mark_parts(ZoneInfo(model.spec.timezone), times, interval.is_intraday)
+    return _Fragments(times, vals, _objects(rows), changes, stamps, facts)
 
 
 def _weights(facts: np.ndarray) -> np.ndarray:
@@ -134,18 +143,18 @@ def _weights(facts: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- the cache
 
 
-class _Cache:
+class FragmentCache:
     """(model token, interval) -> _Fragments sorted by time, LRU-ordered, thread-safe (servers
     in several threads may share a process)."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.entries: OrderedDict[tuple[int, Interval], _Fragments] = OrderedDict()
-        self.tokens: weakref.WeakKeyDictionary[_SymbolModel, int] = weakref.WeakKeyDictionary()
+        self.tokens: weakref.WeakKeyDictionary[SymbolModel, int] = weakref.WeakKeyDictionary()
         self.dead: list[int] = []  # tokens of collected models; purged under the lock
         self.counter = itertools.count(1)
 
-    def _token(self, model: _SymbolModel) -> int:
+    def _token(self, model: SymbolModel) -> int:
         # Not id(model): ids are reused after collection; tokens never are.
         token = self.tokens.get(model)
         if token is None:
@@ -154,11 +163,11 @@ class _Cache:
             weakref.finalize(model, self.dead.append, token)
         return token
 
-    def fragments(self, model: _SymbolModel, interval: Interval, bars: BarArrays) -> _Fragments:
+    def fragments(self, model: SymbolModel, interval: Interval, bars: BarColumns) -> _Fragments:
         """The batch's fragments: cached where time and values match, the rest from scratch
         (then stored, except the batch's last bar)."""
         n = len(bars)
-        vals = np.column_stack(tuple(bars))  # int64 (n, 6)
+        vals = _key_rows(bars)
         with self.lock:
             self._purge()
             key = (self._token(model), interval)
@@ -166,14 +175,14 @@ class _Cache:
             if entry is not None:
                 self.entries.move_to_end(key)
             if entry is not None and len(entry) and n:
-                pos = np.minimum(np.searchsorted(entry.times, bars.times), len(entry) - 1)
+                pos = np.minimum(np.searchsorted(entry.times, bars.time), len(entry) - 1)
                 hit = (entry.vals[pos] == vals).all(axis=1)  # column 0 is the time
             else:
                 pos, hit = None, np.zeros(n, dtype=bool)
             if hit.all():
                 return entry.take(pos) if pos is not None else _fresh(model, interval, bars, vals)
             miss = np.flatnonzero(~hit)
-            fresh = _fresh(model, interval, BarArrays(*(a[miss] for a in bars)), vals[miss])
+            fresh = _fresh(model, interval, take(bars, miss), vals[miss])
             if pos is None:
                 out = fresh
             else:
@@ -221,7 +230,7 @@ class _Cache:
             self.entries.clear()
 
 
-CACHE = _Cache()
+CACHE = FragmentCache()
 
 
 # --------------------------------------------------------------------------- composition
@@ -280,7 +289,7 @@ def _marks_text(frag_changes: list[str], stamps: list[str], facts: np.ndarray, f
             + '],"marks":[' + marks + '],"index_diff":[]}')
 
 
-def history_params(series: "_Series", bars: BarArrays, first_index: int) -> tuple[str, str]:
+def history_params(series: SeriesState, bars: BarColumns, first_index: int) -> tuple[str, str]:
     """JSON texts of a history ``timescale_update``'s p[1] and p[2]: equal to
     ``json_text(series_payload(series, bars, first_index))`` and
     ``json_text(timescale_marks(series.model, bars, first_index, series.interval))``."""
@@ -296,15 +305,15 @@ def history_params(series: "_Series", bars: BarArrays, first_index: int) -> tupl
     return series_text, _marks_text(frag.changes.tolist(), frag.stamps.tolist(), frag.facts, first_index)
 
 
-def future_marks_text(model: _SymbolModel, times: np.ndarray, first_index: int, interval: Interval) -> str:
+def future_marks_text(model: SymbolModel, times: np.ndarray, first_index: int, interval: Interval) -> str:
     """Marks of future bar times (request_more_tickmarks): not bars, so not cached; equal to
-    ``json_text(timescale_marks(model, BarArrays(times, ...), first_index, interval))``."""
+    ``json_text(timescale_marks(model, <bars at times>, first_index, interval))``."""
     changes, stamps, facts = _mark_parts(ZoneInfo(model.spec.timezone), times, interval.is_intraday)
     return _marks_text(changes.tolist(), stamps.tolist(), facts, first_index)
 
 
 def frame_text(method: str, param_texts: list[str], now: float) -> str:
     """``json_text({"m": method, "p": [...], "t": int(now), "t_ms": int(now * 1000)})`` with
-    params given as JSON texts (what ``_Connection.stamp`` sends)."""
+    params given as JSON texts (what ``Outbox.stamp`` sends)."""
     return ('{"m":' + json_text(method) + ',"p":[' + ",".join(param_texts)
             + '],"t":%d,"t_ms":%d}' % (int(now), int(now * 1000)))

@@ -19,101 +19,57 @@ import contextlib
 import hashlib
 import json
 import threading
-from collections.abc import Iterable, Iterator
-from datetime import datetime
+from collections.abc import Iterator
 from http import HTTPStatus
 from typing import Any
 
 from websockets.asyncio.server import ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
 
-from pocketquant_pipelines.errors import InvalidInputError
 from pocketquant_pipelines.logging import get_logger
 from pocketquant_pipelines.tradingview.codec import encode_frame
-from pocketquant_pipelines.tradingview.simulator.clock import SimClock
-from pocketquant_pipelines.tradingview.simulator.connection import _Closing, _Connection
-from pocketquant_pipelines.tradingview.simulator.faults import FaultConfig, ServerStats
-from pocketquant_pipelines.tradingview.simulator.market import SymbolSpec, SyntheticMarket, _SymbolModel
-from pocketquant_pipelines.tradingview.simulator.payloads import json_text
+from tradingview_simulator.clock import SimClock
+from tradingview_simulator.config import ANONYMOUS_DEPTH, PAID_DEPTH, SimulatorConfig
+from tradingview_simulator.connection import Connection
+from tradingview_simulator.faults import FaultConfig, ServerStats
+from tradingview_simulator.market import SyntheticMarket
+from tradingview_simulator.payloads import json_text
+from tradingview_simulator.server_state import ServerState
+from tradingview_simulator.symbol_model import SymbolModel
 
 __all__ = ["ANONYMOUS_DEPTH", "PAID_DEPTH", "SimClock", "SimulatorServer", "run_simulator_in_thread"]
 
 log = get_logger()
 
-ANONYMOUS_DEPTH = 5000
-PAID_DEPTH = 20000
 RELEASE = "release_209-23"
 
 
 class SimulatorServer:
     """The simulator. ``await start()``, use ``url``, ``await stop()``.
 
-    Test hooks: ``faults`` (live switches), ``stats`` (counters), ``clock`` (simulated time),
-    ``market`` (the oracle), ``drop_all_connections()``, ``go_silent()``,
-    ``send_malformed()``, ``refuse_next()``.
+    Started with a :class:`SimulatorConfig` (or its fields as keywords, ``symbols=None`` and
+    ``delays`` as in :meth:`SimulatorConfig.of`). State: ``faults`` (live switches), ``stats``
+    (counters), ``clock`` (simulated time), ``market`` (the oracle). Test hooks:
+    ``drop_all_connections()``, ``go_silent()``, ``send_malformed()``, ``refuse_next()``.
     """
 
-    def __init__(
-        self,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        seed: int = 42,
-        speed: float = 1.0,
-        sim_start: datetime | None = None,
-        heartbeat_s: float = 10.0,
-        symbols: Iterable[SymbolSpec] | None = None,
-        faults: FaultConfig | None = None,
-        *,
-        heartbeat_grace_s: float | None = None,
-        accepted_tokens: Iterable[str] = (),
-        paid_tokens: Iterable[str] = ("sim_paid_token",),
-        anonymous_depth: int = ANONYMOUS_DEPTH,
-        paid_depth: int = PAID_DEPTH,
-        pump_interval_s: float = 0.1,
-        pack_window_s: float = 0.003,
-        resolve_delay_s: float = 0.05,
-        max_frames_per_message: int = 64,
-        delays: dict[str, int] | None = None,
-        warm_up: bool = False,
-        empty_first_update: bool = False,
-    ):
-        if not heartbeat_s > 0:
-            raise InvalidInputError(f"heartbeat_s {heartbeat_s!r} must be > 0")
-        specs = list(symbols) if symbols is not None else None
-        if delays:
-            from dataclasses import replace
-
-            from pocketquant_pipelines.tradingview.simulator.market import DEFAULT_SYMBOLS
-
-            base = specs if specs is not None else list(DEFAULT_SYMBOLS)
-            known = {s.symbol for s in base}
-            for name in delays:
-                if name not in known:
-                    raise InvalidInputError(f"delays: unknown simulator symbol {name!r}")
-            specs = [replace(s, delay_s=int(delays[s.symbol])) if s.symbol in delays else s for s in base]
-        self.host = host
-        self.port = port
-        self.market = SyntheticMarket(seed=seed, symbols=specs)
-        self.clock = SimClock(sim_start, speed)
-        self.heartbeat_s = float(heartbeat_s)
-        self.heartbeat_grace_s = float(heartbeat_grace_s) if heartbeat_grace_s is not None else 2 * self.heartbeat_s
+    def __init__(self, config: SimulatorConfig | None = None, *, faults: FaultConfig | None = None,
+                 **settings: Any):
+        if config is None:
+            config = SimulatorConfig.of(**settings)
+        elif settings:
+            raise TypeError(f"pass either a SimulatorConfig or its fields, not both ({', '.join(settings)})")
+        self.config = config
+        self.host = config.host
+        self.port = config.port
+        self.market = SyntheticMarket(seed=config.seed, symbols=config.symbols)
+        self.clock = SimClock(config.sim_start, config.speed)
         self.faults = faults if faults is not None else FaultConfig()
         self.stats = ServerStats()
-        self.accepted_tokens = frozenset(accepted_tokens)
-        self.paid_tokens = frozenset(paid_tokens)
-        self.anonymous_depth = int(anonymous_depth)
-        self.paid_depth = int(paid_depth)
-        self.pump_interval_s = float(pump_interval_s)
-        self.pack_window_s = float(pack_window_s)
-        self.resolve_delay_s = float(resolve_delay_s)
-        self.max_frames_per_message = int(max_frames_per_message)
-        self.warm_up = bool(warm_up)
-        self.empty_first_update = bool(empty_first_update)
         self._warm_thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._server = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._connections: set[_Connection] = set()
+        self._connections: set[Connection] = set()
         self._count = 0
 
     # ------------------------------------------------------------------ lifecycle
@@ -138,7 +94,7 @@ class SimulatorServer:
         self.port = sock.getsockname()[1]
         log.info("simulator_started", url=self.url, seed=self.market.seed, speed=self.clock.speed,
                  sim_now=self.sim_now().isoformat())
-        if self.warm_up:
+        if self.config.warm_up:
             self._warm_thread = threading.Thread(target=self._warm, name="simulator-warm-up", daemon=True)
             self._warm_thread.start()
         return self
@@ -160,7 +116,7 @@ class SimulatorServer:
         if self._server is None:
             return
         for conn in list(self._connections):
-            conn.closing = True
+            conn.out.closing = True
             transport = getattr(conn.ws, "transport", None)
             if transport is not None:
                 transport.abort()
@@ -178,7 +134,7 @@ class SimulatorServer:
 
     # ------------------------------------------------------------------ lookups
 
-    def lookup(self, text: str) -> _SymbolModel | None:
+    def lookup(self, text: str) -> SymbolModel | None:
         """A symbol string or ``={json}`` descriptor -> its model, or None if unknown."""
         if not isinstance(text, str):
             return None
@@ -193,7 +149,7 @@ class SimulatorServer:
                 name = name.get("symbol")
         if not isinstance(name, str):
             return None
-        return self.market._find_model(name)
+        return self.market.find_model(name)
 
     # ------------------------------------------------------------------ test hooks
 
@@ -224,7 +180,7 @@ class SimulatorServer:
         """Send one malformed frame (alternately wrong LEN / broken JSON) on every connection."""
         def go():
             for conn in list(self._connections):
-                conn.send_malformed_now()
+                conn.out.send_malformed_now()
         self._in_loop(go)
 
     def refuse_next(self, k: int = 1) -> None:
@@ -245,7 +201,7 @@ class SimulatorServer:
             return connection.respond(HTTPStatus.TOO_MANY_REQUESTS, "Too Many Requests\n")
         return None
 
-    def _hello(self, conn: _Connection) -> str:
+    def _hello(self, conn: Connection) -> str:
         now = self.clock.now_epoch()
         digest = hashlib.sha1(f"{self.market.seed}".encode()).hexdigest()
         hello = {
@@ -263,34 +219,14 @@ class SimulatorServer:
 
     async def _handler(self, ws: ServerConnection) -> None:
         self._count += 1
-        conn = _Connection(self, ws, self._count)
+        conn = Connection(ws, self._count, ServerState(self.config, self.clock, self.faults, self.stats), self.lookup)
         self._connections.add(conn)
         self.stats.connections += 1
         self.stats.active += 1
         log.info("simulator_connection_opened", connection=conn.number)
-        conn.tasks = [
-            asyncio.create_task(conn.writer(), name=f"sim-{conn.number}-writer"),
-            asyncio.create_task(conn.heartbeats(), name=f"sim-{conn.number}-heartbeats"),
-            asyncio.create_task(conn.pump(), name=f"sim-{conn.number}-pump"),
-        ]
-        conn.emit_alone(self._hello(conn))
         try:
-            async for message in ws:
-                if conn.closing:
-                    break
-                try:
-                    await conn.handle(message)
-                except _Closing:
-                    break
-        except ConnectionClosed:
-            pass
+            await conn.serve(self._hello(conn))
         finally:
-            conn.closing = True
-            conn.queue.put_nowait(None)
-            for task in conn.tasks:
-                if not task.done() and task is not asyncio.current_task():
-                    task.cancel()
-            await asyncio.gather(*conn.tasks, return_exceptions=True)
             self._connections.discard(conn)
             self.stats.active -= 1
             log.info("simulator_connection_closed", connection=conn.number)

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pocketquant_pipelines.tradingview.simulator.market import SymbolSpec, _SymbolModel
+from tradingview_simulator.symbol_model import SymbolModel
+from tradingview_simulator.symbol_specs import SymbolSpec
 
 NO_VALUE = 1e100  # TradingView's "no value" sentinel (indices' volume)
 _SENTINEL_EVERY = 25  # an index's updates carry "volume": 1e+100 now and then
@@ -58,7 +59,7 @@ def static_fields(spec: SymbolSpec) -> dict[str, Any]:
 class QuoteFeed:
     """What one subscriber has been told about one symbol, and what to tell it next."""
 
-    def __init__(self, model: _SymbolModel):
+    def __init__(self, model: SymbolModel):
         self.model = model
         self.spec = model.spec
         self.values: dict[str, Any] = {}
