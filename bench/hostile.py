@@ -125,7 +125,7 @@ def peak_rss_mb() -> float:
 def run_case(name: str, server_kind: str | None, behaviour: str | None, kind: str, options: dict) -> dict:
     from contextlib import nullcontext
 
-    from pocketquant_pipelines.tradingview.simulator import run_simulator_in_thread
+    from tradingview_simulator import run_simulator_in_thread
     from tests.tradingview.hostile_server import HostileServer
 
     if server_kind == "simulator":

@@ -16,7 +16,7 @@ import pytest
 from pocketquant_pipelines import api
 from pocketquant_pipelines.errors import InvalidInputError
 from pocketquant_pipelines.settings import PROJECT_ROOT, load_settings
-from pocketquant_pipelines.tradingview.simulator import run_simulator_in_thread
+from tradingview_simulator import run_simulator_in_thread
 from tests.support import cli
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]

@@ -28,7 +28,7 @@ from pocketquant_pipelines.market.sessions import bar_end
 from pocketquant_pipelines.settings import load_settings
 from pocketquant_pipelines.storage.downtime import open_downtime_log
 from pocketquant_pipelines.storage.factory import open_bar_store
-from pocketquant_pipelines.tradingview.simulator import run_simulator_in_thread
+from tradingview_simulator import run_simulator_in_thread
 from streamer_helpers import as_synced
 
 BTC = "BINANCE:BTCUSDT"

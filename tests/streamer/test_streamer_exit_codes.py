@@ -13,7 +13,7 @@ import pytest
 
 from pocketquant_pipelines.settings import load_settings
 from pocketquant_pipelines.storage.factory import open_bar_store
-from pocketquant_pipelines.tradingview.simulator import run_simulator_in_thread
+from tradingview_simulator import run_simulator_in_thread
 from streamer import exit_codes
 from streamer_helpers import as_synced
 

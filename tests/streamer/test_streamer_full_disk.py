@@ -25,7 +25,7 @@ import pytest
 
 from pocketquant_pipelines.market.intervals import Interval
 from pocketquant_pipelines.market.sessions import bar_end
-from pocketquant_pipelines.tradingview.simulator import run_simulator_in_thread
+from tradingview_simulator import run_simulator_in_thread
 from streamer import exit_codes
 from streamer_helpers import as_synced
 

@@ -24,7 +24,7 @@ from pocketquant_pipelines.settings import load_settings
 from pocketquant_pipelines.storage.base import BARS_PATTERN
 from pocketquant_pipelines.storage.factory import open_bar_store
 from pocketquant_pipelines.storage.redis_cache import RedisLiveCache
-from pocketquant_pipelines.tradingview.simulator import DEFAULT_SYMBOLS, run_simulator_in_thread
+from tradingview_simulator import DEFAULT_SYMBOLS, run_simulator_in_thread
 from streamer_helpers import as_synced
 
 SIM_START = datetime(2026, 1, 30, 15, 0, 5, tzinfo=UTC)

@@ -17,7 +17,7 @@ from pocketquant_pipelines.api import PocketQuant
 from pocketquant_pipelines.market.intervals import ALL_INTERVALS
 from pocketquant_pipelines.settings import PROJECT_ROOT, load_settings
 from pocketquant_pipelines.storage.factory import open_bar_store
-from pocketquant_pipelines.tradingview.simulator import run_simulator_in_thread
+from tradingview_simulator import run_simulator_in_thread
 from streamer_helpers import as_synced
 from tests.support import cli
 
