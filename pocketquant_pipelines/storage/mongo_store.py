@@ -75,8 +75,8 @@ _READ_PROJECTION = {"_id": 0, "time": 1, "open": 1, "high": 1, "low": 1, "close"
 
 class MongoBarStore(BarStore):
     def __init__(self, url: str | None = None, database: str = "pocketquant", client=None):
-        """Pass ``url`` (a MONGODB_URL) or an existing ``client`` (pymongo.MongoClient, or
-        ``mongomock_ng.MongoClient()`` in tests). The store closes only a client it made."""
+        """Pass ``url`` (a MONGODB_URL) or an existing ``client`` (a pymongo.MongoClient).
+        The store closes only a client it made."""
         if not isinstance(database, str) or not database or any(c in database for c in '/\\. "$'):
             raise ConfigError(f"MONGODB_DATABASE={database!r} is not a valid database name")
         self._owns_client = client is None
