@@ -15,6 +15,7 @@ SECANTUS := $(CURDIR)/.tools/secantus
 help:
 	@echo "make demo   - simulator + Dagster UI (+ streamer) on embedded defaults"
 	@echo "make test   - install what is missing, run the whole test suite"
+	@echo "make test-tools - SecantusDB (MongoDB-wire test server) into .tools/secantus"
 	@echo "make bench  - run bench/ scripts (tables of figures vs. baselines)"
 
 $(CURDIR)/.tools/bin/uv:
