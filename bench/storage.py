@@ -74,6 +74,8 @@ Row = tuple[str, str, str, str, str]  # backend, measure, result, baseline, rati
 
 
 def row(label: str, measure: str, result: str, baseline: str = "", ratio: str = "") -> Row:
+    # progress on stderr: the MongoDB measures take minutes on a busy machine
+    print(f"{label}: {measure}: {result} {baseline} {ratio}".rstrip(), file=sys.stderr, flush=True)
     return (label, measure, result, baseline, ratio)
 
 
