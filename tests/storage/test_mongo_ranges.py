@@ -11,6 +11,7 @@ import pytest
 
 from pocketquant_pipelines.storage.base import UpsertResult
 from tests.storage.helpers import T0, series
+from tests.storage.mongo_wire import MONGO_BACKEND_ID
 
 AAPL = "NASDAQ:AAPL"
 
@@ -40,7 +41,7 @@ class FindRecorder:
         return sum(plain_db["bars"].count_documents(f) for f in self.filters)
 
 
-@pytest.fixture
+@pytest.fixture(params=[MONGO_BACKEND_ID])  # the id says which server answered
 def counted(mongo_url, mongo_client, mongo_database):
     import pymongo
     from pymongo import monitoring
