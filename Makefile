@@ -5,12 +5,17 @@ export UV_PYTHON_DOWNLOADS := never
 UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
 PY := $(CURDIR)/.venv/bin/python
 PYTEST_ARGS ?=
+# A MongoDB-wire-compatible server for the tests (GPL-2.0-only beta): a test tool in its own
+# virtual environment, never a project dependency in uv.lock.
+SECANTUS_VERSION := 0.7.0b3
+SECANTUS := $(CURDIR)/.tools/secantus
 
-.PHONY: install test test-fast demo bench simulate clean help
+.PHONY: install test-tools test test-fast demo bench simulate clean help
 
 help:
 	@echo "make demo   - simulator + Dagster UI (+ streamer) on embedded defaults"
 	@echo "make test   - install what is missing, run the whole test suite"
+	@echo "make test-tools - SecantusDB (MongoDB-wire test server) into .tools/secantus"
 	@echo "make bench  - run bench/ scripts (tables of figures vs. baselines)"
 
 $(CURDIR)/.tools/bin/uv:
@@ -26,10 +31,18 @@ install: .venv/.installed
 	  echo "installing redis-server (tests start their own on a free port)"; \
 	  (apt-get update -qq && apt-get install -y -qq redis-server) >/dev/null; }
 
-test: install
+$(SECANTUS)/.installed-$(SECANTUS_VERSION):
+	rm -rf $(SECANTUS)
+	python3 -m venv $(SECANTUS)
+	$(SECANTUS)/bin/pip install --quiet SecantusDB==$(SECANTUS_VERSION)
+	@touch $@
+
+test-tools: $(SECANTUS)/.installed-$(SECANTUS_VERSION)
+
+test: install test-tools
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-fast: install
+test-fast: install test-tools
 	$(PY) -m pytest -m "not e2e" $(PYTEST_ARGS)
 
 demo: install
@@ -38,7 +51,7 @@ demo: install
 simulate: install
 	$(PY) -m tradingview_simulator
 
-bench: install
+bench: install test-tools
 	$(PY) bench/storage.py
 	$(PY) bench/history.py
 	$(PY) bench/aggregator.py

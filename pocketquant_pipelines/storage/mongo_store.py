@@ -16,9 +16,19 @@ Collections in ``settings.mongodb_database``:
   aggregation over the series), so it converges even when a writer died between its bars
   and its record; ``counters`` ``{_id: "schema", coverage: 1}`` marks a database whose
   records were built (a database from before them gets them on first open).
+- ``series_extent``: per series ``{_id: "<interval>|<symbol>", symbol, interval, first_time,
+  last_time}`` of the canonical bars, widened with ``$min``/``$max`` after every write (``extent:
+  1`` in the schema counter, built on first open like coverage). It tells "latest N" and
+  ``last_bar_time`` where to start reading; the reads also cover what lies outside it, so a
+  writer that died before widening it costs bars read, never bars missed.
 
 ``time``, ``first_time``, ``last_time``, ``written_at``, ``added_at``, ``updated_at`` are int64
 epoch microseconds (UTC), exact and zone-free like the embedded store.
+
+Every lookup is a key range of the unique index (the series and a time window), never a long
+``$in`` list, so a call's cost follows the bars it touches: upsert reads the batch's time
+range (split where its keys are far apart), a full read sorts on time after equality on the
+series (the index order), and "latest N" reads bounded windows back from the series' last time.
 
 Upsert: fetch the batch's existing keys, compare in Python (values, and the precedence rule
 of ``frames.replace_mask``), then ``bulk_write`` UpdateOne (upsert=True) only for new or
@@ -66,7 +76,11 @@ from pocketquant_pipelines.storage.validation import (
 log = get_logger(__name__)
 
 INGEST_GAP_GRACE_S = 30.0
-_IN_BATCH = 20_000  # keys per $in query when looking up existing bars
+# A gap wider than this many bar lengths between a batch's keys starts another range lookup:
+# a range read returns every stored bar inside it, so a sparse batch is read as several
+# short ranges (at most this many stored bars per key) rather than one long one.
+_RUN_GAP_STEPS = 16
+_OPEN_LO, _OPEN_HI = time_range_us(None, None)
 _WRITE_BATCH = 10_000
 _VALUE_FIELDS = ("open", "high", "low", "close", "volume", "source", "partial")
 _READ_PROJECTION = {"_id": 0, "time": 1, "open": 1, "high": 1, "low": 1, "close": 1,
@@ -75,8 +89,8 @@ _READ_PROJECTION = {"_id": 0, "time": 1, "open": 1, "high": 1, "low": 1, "close"
 
 class MongoBarStore(BarStore):
     def __init__(self, url: str | None = None, database: str = "pocketquant", client=None):
-        """Pass ``url`` (a MONGODB_URL) or an existing ``client`` (pymongo.MongoClient, or
-        ``mongomock_ng.MongoClient()`` in tests). The store closes only a client it made."""
+        """Pass ``url`` (a MONGODB_URL) or an existing ``client`` (a pymongo.MongoClient).
+        The store closes only a client it made."""
         if not isinstance(database, str) or not database or any(c in database for c in '/\\. "$'):
             raise ConfigError(f"MONGODB_DATABASE={database!r} is not a valid database name")
         self._owns_client = client is None
@@ -96,12 +110,14 @@ class MongoBarStore(BarStore):
         self._counters = db["counters"]
         self._symbols = db["symbols"]
         self._coverage = db["history_coverage"]
+        self._extent = db["series_extent"]
         key = [("symbol", 1), ("interval", 1), ("time", 1)]
         self._bars.create_index(key, unique=True, name="symbol_interval_time")
         self._stream.create_index(key, unique=True, name="symbol_interval_time")
         self._ingest.create_index([("seq", 1)], unique=True, name="seq")
         self._ingest.create_index([("source", 1), ("seq", 1)], name="source_seq")
         self._build_coverage_once()
+        self._build_extent_once()
 
     def _build_coverage_once(self) -> None:
         """Coverage records for a database written before they existed (idempotent: a
@@ -120,6 +136,30 @@ class MongoBarStore(BarStore):
             log.info("bar_store_migrated", store="mongo", database=self.database,
                      series_with_history=built)
 
+    def _build_extent_once(self) -> None:
+        """Extent records for a database written before they existed (idempotent: $min/$max)."""
+        if self._counters.find_one({"_id": "schema", "extent": 1}) is not None:
+            return
+        built = 0
+        for row in self._bars.aggregate([
+            {"$group": {"_id": {"symbol": "$symbol", "interval": "$interval"},
+                        "first": {"$min": "$time"}, "last": {"$max": "$time"}}},
+        ]):
+            self._widen_extent(row["_id"]["symbol"], Interval(row["_id"]["interval"]),
+                               int(row["first"]), int(row["last"]))
+            built += 1
+        self._counters.update_one({"_id": "schema"}, {"$set": {"extent": 1}}, upsert=True)
+        if built:
+            log.info("bar_store_migrated", store="mongo", database=self.database,
+                     series_with_extent=built)
+
+    def _widen_extent(self, symbol: str, interval: Interval, first: int, last: int) -> None:
+        self._extent.update_one(
+            {"_id": f"{interval.value}|{symbol}"},
+            {"$min": {"first_time": first}, "$max": {"last_time": last},
+             "$setOnInsert": {"symbol": symbol, "interval": interval.value}},
+            upsert=True)
+
     def __repr__(self) -> str:
         return f"MongoBarStore(database={self.database!r})"
 
@@ -136,6 +176,9 @@ class MongoBarStore(BarStore):
             symbol, interval = batch.keys[k]
             docs = self._docs(symbol, interval, batch, sl, source, partial, now_us)
             result, changed = self._write(self._bars, symbol, interval, docs, source, partial)
+            if changed:
+                times = [d["time"] for d in changed]
+                self._widen_extent(symbol, interval, min(times), max(times))
             if source is Source.STREAM:
                 self._write(self._stream, symbol, interval, docs, source, partial)
             else:
@@ -172,13 +215,7 @@ class MongoBarStore(BarStore):
         from pymongo import InsertOne, UpdateOne
         from pymongo.errors import BulkWriteError
 
-        existing: dict[int, dict] = {}
-        times = [d["time"] for d in docs]
-        for i in range(0, len(times), _IN_BATCH):
-            for d in coll.find({"symbol": symbol, "interval": interval.value,
-                                "time": {"$in": times[i:i + _IN_BATCH]}},
-                               {"_id": 0, "time": 1, **{f: 1 for f in _VALUE_FIELDS}}):
-                existing[d["time"]] = d
+        existing = self._existing(coll, symbol, interval, [d["time"] for d in docs])
         olds = [existing.get(d["time"]) for d in docs]
         found = [o for o in olds if o is not None]
         allowed = iter(replace_mask(
@@ -231,6 +268,62 @@ class MongoBarStore(BarStore):
                                   result.refused + again.refused)
             changed = [d for d in changed if d["time"] not in keys] + again_changed
         return result, changed
+
+    @staticmethod
+    def _existing(coll, symbol: str, interval: Interval, times: list[int]) -> dict[int, dict]:
+        """The stored documents of these keys, read as key ranges of the series (an index range
+        scan costs the bars inside it; a long $in list does not scale on every server)."""
+        wanted = set(times)
+        existing: dict[int, dict] = {}
+        projection = {"_id": 0, "time": 1, **{f: 1 for f in _VALUE_FIELDS}}
+        for first, last in _key_runs(sorted(wanted), interval.nominal_seconds * 1_000_000):
+            for d in coll.find({"symbol": symbol, "interval": interval.value,
+                                "time": {"$gte": first, "$lte": last}}, projection):
+                if d["time"] in wanted:
+                    existing[d["time"]] = d
+        return existing
+
+    def _latest(self, coll, symbol: str, interval: str, lo: int, hi: int, n: int,
+                projection: dict) -> list[dict]:
+        """The last ``n`` bars of the series in [lo, hi), in time order, read as bounded ranges
+        walking back from the series' recorded last time, so the cost follows ``n`` and not
+        the series' length (a sort+limit over the whole series reads all of it on some
+        servers). The extent record only says where to start reading: bars a writer put
+        outside it before recording them are read too, by the ranges above and below it."""
+        def read(a: int, b: int) -> list[dict]:
+            if a >= b:
+                return []
+            return list(coll.find({"symbol": symbol, "interval": interval,
+                                   "time": {"$gte": a, "$lt": b}}, projection).sort("time", 1))
+
+        # the extent records describe the canonical bars only
+        ext = (self._extent.find_one({"_id": f"{interval}|{symbol}"}) if coll is self._bars
+               else None)
+        if ext is None:  # an empty series, or one whose first writer has not recorded it yet
+            docs = list(coll.find({"symbol": symbol, "interval": interval,
+                                   "time": {"$gte": lo, "$lt": hi}}, projection)
+                        .sort("time", -1).limit(n))
+            docs.reverse()
+            return docs
+        first, last = int(ext["first_time"]), int(ext["last_time"])
+        parts: list[list[dict]] = []  # newest first
+        cur = hi
+        if last < _OPEN_HI and last + 1 < hi:
+            parts.append(read(max(lo, last + 1), hi))
+            cur = max(lo, last + 1)
+        got = sum(map(len, parts))
+        floor = max(lo, first)
+        width = max(n, 1) * Interval(interval).nominal_seconds * 1_000_000
+        while got < n and cur > floor:
+            a = max(cur - width, floor)
+            part = read(a, cur)
+            parts.append(part)
+            got += len(part)
+            cur, width = a, width * 2
+        if got < n and cur > lo:
+            parts.append(read(lo, cur)[-(n - got):])
+        docs = [d for part in reversed(parts) for d in part]
+        return docs[-n:]
 
     def _refresh_coverage(self, symbol: str, interval: Interval) -> None:
         """Recompute the series' coverage record from its history documents."""
@@ -288,10 +381,12 @@ class MongoBarStore(BarStore):
         if limit == 0:
             return empty_bars_frame()
         if limit is None:
+            # equality on (symbol, interval) and a sort on time: the unique index's order
             docs = list(coll.find(flt, _READ_PROJECTION).sort("time", 1))
         else:
-            docs = list(coll.find(flt, _READ_PROJECTION).sort("time", -1).limit(limit))
-            docs.reverse()
+            lo, hi = time_range_us(start, end)
+            docs = self._latest(coll, flt["symbol"], flt["interval"], lo, hi, limit,
+                                _READ_PROJECTION)
         if not docs:
             return empty_bars_frame()
         n = len(docs)
@@ -313,9 +408,10 @@ class MongoBarStore(BarStore):
         return self._read(self._stream, symbol, interval, start, end, None)
 
     def last_bar_time(self, symbol: str, interval: Interval | str) -> datetime | None:
-        doc = self._bars.find_one(self._key_filter(symbol, interval, None, None),
-                                  {"_id": 0, "time": 1}, sort=[("time", -1)])
-        return None if doc is None else from_us(doc["time"])
+        flt = self._key_filter(symbol, interval, None, None)
+        docs = self._latest(self._bars, flt["symbol"], flt["interval"], _OPEN_LO, _OPEN_HI, 1,
+                            {"_id": 0, "time": 1})
+        return from_us(docs[-1]["time"]) if docs else None
 
     def count_bars(self, symbol: str, interval: Interval | str) -> int:
         return self._bars.count_documents(self._key_filter(symbol, interval, None, None))
@@ -361,6 +457,7 @@ class MongoBarStore(BarStore):
         deleted = self._bars.delete_many(flt).deleted_count
         self._stream.delete_many(flt)
         self._coverage.delete_many(flt)
+        self._extent.delete_many(flt)
         log.info("bars_deleted", store="mongo", symbol=flt["symbol"], interval=flt.get("interval"),
                  count=deleted)
         return deleted
@@ -458,3 +555,19 @@ class MongoBarStore(BarStore):
     def close(self) -> None:
         if self._owns_client:
             self._client.close()
+
+
+def _key_runs(times: list[int], step_us: int) -> list[tuple[int, int]]:
+    """[first, last] ranges covering the sorted ``times``; a gap wider than
+    ``_RUN_GAP_STEPS`` bar lengths starts the next range."""
+    if not times:
+        return []
+    runs = []
+    start = prev = times[0]
+    for t in times[1:]:
+        if t - prev > _RUN_GAP_STEPS * step_us:
+            runs.append((start, prev))
+            start = t
+        prev = t
+    runs.append((start, prev))
+    return runs

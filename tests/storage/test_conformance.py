@@ -1,16 +1,15 @@
 """One conformance suite, run unchanged against every backend of both storage roles.
 
-Bar store: ``sqlite`` (embedded, always); ``mongo-mongomock-FAKE`` (mongomock_ng, an in-memory
-imitation of MongoDB: it checks our logic, not MongoDB's behaviour); ``mongo-real`` when
-POCKETQUANT_TEST_MONGODB_URL points at a server (a throwaway database, dropped afterwards).
+Bar store: ``sqlite`` (embedded, always) and MongoDB over a real socket, in a throwaway database
+dropped afterwards: ``mongo-wire-secantusdb`` (SecantusDB, a MongoDB-wire-compatible server, not
+mongod, started by tests/storage/conftest.py), or ``mongo-real`` when POCKETQUANT_TEST_MONGODB_URL
+points at a server.
 Live cache: ``embedded`` (always) and ``redis`` (a private redis-server from tests/conftest.py).
 """
 
 import math
-import os
 import re
 import time
-import uuid
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -26,47 +25,29 @@ from pocketquant_pipelines.storage.base import (
     BARS_PATTERN, QUOTES_PATTERN, Source, SymbolInfo, UpsertResult, bar_channel, quote_channel,
 )
 from tests.storage.helpers import T0, bar, series
+from tests.storage.mongo_wire import MONGO_BACKEND_ID
 
-MONGO_URL_ENV = "POCKETQUANT_TEST_MONGODB_URL"
 
 
 # --- fixtures -------------------------------------------------------------------------------
 @pytest.fixture(params=[
     pytest.param("sqlite", id="sqlite"),
-    pytest.param("mongomock", id="mongo-mongomock-FAKE"),
-    pytest.param("mongo-real", id="mongo-real", marks=pytest.mark.skipif(
-        not os.environ.get(MONGO_URL_ENV),
-        reason=f"{MONGO_URL_ENV} is not set: no MongoDB server here (mongo-mongomock-FAKE only "
-               "checks our logic against an imitation)")),
+    pytest.param("mongo", id=MONGO_BACKEND_ID),
 ])
 def store(request, tmp_path):
-    kind = request.param
-    if kind == "sqlite":
+    if request.param == "sqlite":
         from pocketquant_pipelines.storage.sqlite_store import SQLiteBarStore
 
         s = SQLiteBarStore(tmp_path / "bars.sqlite3")
         yield s
         s.close()
-    elif kind == "mongomock":
-        import mongomock_ng
-
+    else:
         from pocketquant_pipelines.storage.mongo_store import MongoBarStore
 
-        s = MongoBarStore(client=mongomock_ng.MongoClient(), database="pq_conformance")
+        client = request.getfixturevalue("mongo_client")
+        s = MongoBarStore(client=client, database=request.getfixturevalue("mongo_database"))
         yield s
         s.close()
-    else:
-        import pymongo
-
-        from pocketquant_pipelines.storage.mongo_store import MongoBarStore
-
-        client = pymongo.MongoClient(os.environ[MONGO_URL_ENV], serverSelectionTimeoutMS=5000)
-        db = f"pq_test_{uuid.uuid4().hex[:12]}"
-        try:
-            yield MongoBarStore(client=client, database=db)
-        finally:
-            client.drop_database(db)
-            client.close()
 
 
 @pytest.fixture(params=["embedded", "redis"])

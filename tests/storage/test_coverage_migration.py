@@ -62,18 +62,15 @@ def test_a_newer_sqlite_format_is_refused_by_name(tmp_path):
         SQLiteBarStore(path)
 
 
-def test_a_mongo_database_without_coverage_records_gets_them_on_open():
-    import mongomock_ng
-
+def test_a_mongo_database_without_coverage_records_gets_them_on_open(mongo_client, mongo_database):
     from pocketquant_pipelines.storage.mongo_store import MongoBarStore
 
-    client = mongomock_ng.MongoClient()
-    with MongoBarStore(client=client, database="pq_migrate") as store:
+    with MongoBarStore(client=mongo_client, database=mongo_database) as store:
         fill(store)
-    db = client["pq_migrate"]
+    db = mongo_client[mongo_database]
     db["history_coverage"].drop()
     db["counters"].delete_one({"_id": "schema"})
 
-    with MongoBarStore(client=client, database="pq_migrate") as store:
+    with MongoBarStore(client=mongo_client, database=mongo_database) as store:
         check_backfilled(store)
     assert db["counters"].find_one({"_id": "schema"})["coverage"] == 1

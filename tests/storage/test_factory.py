@@ -41,34 +41,36 @@ def test_redis_url_selects_redis(tmp_path, redis_server):
     assert not (tmp_path / "data" / "live.sqlite3").exists()
 
 
-def test_mongodb_url_selects_mongodb_with_the_configured_database(tmp_path, monkeypatch):
-    # No MongoDB server can run here: stand mongomock_ng in for pymongo's client class.
-    import mongomock_ng
+def test_mongodb_url_selects_mongodb_with_the_configured_database(tmp_path, monkeypatch, mongo_url,
+                                                                  mongo_client, mongo_database):
+    # The configured URL names a host that is not here: the client the store makes is pointed
+    # at the test server instead, after recording the URL it was given.
     import pymongo
 
     made = []
+    real_client = pymongo.MongoClient
 
-    def fake_client(url, **kwargs):
+    def recording_client(url, **kwargs):
         made.append(url)
-        return mongomock_ng.MongoClient()
+        return real_client(mongo_url, **kwargs)
 
-    monkeypatch.setattr(pymongo, "MongoClient", fake_client)
+    monkeypatch.setattr(pymongo, "MongoClient", recording_client)
     from pocketquant_pipelines.storage.mongo_store import MongoBarStore
 
     settings = _settings(tmp_path, MONGODB_URL="mongodb://user:pw@db.example:27017",
-                         MONGODB_DATABASE="pq_prod")
+                         MONGODB_DATABASE=mongo_database)
     with open_bar_store(settings) as store:
         assert isinstance(store, MongoBarStore)
-        assert store.database == "pq_prod"
+        assert store.database == mongo_database
         assert store.ping()
+        assert store.upsert_bars(series(n=3)).inserted == 3
     assert made == ["mongodb://user:pw@db.example:27017"]  # the secret is revealed only here
+    assert mongo_client[mongo_database]["bars"].count_documents({}) == 3
     assert not (tmp_path / "data" / "bars.sqlite3").exists()
 
 
-def test_bad_database_name_is_a_config_error():
-    import mongomock_ng
-
+def test_bad_database_name_is_a_config_error(mongo_client):
     from pocketquant_pipelines.storage.mongo_store import MongoBarStore
 
     with pytest.raises(ConfigError, match="'my.db'"):
-        MongoBarStore(client=mongomock_ng.MongoClient(), database="my.db")
+        MongoBarStore(client=mongo_client, database="my.db")

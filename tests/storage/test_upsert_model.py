@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from pocketquant_pipelines.storage.base import Source, UpsertResult
 from tests.storage.helpers import T0, bar
+from tests.storage.mongo_wire import MONGO_BACKEND_ID, throwaway_database
 
 SYMBOL = "NASDAQ:AAPL"
 # 1m windows hold 1024 minutes: keys up to 2600 minutes cross two window boundaries.
@@ -101,14 +102,16 @@ def test_sqlite_store_matches_the_model(sequence):
             run_sequence(store, sequence)
 
 
-@pytest.mark.parametrize("backend", ["mongo-mongomock-FAKE"])
+@pytest.mark.parametrize("backend", [MONGO_BACKEND_ID])
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                  HealthCheck.function_scoped_fixture])
 @given(sequence=st.lists(batches, min_size=1, max_size=4))
-def test_mongo_store_matches_the_model(backend, sequence):
-    import mongomock_ng
-
+def test_mongo_store_matches_the_model(backend, mongo_client, sequence):
     from pocketquant_pipelines.storage.mongo_store import MongoBarStore
 
-    with MongoBarStore(client=mongomock_ng.MongoClient(), database="pq_model") as store:
-        run_sequence(store, sequence)
+    db = throwaway_database()  # one per example: hypothesis reuses the test's fixtures
+    try:
+        with MongoBarStore(client=mongo_client, database=db) as store:
+            run_sequence(store, sequence)
+    finally:
+        mongo_client.drop_database(db)
