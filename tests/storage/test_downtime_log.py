@@ -1,5 +1,6 @@
 """The downtime log (heartbeats and holes) on both backends: the embedded store's SQLite file
-and MongoDB (mongomock_ng, an in-memory imitation: it checks our logic, not MongoDB's)."""
+and MongoDB over the wire (the storage tests' server: a MongoDB-wire-compatible server, or the
+real one POCKETQUANT_TEST_MONGODB_URL names)."""
 
 from datetime import UTC, datetime, timedelta
 
@@ -11,7 +12,7 @@ from pocketquant_pipelines.storage.sqlite_store import SQLiteBarStore
 T0 = datetime(2026, 1, 30, 15, 0, tzinfo=UTC)
 
 
-@pytest.fixture(params=["sqlite", "mongo-mongomock-FAKE"])
+@pytest.fixture(params=["sqlite", "mongo-wire"])
 def downtime(request, tmp_path):
     if request.param == "sqlite":
         # beside the bar store, in its file: both open side by side
@@ -20,10 +21,14 @@ def downtime(request, tmp_path):
             yield log
             log.close()
     else:
-        import mongomock_ng
+        import pymongo
 
-        log = MongoDowntimeLog(client=mongomock_ng.MongoClient(tz_aware=True), database="pq_downtime")
+        client = pymongo.MongoClient(request.getfixturevalue("mongo_url"), tz_aware=True,
+                                     serverSelectionTimeoutMS=5000)
+        database = request.getfixturevalue("mongo_database")
+        log = MongoDowntimeLog(client=client, database=database)
         yield log
+        client.close()
 
 
 def test_heartbeats_only_move_forward(downtime):
