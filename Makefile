@@ -10,12 +10,13 @@ PYTEST_ARGS ?=
 SECANTUS_VERSION := 0.7.0b3
 SECANTUS := $(CURDIR)/.tools/secantus
 
-.PHONY: install test-tools test test-fast demo bench simulate clean help
+.PHONY: install test-tools test test-fast demo bench simulate production-local clean help
 
 help:
 	@echo "make demo   - simulator + Dagster UI (+ streamer) on embedded defaults"
 	@echo "make test   - install what is missing, run the whole test suite"
 	@echo "make test-tools - SecantusDB (MongoDB-wire test server) into .tools/secantus"
+	@echo "make production-local - the production topology as local processes (needs PostgreSQL)"
 	@echo "make bench  - run bench/ scripts (tables of figures vs. baselines)"
 
 $(CURDIR)/.tools/bin/uv:
@@ -50,6 +51,11 @@ demo: install
 
 simulate: install
 	$(PY) -m tradingview_simulator
+
+# the production topology as local processes: MongoDB wire server, Redis, Dagster on the local
+# PostgreSQL (a database of its own, dropped at Ctrl-C), two streamers, the simulator
+production-local: install test-tools
+	$(PY) -m pocketquant_pipelines.topology
 
 bench: install test-tools
 	$(PY) bench/storage.py

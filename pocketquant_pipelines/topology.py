@@ -198,7 +198,7 @@ def start_mongo_wire(procs: ProcessGroup, port: int, workdir: Path, logs: Path) 
     """SecantusDB, a MongoDB-wire-compatible server (WiredTiger inside; not mongod), installed
     as a tool by the Makefile; its data lives in ``workdir``."""
     if not MONGO_WIRE_SERVER.exists():
-        raise ConfigError(f"{MONGO_WIRE_SERVER} is missing (make tools installs it)")
+        raise ConfigError(f"{MONGO_WIRE_SERVER} is missing (`make test-tools` installs it)")
     workdir.mkdir(parents=True, exist_ok=True)
     procs.start("mongodb-wire", [str(MONGO_WIRE_SERVER), "--standalone", "--host", "127.0.0.1",
                                  "--port", str(port), "--storage-path", str(workdir)],
