@@ -46,3 +46,14 @@ class UnknownSymbolError(PocketQuantError, KeyError):
 
     def __str__(self) -> str:
         return f"symbol {self.symbol!r} is not in the registry"
+
+
+class StoreDamagedError(PocketQuantError):
+    """A store holds something no write of ours could have put there: a file SQLite cannot
+    read, a chunk that does not decode, a bar that breaks the OHLC rules. The message names
+    the file or the bar and points at ``pocketquant doctor``."""
+
+
+class StoreUnavailableError(PocketQuantError):
+    """A store cannot be reached or written (server down, disk full, directory read-only).
+    The message names the store and the setting that points at it."""

@@ -74,7 +74,8 @@ _READ_PROJECTION = {"_id": 0, "time": 1, "open": 1, "high": 1, "low": 1, "close"
 
 
 class MongoBarStore(BarStore):
-    def __init__(self, url: str | None = None, database: str = "pocketquant", client=None):
+    def __init__(self, url: str | None = None, database: str = "pocketquant", client=None,
+                 timeout_s: float = 10.0):
         """Pass ``url`` (a MONGODB_URL) or an existing ``client`` (pymongo.MongoClient, or
         ``mongomock_ng.MongoClient()`` in tests). The store closes only a client it made."""
         if not isinstance(database, str) or not database or any(c in database for c in '/\\. "$'):
@@ -85,7 +86,7 @@ class MongoBarStore(BarStore):
                 raise ConfigError("MongoBarStore needs a MONGODB_URL or a client")
             import pymongo
 
-            client = pymongo.MongoClient(str.__str__(url), serverSelectionTimeoutMS=10_000,
+            client = pymongo.MongoClient(str.__str__(url), serverSelectionTimeoutMS=round(timeout_s * 1000),
                                          appname="pocketquant")
         self._client = client
         self.database = database
