@@ -126,6 +126,14 @@ class Settings(BaseSettings, metaclass=_DefaultsOnTheClass):
     def _strip(cls, value: Any) -> Any:
         return value.strip() if isinstance(value, str) else value
 
+    @field_validator("mongodb_database", mode="after")
+    @classmethod
+    def _database_name(cls, value: str) -> str:
+        bad = next((ch for ch in value if ch in '/\\. "$' or not ch.isprintable()), None)
+        if not value or bad is not None or len(value.encode()) > 63:
+            raise PydanticCustomError("database", "is not a MongoDB database name (1-63 bytes, none of / \\ . \" $ or spaces)")
+        return value
+
     @field_validator("log_format", "log_level", mode="before")
     @classmethod
     def _choice(cls, value: Any, info) -> Any:

@@ -59,8 +59,8 @@ from pocketquant_pipelines.storage.registry_records import (
     check_update_fields, info_from_record, info_to_record, prepare_new,
 )
 from pocketquant_pipelines.storage.validation import (
-    check_interval, check_limit, check_page_limit, check_symbol, format_seq_cursor, from_us,
-    parse_seq_cursor, time_range_us, to_us,
+    check_interval, check_limit, check_page_limit, check_stored_bars, check_symbol, format_seq_cursor,
+    from_us, parse_seq_cursor, time_range_us, to_us,
 )
 
 log = get_logger(__name__)
@@ -303,6 +303,8 @@ class MongoBarStore(BarStore):
         time = np.fromiter((d["time"] for d in docs), np.int64, n)
         src = np.fromiter((SOURCE_CODE[Source(d["source"])] for d in docs), np.int8, n)
         partial = np.fromiter((bool(d.get("partial")) for d in docs), bool, n)
+        check_stored_bars(check_symbol(symbol), check_interval(interval), time, col["open"], col["high"],
+                          col["low"], col["close"], volume)
         return bars_frame(time, col["open"], col["high"], col["low"], col["close"], volume, src, partial)
 
     def read_bars(self, symbol: str, interval: Interval | str, start: datetime | None = None,
