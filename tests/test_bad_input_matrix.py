@@ -230,6 +230,7 @@ def test_bad_run_config_fails_the_run_naming_the_value(tmp_path, monkeypatch, co
     run_config = dg.RunConfig(ops={"historical_bars": {"config": config}}) if config else None
     (tmp_path / "home").mkdir()
     with dg.instance_for_test(temp_dir=str(tmp_path / "home")) as instance:
+        instance.add_dynamic_partitions("symbols", ["NASDAQ:AAPL"])  # what the registry sensor does
         try:
             result = dg.materialize([historical_bars], partition_key="1d|NASDAQ:AAPL", instance=instance,
                                     resources=resources, run_config=run_config, tags=tags, raise_on_error=False)
