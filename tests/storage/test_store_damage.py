@@ -195,3 +195,19 @@ def test_bars_output_on_a_full_disk_is_one_line(tiny_tmpfs, data_dir):
     out = tiny_tmpfs / "bars.csv"
     line = one_line(pocketquant("bars", AAPL, "-i", "1m", "-f", "csv", "-o", str(out), data_dir=data_dir))
     assert "--output" in line and str(out) in line and "No space left" in line
+
+
+def test_doctor_passes_a_sound_store_and_names_a_key_off_its_interval(tmp_path, data_dir):
+    from datetime import timedelta
+
+    from .helpers import T0, bar
+
+    path = data_dir / "bars.sqlite3"
+    report = check_sqlite_bar_store(path)
+    assert report.ok, [f.what for f in report.findings]
+    assert any("6300 in 2 series" in note for note in report.notes)
+    with SQLiteBarStore(path) as store:
+        store.upsert_bars([bar(AAPL, "1h", T0 + timedelta(seconds=30), 100.0)])
+    [finding] = check_sqlite_bar_store(path).findings
+    assert "NASDAQ:AAPL 1h" in finding.what and "2024-03-04T14:30:30Z" in finding.what
+    assert "not bar starts" in finding.what and finding.recovery
