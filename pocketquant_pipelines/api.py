@@ -15,7 +15,7 @@ files by default, MongoDB and Redis when ``MONGODB_URL`` / ``REDIS_URL`` are set
 module-level functions share one :class:`PocketQuant` opened on first use; open your own
 ``PocketQuant(settings)`` to choose settings explicitly or to close the connections. Errors are
 the project's own (``pocketquant_pipelines.errors``): bad symbols, intervals and ranges raise
-``InvalidInputError`` with a one-line message, unreachable servers ``StorageError``.
+``InvalidInputError`` with a one-line message, unreachable servers ``StoreUnavailableError``, damaged data ``StoreDamagedError``.
 """
 
 import asyncio

@@ -18,13 +18,14 @@ COMMAND_MODULES = [  # each exposes COMMANDS, a list of click commands
     "pocketquant_pipelines.commands.stream",    # stream, live
     "pocketquant_pipelines.commands.chart",     # chart
     "pocketquant_pipelines.commands.ticks",     # ticks, rebuild
+    "pocketquant_pipelines.commands.doctor",    # doctor
 ]
 
 HELP = """PocketQuant: market data from TradingView as bars at 13 intervals, kept in a store.
 
 Fetch history and live quotes, register the symbols Dagster keeps in sync, read the stored
-bars and the sync status, run the streamer that turns live quotes into bars, or run a local
-TradingView simulator to try all of it without an account.
+bars and the sync status, run the streamer that turns live quotes into bars, check the stores
+(doctor), or run a local TradingView simulator to try all of it without an account.
 
 Settings come from the environment and a .env file in the working directory (see
 .env.example). Every command that prints data takes -f/--format table|csv|json."""

@@ -49,4 +49,15 @@ class UnknownSymbolError(PocketQuantError, KeyError):
 
 
 class StorageError(PocketQuantError):
-    """A store, cache or log on disk cannot be read or written (damaged, full, unreachable)."""
+    """A store, cache or log cannot be read or written; one of the two kinds below."""
+
+
+class StoreDamagedError(StorageError):
+    """A store holds something no write of ours could have put there: a file SQLite cannot
+    read, a chunk that does not decode, a bar that breaks the OHLC rules. The message names
+    the file or the bar and points at ``pocketquant doctor``."""
+
+
+class StoreUnavailableError(StorageError):
+    """A store cannot be reached or written (server down, disk full, directory read-only).
+    The message names the store and the setting that points at it."""

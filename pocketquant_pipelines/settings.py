@@ -7,6 +7,8 @@ JSON dumps show ``**********``; ``.get_secret_value()`` is called only where one
 
 from collections.abc import Mapping
 from contextvars import ContextVar
+import difflib
+import os
 from pathlib import Path
 import re
 from typing import Annotated, Any, Literal, get_args
@@ -86,6 +88,8 @@ class Settings(BaseSettings, metaclass=_DefaultsOnTheClass):
     # storage
     mongodb_url: SecretStr | None = _var("MONGODB_URL", default=None)
     mongodb_database: str = _var("MONGODB_DATABASE", default="pocketquant")
+    # how long a MongoDB operation waits for a reachable server before it fails
+    mongodb_timeout_s: Seconds = _var("MONGODB_TIMEOUT_S", default=5.0)
     redis_url: SecretStr | None = _var("REDIS_URL", default=None)
     data_dir: Path = _var("POCKETQUANT_DATA_DIR", default_factory=lambda: PROJECT_ROOT / "data")
     # logging
@@ -144,6 +148,14 @@ class Settings(BaseSettings, metaclass=_DefaultsOnTheClass):
     @classmethod
     def _strip(cls, value: Any) -> Any:
         return value.strip() if isinstance(value, str) else value
+
+    @field_validator("mongodb_database", mode="after")
+    @classmethod
+    def _database_name(cls, value: str) -> str:
+        bad = next((ch for ch in value if ch in '/\\. "$' or not ch.isprintable()), None)
+        if not value or bad is not None or len(value.encode()) > 63:
+            raise PydanticCustomError("database", "is not a MongoDB database name (1-63 bytes, none of / \\ . \" $ or spaces)")
+        return value
 
     @field_validator("log_format", "log_level", mode="before")
     @classmethod
@@ -230,7 +242,80 @@ def _server_url(value: Any, *schemes: str) -> Any:
         raise PydanticCustomError(
             "url_scheme", "has scheme {scheme}; expected {expected}://",
             {"scheme": repr(scheme[:20]), "expected": " or ".join(schemes)})
+    problem = url_problem(value)
+    if problem:
+        raise PydanticCustomError("url", "{problem} (in {url})",
+                                  {"problem": problem, "url": repr(redact_url(value))})
     return value
+
+
+def redact_url(url: str) -> str:
+    """``url`` safe to print: the user and password become ``***`` and the query (which may
+    carry a password) is dropped; scheme, hosts and path stay, so the message still says
+    which server was meant. Never longer than 200 characters."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "(a value without a scheme, not shown)"
+    rest = rest.split("?", 1)[0].split("#", 1)[0]
+    netloc, slash, path = rest.partition("/")
+    user = "***@" if "@" in netloc else ""
+    hosts = netloc.rsplit("@", 1)[-1]
+    # a port that is not a number may be a password typed without its user@ part
+    netloc = user + ",".join(name + (f":{port}" if port.isdigit() else ":***") if port is not None else name
+                             for name, port in map(_split_host, hosts.split(",")))
+    shown = f"{scheme}://{netloc}{slash}{path}"
+    return shown if len(shown) <= 200 else shown[:197] + "..."
+
+
+def url_problem(url: str) -> str | None:
+    """What makes a mongodb:// or redis:// URL unusable, in words that name the bad part (never
+    the user or password), or None. Checked here so a typo is a setting error at start, not a
+    driver's traceback or a silent default (redis-py reads db 'notadb' as db 0)."""
+    scheme, _, rest = url.partition("://")
+    bad = next((ch for ch in url if ch.isspace() or not ch.isprintable()), None)
+    if bad is not None:
+        return f"contains whitespace or a control character ({bad!r})"
+    if scheme == "unix":
+        return None if rest.split("?", 1)[0] else "has no socket path"
+    netloc, _, tail = rest.partition("/")
+    netloc, _, query_in_netloc = netloc.partition("?")
+    path, _, query = tail.partition("?")
+    query = query or query_in_netloc
+    hosts = netloc.rsplit("@", 1)[1] if "@" in netloc else netloc
+    if not hosts:
+        return "has no host"
+    for host in hosts.split(",") if scheme.startswith("mongodb") else [hosts]:
+        name, port = _split_host(host)
+        if not name:
+            return f"has an empty host in {hosts!r}"
+        if port is not None:
+            if scheme == "mongodb+srv":
+                return f"names port {port!r}; a mongodb+srv:// URL takes no port"
+            if not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+                # without a user@ part, "u:secret" parses as host u, port secret: name the
+                # port only when it cannot be a password
+                hostlike = "@" in netloc or "." in name or name == "localhost" or port.isdigit()
+                shown = repr(port[:20]) if hostlike else "(not shown: it may be a password)"
+                return f"has port {shown}; expected a number in 1..65535"
+    if scheme.startswith("redis"):
+        db = path.strip("/") or None
+        for key, _, val in (part.partition("=") for part in query.split("&") if part):
+            if key == "db":
+                db = val
+        if db is not None and not (db.isascii() and db.isdigit()):
+            return f"has database {db[:20]!r}; expected a number such as /0"
+    return None
+
+
+def _split_host(host: str) -> tuple[str, str | None]:
+    if host.startswith("["):  # [IPv6]:port
+        end = host.find("]")
+        if end < 0:
+            return "", None
+        rest = host[end + 1:]
+        return host[1:end], (rest[1:] if rest.startswith(":") else None)
+    name, sep, port = host.rpartition(":")
+    return (name, port) if sep else (host, None)
 
 
 _VAR_OF_FIELD = {name: f.validation_alias for name, f in Settings.model_fields.items()}
@@ -245,6 +330,11 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv_path: Path | None
     (default ``os.environ``). Empty values count as unset. Raises ConfigError naming the bad
     variable and its value (never a secret's)."""
     path = dotenv_path if dotenv_path is not None else Path.cwd() / ".env"
+    _reject_unknown(os.environ if env is None else env, "the environment")
+    if path.is_file():
+        from dotenv import dotenv_values
+
+        _reject_unknown(dotenv_values(path), str(path))
     token = _ENVIRON.set(None if env is None else dict(env))
     try:
         return Settings(_env_file=path if path.is_file() else None)
@@ -252,6 +342,26 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv_path: Path | None
         raise ConfigError("; ".join(_describe(error) for error in exc.errors())) from None
     finally:
         _ENVIRON.reset(token)
+
+
+# Variables in these namespaces are ours: one we do not know is a typo or a setting that does not
+# exist, and taking it silently would leave the default in force while the operator thinks
+# otherwise. (POCKETQUANT_TEST_* belongs to the test suite.)
+_OWN_PREFIXES = ("STREAMER_", "TRADINGVIEW_", "SYNC_", "POCKETQUANT_")
+_NOT_SETTINGS = ("POCKETQUANT_TEST_",)
+
+
+def _reject_unknown(environ: Mapping[str, str | None], where: str) -> None:
+    unknown = sorted(k for k in environ if k.startswith(_OWN_PREFIXES) and k not in ENV_VARS
+                     and not k.startswith(_NOT_SETTINGS))
+    if not unknown:
+        return
+    name = unknown[0]
+    close = difflib.get_close_matches(name, ENV_VARS, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]}? " if close else ""
+    more = f" (and {len(unknown) - 1} more: {', '.join(unknown[1:4])})" if len(unknown) > 1 else ""
+    raise ConfigError(f"{name[:80]} (in {where}) is not a PocketQuant setting{more}; {hint}"
+                      "every setting is listed in .env.example")
 
 
 _REASONS = {

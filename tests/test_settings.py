@@ -202,3 +202,37 @@ def test_dotenv_in_the_working_directory(tmp_path, monkeypatch):
     assert load_settings(env={}).sync_overlap_bars == 7
     monkeypatch.setenv("SYNC_OVERLAP_BARS", "9")  # env=None: the process environment wins
     assert load_settings().sync_overlap_bars == 9
+
+
+@pytest.mark.parametrize("log_format", ["json", "console"])
+def test_logging_the_settings_object_or_its_secrets_never_prints_them(capsys, log_format):
+    s = load_settings(env={"TRADINGVIEW_AUTH_TOKEN": "eyJsecret", "MONGODB_URL": "mongodb://u:mongopw@h:27017/",
+                           "REDIS_URL": "redis://:redispw@h:6379/0"}, dotenv_path=NO_DOTENV)
+    configure_logging(log_format, "INFO", force=True)
+    try:
+        log = structlog.get_logger()
+        log.info("settings_loaded", settings=s, token=s.tradingview_auth_token, urls=[s.mongodb_url, s.redis_url],
+                 nested={"redis": s.redis_url}, dumped=s.model_dump())
+        err = capsys.readouterr().err
+        assert "settings_loaded" in err
+        for secret in ("eyJsecret", "mongopw", "redispw"):
+            assert secret not in err
+    finally:
+        configure_logging("console", "INFO", force=True)
+
+
+@pytest.mark.parametrize("url", ["mongodb://u:pw9secret@h:notaport/", "mongodb://u:pw9secret/x",
+                                 "mongodb://u:pw9secret@bad host/", "redis://:pw9secret@h:6379/notadb",
+                                 "u:pw9secret@host:27017", "mongodb://h/?password=pw9secret&x=1 2"])
+def test_url_errors_never_echo_a_credential(url):
+    var = "REDIS_URL" if url.startswith("redis") else "MONGODB_URL"
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env={var: url}, dotenv_path=NO_DOTENV)
+    assert var in str(caught.value) and "pw9secret" not in str(caught.value)
+
+
+def test_an_unknown_variable_in_our_namespace_is_an_error_with_the_closest_name():
+    with pytest.raises(ConfigError, match=r"STREAMER_REGISTRY_POL_S .*not a PocketQuant setting.*"
+                                          r"did you mean STREAMER_REGISTRY_POLL_S"):
+        load_settings(env={"STREAMER_REGISTRY_POL_S": "5"}, dotenv_path=NO_DOTENV)
+    load_settings(env={"POCKETQUANT_TEST_MONGODB_URL": "x", "MONGODB_OTHER": "y"}, dotenv_path=NO_DOTENV)

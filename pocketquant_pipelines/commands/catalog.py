@@ -32,10 +32,10 @@ SYMBOL_COLUMNS = ["symbol", "name", "type", "currency", "timezone", "session", "
 BAR_COLUMNS = ["time", "open", "high", "low", "close", "volume", "source", "partial"]
 
 
-def _open_store(settings):
-    from pocketquant_pipelines.storage.factory import open_bar_store
+def _open_store(settings, write: bool = False):
+    from pocketquant_pipelines.commands.stores import open_bar_store
 
-    return open_bar_store(settings)
+    return open_bar_store(settings, write=write)
 
 
 # --------------------------------------------------------------------------- symbols
@@ -66,20 +66,21 @@ def symbols_add(app, symbol, stream, name, offline, ws_url) -> int:
 
     settings = app.settings
     symbol = normalize_symbol(symbol)
-    if offline:
-        meta = None
-        print(f"note: --offline: {symbol} was not checked against TradingView; its timezone and "
-              "session come with its first sync", file=sys.stderr)
-    else:
-        quiet_client_logs(settings)
-        meta = resolve_for_registry(settings, symbol, ws_url)
-    with _open_store(settings) as store:
+    with _open_store(settings, write=True) as store:  # a store we cannot write fails first
+        if offline:
+            meta = None
+        else:
+            quiet_client_logs(settings)
+            meta = resolve_for_registry(settings, symbol, ws_url)
         now = utcnow()
         added = store.add_symbol(SymbolInfo(symbol=symbol, name=name, stream=stream,
                                             added_at=now, updated_at=now))
         record_metadata(store, symbol, meta)
         if name:  # symbol_resolved's "name" is the ticker; the user's display name wins
             store.update_symbol(symbol, name=name)
+        if offline:  # after the write, so a failure is the only line on stderr
+            print(f"note: --offline: {symbol} was not checked against TradingView; its timezone and "
+                  "session come with its first sync", file=sys.stderr)
         what = _resolved_summary(meta)
         if added:
             print(f"added {symbol}" + (" (streamed)" if stream else "") + (f": {what}" if what else ""))
@@ -205,7 +206,7 @@ def symbols_remove(app, symbol, delete_bars) -> int:
 
     Its partitions go with the next sensor tick; --delete-bars also deletes its stored bars."""
     symbol = normalize_symbol(symbol)
-    with _open_store(app.settings) as store:
+    with _open_store(app.settings, write=True) as store:
         if not store.remove_symbol(symbol):
             print(f"error: {symbol} is not registered", file=sys.stderr)
             return 1
@@ -245,7 +246,7 @@ def sync(app, symbol, intervals, bars, output_format) -> int:
                                    clock_skew_s=settings.clock_skew_s)
                 for interval in intervals), return_exceptions=True)
 
-    with _open_store(settings) as store:
+    with _open_store(settings, write=True) as store:
         if store.get_symbol(symbol) is None:
             print(f"note: {symbol} is not in the registry; bars are stored but Dagster will not "
                   "schedule it (pocketquant symbols add)", file=sys.stderr)
@@ -292,6 +293,8 @@ def bars(app, symbol, interval, start, end, limit, output_format, output) -> int
         raise InvalidInputError(f"--end {end.isoformat()!r} must be after --start {start.isoformat()!r}")
     if output_format == "parquet" and not output:
         raise InvalidInputError("--format parquet needs --output FILE (Parquet is binary)")
+    if output:
+        _check_output(output)
     with _open_store(app.settings) as store:
         frame = store.read_bars(symbol, interval, start=start, end=end, limit=limit)
         info = store.get_symbol(symbol)
@@ -300,21 +303,46 @@ def bars(app, symbol, interval, start, end, limit, output_format, output) -> int
 
         from pocketquant_pipelines.datasets import frame_to_table
 
-        pq.write_table(frame_to_table(frame, symbol, interval), output)
+        try:
+            pq.write_table(frame_to_table(frame, symbol, interval), output)
+        except OSError as exc:
+            raise _output_error(output, exc) from None
         print(f"wrote {len(frame)} bars to {output}", file=sys.stderr)
         return 0
-    out = open(output, "w", newline="") if output else sys.stdout  # noqa: SIM115
     try:
-        partial = _write_bars(frame, symbol, interval, output_format, out, info.pricescale if info else None)
-    finally:
-        if output:
-            out.close()
+        out = open(output, "w", newline="") if output else sys.stdout  # noqa: SIM115
+        try:
+            partial = _write_bars(frame, symbol, interval, output_format, out, info.pricescale if info else None)
+        finally:
+            if output:
+                out.close()
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        if not output:
+            raise
+        raise _output_error(output, exc) from None
     if len(frame) == 0:
         print(f"no bars stored for {symbol} {interval.value} in that range", file=sys.stderr)
     elif partial and output_format == "table":
         print(f"note: {partial} of {len(frame)} bars are partial (PARTIAL yes): the streamer did not "
               "see them whole, or they were in progress; a historical sync completes them", file=sys.stderr)
     return 0
+
+
+def _check_output(output: str) -> None:
+    """--output names a file in a directory that exists: checked before the store is read."""
+    from pathlib import Path
+
+    parent = Path(output).parent
+    if not parent.is_dir():
+        raise InvalidInputError(f"--output {output!r}: directory {str(parent)!r} does not exist")
+    if Path(output).is_dir():
+        raise InvalidInputError(f"--output {output!r} is a directory; give a file name")
+
+
+def _output_error(output: str, exc: OSError) -> PocketQuantError:
+    return PocketQuantError(f"--output {output!r}: cannot write: {exc.strerror or exc}")
 
 
 def _num(value):

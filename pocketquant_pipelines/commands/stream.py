@@ -35,8 +35,12 @@ def stream(app, health_port) -> int:
     MONGODB_URL, TRADINGVIEW_WS_URL). SIGTERM/Ctrl-C flush in-progress bars as partial."""
     import asyncio
 
+    from pocketquant_pipelines.commands.stores import open_bar_store, open_live_cache
     from streamer.service import run_service
 
+    # reachable and writable before the service starts: a bad store is one line here
+    open_bar_store(app.settings, write=True).close()
+    open_live_cache(app.settings, write=True).close()
     return asyncio.run(run_service(app.settings, health_port=health_port))
 
 
@@ -57,7 +61,7 @@ def live(app, symbols, all_quotes, follow, bars_only, quotes_only, output_format
 
     Reads the live cache the streamer fills; --follow prints quotes and completed bars as they
     are published."""
-    from pocketquant_pipelines.storage.factory import open_live_cache
+    from pocketquant_pipelines.commands.stores import open_live_cache
 
     symbols = [normalize_symbol(s) for s in symbols]
     if not (symbols or all_quotes or follow):

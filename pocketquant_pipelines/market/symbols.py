@@ -17,6 +17,9 @@ from pocketquant_pipelines.errors import InvalidSymbolError
 _EXCHANGE = re.compile(r"[A-Z0-9_]+")
 # Codes seen on TradingView: AAPL, BTCUSDT, NQ1!, BRK.B, BTCUSDT.P, 6E1!, EUR/USD-like pairs.
 _CODE = re.compile(r"[A-Z0-9_.!&/^-]+")
+# TradingView's longest symbols are a few dozen characters; a longer one is a mistake (and
+# becomes a Dagster partition key and a store key in every table).
+MAX_SYMBOL_LENGTH = 64
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -33,6 +36,9 @@ class Symbol:
             return value
         if not isinstance(value, str):
             raise InvalidSymbolError(f"invalid symbol {value!r}: expected a string EXCHANGE:CODE")
+        if len(value) > MAX_SYMBOL_LENGTH:
+            raise InvalidSymbolError(f"invalid symbol {value[:40]!r}... ({len(value)} characters): longer "
+                                     f"than {MAX_SYMBOL_LENGTH}; TradingView symbols are EXCHANGE:CODE, e.g. NASDAQ:AAPL")
         if not value.isascii():
             bad = next(ch for ch in value if not ch.isascii())
             raise InvalidSymbolError(

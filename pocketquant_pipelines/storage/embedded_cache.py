@@ -41,7 +41,7 @@ from pocketquant_pipelines.storage.live_records import (
     batch_json, check_patterns, current_bars_json, publish_json, quote_json,
 )
 from pocketquant_pipelines.storage.payloads import bar_from_json
-from pocketquant_pipelines.storage.sqlite_util import BUSY_TIMEOUT_MS, ThreadConnections
+from pocketquant_pipelines.storage.sqlite_util import BUSY_TIMEOUT_MS, ThreadConnections, name_failures
 from pocketquant_pipelines.storage.validation import check_symbol, check_ttl
 
 log = get_logger(__name__)
@@ -268,3 +268,6 @@ class EmbeddedLiveCache(LiveCache):
 
     def close(self) -> None:
         self._db.close()
+
+
+name_failures(EmbeddedLiveCache, "live cache")

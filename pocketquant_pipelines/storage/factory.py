@@ -28,7 +28,8 @@ def open_bar_store(settings: Settings) -> BarStore:
         from pocketquant_pipelines.storage.mongo_store import MongoBarStore
 
         store: BarStore = MongoBarStore(url=settings.mongodb_url.get_secret_value(),
-                                        database=settings.mongodb_database)
+                                        database=settings.mongodb_database,
+                                        timeout_s=settings.mongodb_timeout_s)
         log.debug("bar_store_opened", backend="mongodb", database=settings.mongodb_database)
         return store
     from pocketquant_pipelines.storage.sqlite_store import SQLiteBarStore

@@ -69,8 +69,8 @@ from pocketquant_pipelines.storage.registry_records import (
     check_update_fields, info_from_record, info_to_record, prepare_new,
 )
 from pocketquant_pipelines.storage.validation import (
-    check_interval, check_limit, check_page_limit, check_symbol, format_seq_cursor, from_us,
-    parse_seq_cursor, time_range_us, to_us,
+    check_interval, check_limit, check_page_limit, check_stored_bars, check_symbol, format_seq_cursor,
+    from_us, parse_seq_cursor, time_range_us, to_us,
 )
 
 log = get_logger(__name__)
@@ -88,7 +88,8 @@ _READ_PROJECTION = {"_id": 0, "time": 1, "open": 1, "high": 1, "low": 1, "close"
 
 
 class MongoBarStore(BarStore):
-    def __init__(self, url: str | None = None, database: str = "pocketquant", client=None):
+    def __init__(self, url: str | None = None, database: str = "pocketquant", client=None,
+                 timeout_s: float = 10.0):
         """Pass ``url`` (a MONGODB_URL) or an existing ``client`` (a pymongo.MongoClient).
         The store closes only a client it made."""
         if not isinstance(database, str) or not database or any(c in database for c in '/\\. "$'):
@@ -99,7 +100,7 @@ class MongoBarStore(BarStore):
                 raise ConfigError("MongoBarStore needs a MONGODB_URL or a client")
             import pymongo
 
-            client = pymongo.MongoClient(str.__str__(url), serverSelectionTimeoutMS=10_000,
+            client = pymongo.MongoClient(str.__str__(url), serverSelectionTimeoutMS=round(timeout_s * 1000),
                                          appname="pocketquant")
         self._client = client
         self.database = database
@@ -397,6 +398,8 @@ class MongoBarStore(BarStore):
         time = np.fromiter((d["time"] for d in docs), np.int64, n)
         src = np.fromiter((SOURCE_CODE[Source(d["source"])] for d in docs), np.int8, n)
         partial = np.fromiter((bool(d.get("partial")) for d in docs), bool, n)
+        check_stored_bars(check_symbol(symbol), check_interval(interval), time, col["open"], col["high"],
+                          col["low"], col["close"], volume)
         return bars_frame(time, col["open"], col["high"], col["low"], col["close"], volume, src, partial)
 
     def read_bars(self, symbol: str, interval: Interval | str, start: datetime | None = None,

@@ -40,7 +40,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from pocketquant_pipelines.errors import UnknownSymbolError
+from pocketquant_pipelines.errors import StoreDamagedError, UnknownSymbolError
 from pocketquant_pipelines.logging import get_logger
 from pocketquant_pipelines.market.bar_columns import BarColumns
 from pocketquant_pipelines.market.bars import Bar
@@ -56,10 +56,10 @@ from pocketquant_pipelines.storage.frames import (
 from pocketquant_pipelines.storage.registry_records import (
     check_update_fields, info_from_record, info_to_record, prepare_new,
 )
-from pocketquant_pipelines.storage.sqlite_util import ThreadConnections
+from pocketquant_pipelines.storage.sqlite_util import ThreadConnections, name_failures
 from pocketquant_pipelines.storage.validation import (
-    check_interval, check_limit, check_page_limit, check_symbol, format_seq_cursor, from_us,
-    parse_seq_cursor, time_range_us, to_us,
+    check_interval, check_limit, check_page_limit, check_stored_bars, check_symbol,
+    format_seq_cursor, from_us, parse_seq_cursor, time_range_us, to_us,
 )
 
 log = get_logger(__name__)
@@ -144,7 +144,8 @@ def encode_chunk(cols: dict[str, np.ndarray]) -> bytes:
 def decode_chunk(blob: bytes, n: int) -> dict[str, np.ndarray]:
     """Read-only views into ``blob``."""
     if len(blob) != n * _ROW_BYTES:
-        raise RuntimeError(f"corrupt bar chunk: {len(blob)} bytes for {n} bars")
+        raise StoreDamagedError(f"a bar chunk holds {len(blob)} bytes for {n} bars (expected "
+                                f"{n * _ROW_BYTES}); run `pocketquant doctor`")
     out, offset = {}, 0
     for name, dt in _LAYOUT:
         out[name] = np.frombuffer(blob, dtype=dt, count=n, offset=offset)
@@ -396,6 +397,8 @@ class SQLiteBarStore(BarStore):
             cols = {k: v[keep] for k, v in cols.items()}
         if limit is not None and len(cols["time"]) > limit:
             cols = {k: v[-limit:] for k, v in cols.items()}
+        check_stored_bars(symbol, interval, cols["time"], cols["open"], cols["high"], cols["low"],
+                          cols["close"], cols["volume"])
         return bars_frame(cols["time"], cols["open"], cols["high"], cols["low"], cols["close"],
                           cols["volume"], cols["source"], cols["partial"])
 
@@ -560,3 +563,7 @@ class SQLiteBarStore(BarStore):
 
     def close(self) -> None:
         self._db.close()
+
+
+# a damaged, unwritable or full file is one error naming it (see sqlite_util.store_failure)
+name_failures(SQLiteBarStore, "bar store")

@@ -3,12 +3,16 @@ a generous busy_timeout (several processes write the same file: Dagster runs, th
 the CLI), and explicit transactions (autocommit mode; we issue BEGIN IMMEDIATE ourselves so
 the write lock is taken up front and a read-then-write never dies with SQLITE_BUSY)."""
 
+import functools
 import os
 import sqlite3
 import threading
+import types
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from pocketquant_pipelines.errors import PocketQuantError, StoreDamagedError, StoreUnavailableError
 
 BUSY_TIMEOUT_MS = 60_000
 
@@ -104,3 +108,68 @@ class ThreadConnections:
             except sqlite3.Error:
                 pass
         self._local = threading.local()
+
+
+# SQLite's words for a file it cannot read as a database, and for a file it cannot write.
+_DAMAGE = ("malformed", "not a database", "file is encrypted", "corrupt")
+_UNWRITABLE = ("disk is full", "disk i/o error", "readonly", "read-only", "unable to open")
+
+
+def store_failure(exc: BaseException, path: Path, what: str) -> PocketQuantError | None:
+    """One clear error for a SQLite or file-system failure of the store file at ``path``
+    (``what``: "bar store", "live cache"), or None when ``exc`` is not one of those."""
+    if isinstance(exc, StoreDamagedError):
+        text = str(exc)
+        return exc if str(path) in text else StoreDamagedError(f"{what} {path}: {text}")
+    if isinstance(exc, sqlite3.DatabaseError):
+        reason = str(exc)
+        low = reason.lower()
+        if any(word in low for word in _DAMAGE):
+            return StoreDamagedError(
+                f"{what} {path} is damaged ({reason}); run `pocketquant doctor`, then restore it "
+                "from a backup or move it aside and re-sync")
+        if "disk is full" in low or ("disk i/o error" in low and _no_space(path)):
+            return StoreUnavailableError(
+                f"{what} {path}: the disk is full; nothing of this write was stored (free space "
+                "on that file system, or point POCKETQUANT_DATA_DIR elsewhere)")
+        if any(word in low for word in _UNWRITABLE):
+            return StoreUnavailableError(
+                f"{what} {path}: {reason} (check POCKETQUANT_DATA_DIR={str(path.parent)!r}: it must "
+                "be a writable directory with free space)")
+        return None
+    if isinstance(exc, OSError) and not isinstance(exc, ConnectionError):
+        reason = exc.strerror or str(exc)
+        return StoreUnavailableError(
+            f"{what} {path}: {reason} (POCKETQUANT_DATA_DIR={str(path.parent)!r} must be a writable "
+            "directory with free space)")
+    return None
+
+
+def _no_space(path: Path) -> bool:
+    # SQLite reports a full disk as "disk I/O error" when it fails to create its -shm file
+    try:
+        return os.statvfs(path.parent).f_bavail == 0
+    except OSError:
+        return False
+
+
+def name_failures(cls: type, what: str) -> type:
+    """Wrap ``cls``'s public methods (and ``__init__``) so a damaged, unwritable or full store
+    file surfaces as one error naming the file, not as a bare sqlite3 exception."""
+
+    def wrap(method):
+        @functools.wraps(method)
+        def guarded(self, *args, **kwargs):
+            try:
+                return method(self, *args, **kwargs)
+            except (sqlite3.DatabaseError, OSError, StoreDamagedError) as exc:
+                failure = store_failure(exc, Path(getattr(self, "path", "?")), what)
+                if failure is None or failure is exc:
+                    raise
+                raise failure from exc
+        return guarded
+
+    for name, member in list(vars(cls).items()):
+        if isinstance(member, types.FunctionType) and (name == "__init__" or not name.startswith("_")):
+            setattr(cls, name, wrap(member))
+    return cls

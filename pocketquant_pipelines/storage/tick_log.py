@@ -41,7 +41,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pocketquant_pipelines.errors import InvalidInputError, StorageError
+from pocketquant_pipelines.errors import InvalidInputError, StoreDamagedError, StoreUnavailableError
 from pocketquant_pipelines.logging import get_logger
 
 log = get_logger("storage.tick_log")
@@ -90,7 +90,7 @@ class TickLogWriter:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise StorageError(f"tick log directory {str(self.root)!r}: {exc.strerror or exc}") from None
+            raise StoreUnavailableError(f"tick log directory {str(self.root)!r}: {exc.strerror or exc}") from None
         self.purge()
 
     def record(self, symbol: str, exchange_time: float, received_at: float, price: float,
@@ -255,7 +255,7 @@ def read_ticks(root: Path, symbol: str, day: date | str) -> TickDay:
         try:
             tables.append(pq.read_table(part, schema=SCHEMA, filters=[("symbol", "=", symbol)]))
         except (OSError, pa.ArrowInvalid) as exc:
-            raise StorageError(f"tick log file {str(part)!r} is damaged: {exc}") from None
+            raise StoreDamagedError(f"tick log file {str(part)!r} is damaged: {exc}") from None
     table = pa.concat_tables(tables) if tables else SCHEMA.empty_table()
     notes = _journal_notes(directory, {p.name for p in parts}) if directory.is_dir() else []
     if table.num_rows == 0 and not notes:

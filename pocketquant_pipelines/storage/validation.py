@@ -89,3 +89,60 @@ def parse_seq_cursor(cursor: object) -> int:
 
 def format_seq_cursor(seq: int) -> str:
     return str(int(seq))
+
+
+# --- what a read decodes ------------------------------------------------------------------------
+DOCTOR_HINT = "run `pocketquant doctor` for a full check and how to recover"
+
+
+def stored_bar_problems(time_us, open_, high, low, close, volume) -> list[tuple[int, str]]:
+    """(row, reason) of every stored bar that breaks the bar rules (finite prices,
+    low <= open, close <= high, volume finite and >= 0 or NaN), vectorised over columns."""
+    import numpy as np
+
+    o, h, l, c, v = (np.asarray(a, dtype=np.float64) for a in (open_, high, low, close, volume))
+    with np.errstate(invalid="ignore", over="ignore"):
+        ok = (np.isfinite(o) & np.isfinite(h) & np.isfinite(l) & np.isfinite(c)
+              & (l <= o) & (o <= h) & (l <= c) & (c <= h) & ~(v < 0) & ~np.isinf(v))
+    rows = np.flatnonzero(~ok)
+    return [(int(i), _row_reason(float(o[i]), float(h[i]), float(l[i]), float(c[i]), float(v[i])))
+            for i in rows]
+
+
+def _row_reason(o: float, h: float, l: float, c: float, v: float) -> str:
+    import math
+
+    for name, value in (("open", o), ("high", h), ("low", l), ("close", c)):
+        if not math.isfinite(value):
+            return f"{name} {value!r} is not a finite number"
+    if math.isinf(v):
+        return f"volume {v!r} is not a finite number"
+    if v < 0:
+        return f"volume {v!r} is negative"
+    if h < l:
+        return f"high {h!r} < low {l!r}"
+    return f"open {o!r}/close {c!r} outside low {l!r}..high {h!r}"
+
+
+def check_stored_bars(symbol: str, interval: Interval, time_us, open_, high, low, close, volume) -> None:
+    """Every read calls this on what it decoded: a stored bar that breaks the OHLC rules is a
+    damaged store, never data. Raises StoreDamagedError naming the first such bar."""
+    from pocketquant_pipelines.errors import StoreDamagedError
+
+    problems = stored_bar_problems(time_us, open_, high, low, close, volume)
+    if not problems:
+        return
+    row, reason = problems[0]
+    more = f" ({len(problems)} bars of this read are damaged)" if len(problems) > 1 else ""
+    when = describe_us(int(time_us[row]))
+    raise StoreDamagedError(f"stored bar {symbol} {interval.value} {when} breaks the OHLC rules: "
+                            f"{reason}{more}; {DOCTOR_HINT}")
+
+
+def describe_us(us: int) -> str:
+    """A stored time for a message; a damaged one may be outside datetime's range."""
+    try:
+        t = from_us(us)
+    except (OverflowError, ValueError):
+        return f"(time {us} us since the epoch)"
+    return t.strftime("%Y-%m-%dT%H:%M:%S") + (f".{t.microsecond:06d}" if t.microsecond else "") + "Z"
