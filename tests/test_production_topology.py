@@ -19,7 +19,7 @@ from tests.support import cli, graphql, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1500)]
 
-STREAMED = ["BINANCE:BTCUSDT", "BINANCE:ETHUSDT", "NASDAQ:AAPL"]
+STREAMED = ["BINANCE:BTCUSDT", "CME_MINI:NQ1!", "NASDAQ:AAPL"]
 SYNCED_ONLY = ["SP:SPX"]
 
 
