@@ -77,3 +77,32 @@ def _short(value: float) -> str:
 def _label(stamp: pd.Timestamp, index: pd.DatetimeIndex) -> str:
     span = index[-1] - index[0] if len(index) > 1 else pd.Timedelta(0)
     return stamp.strftime("%Y-%m-%d" if span >= pd.Timedelta(days=3) else "%m-%d %H:%M")
+
+
+_BLOCKS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values, width: int = 60) -> str:
+    """The last ``width`` values as one line of block characters, low to high (NaN: a space).
+
+    What the Dagster UI can show inline: its markdown renderer allows images only from http(s)
+    addresses, so a chart drawn into the metadata itself has to be text."""
+    data = np.asarray(list(values)[-width:], dtype=float)
+    finite = data[np.isfinite(data)]
+    if finite.size == 0:
+        return ""
+    lo, hi = float(finite.min()), float(finite.max())
+    span = hi - lo or 1.0
+    return "".join(" " if not np.isfinite(v) else _BLOCKS[min(7, int((v - lo) / span * 8))] for v in data)
+
+
+def chart_markdown(frame: pd.DataFrame, title: str, width: int = 60) -> str:
+    """A small text chart of the latest bars: closes and volumes as sparklines with the range."""
+    if frame.empty:
+        return f"**{title}**: no bars"
+    tail = frame.iloc[-width:]
+    close, volume = tail["close"], tail["volume"] if "volume" in tail else pd.Series(dtype=float)
+    first, last = tail.index[0], tail.index[-1]
+    return (f"**{title}** — last {len(tail)} bars, {first:%Y-%m-%d %H:%M} .. {last:%Y-%m-%d %H:%M} UTC\n\n"
+            f"```\nclose  {sparkline(close, width)}  {close.min():g} .. {close.max():g} (last {close.iloc[-1]:g})\n"
+            f"volume {sparkline(volume, width)}  max {_short(float(np.nanmax(volume))) if volume.notna().any() else '-'}\n```")
