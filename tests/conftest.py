@@ -10,12 +10,7 @@ from pathlib import Path
 import pytest
 
 from pocketquant_pipelines.settings import load_settings
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.support import free_port
 
 
 class RedisServer:

@@ -2,6 +2,7 @@
 webserver, and waiting on a condition while watching the processes that should make it true."""
 
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -12,6 +13,25 @@ import pytest
 
 from pocketquant_pipelines.demo import ProcessGroup
 from pocketquant_pipelines.settings import PROJECT_ROOT
+
+
+def free_port() -> int:
+    """A free loopback TCP port (free now; the caller binds it soon after)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, timeout: float, what: str, every: float = 0.1):
+    """Poll ``predicate`` until it returns something truthy, which is returned; AssertionError
+    naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 def graphql(url: str, query: str, variables: dict | None = None) -> dict:

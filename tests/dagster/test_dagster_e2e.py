@@ -20,39 +20,12 @@ import pytest
 from pocketquant_pipelines.demo import ProcessGroup, free_port, start_simulator, wait_for_http
 from pocketquant_pipelines.settings import PROJECT_ROOT, load_settings
 from pocketquant_pipelines.storage.factory import open_bar_store
+from tests.support import cli, graphql, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 
 SYMBOLS = ["NASDAQ:AAPL", "BINANCE:BTCUSDT", "SP:SPX"]
 BIN = Path(sys.executable).parent
-
-
-def graphql(url: str, query: str, variables: dict | None = None) -> dict:
-    body = json.dumps({"query": query, "variables": variables or {}}).encode()
-    req = urllib.request.Request(f"{url}/graphql", data=body,
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=60) as resp:
-        payload = json.loads(resp.read())
-    assert "errors" not in payload, payload
-    return payload["data"]
-
-
-def cli(env: dict, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pocketquant_pipelines", *args], env=env,
-                          cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
-
-
-def wait_until(what: str, predicate, timeout: float, procs: ProcessGroup, logs: Path):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        dead = procs.dead()
-        assert not dead, f"{[d.name for d in dead]} exited; logs in {logs}"
-        time.sleep(2)
-    tail = "".join(p.read_text()[-3000:] for p in logs.glob("*.log"))
-    pytest.fail(f"timed out waiting for {what}; log tail:\n{tail}")
 
 
 def test_backfill_over_graphql_with_webserver_and_daemon(tmp_path):

@@ -6,12 +6,7 @@ import socket
 import pytest
 
 from tests.storage.mongo_wire import MONGO_URL_ENV, WireServer, throwaway_database
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.support import free_port
 
 
 @pytest.fixture(scope="session")
@@ -20,7 +15,7 @@ def mongo_url(tmp_path_factory) -> str:
     if os.environ.get(MONGO_URL_ENV):
         yield os.environ[MONGO_URL_ENV]
         return
-    server = WireServer(tmp_path_factory.mktemp("secantus"), _free_port())
+    server = WireServer(tmp_path_factory.mktemp("secantus"), free_port())
     server.start()
     yield server.url
     server.stop()

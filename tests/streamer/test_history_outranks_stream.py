@@ -21,6 +21,7 @@ from pocketquant_pipelines.storage.factory import open_bar_store
 from pocketquant_pipelines.sync import sync_history
 from pocketquant_pipelines.tradingview.client import TradingViewClient
 from tradingview_simulator.server import run_simulator_in_thread
+from tests.support import free_port, wait_for
 
 BTC, AAPL = "BINANCE:BTCUSDT", "NASDAQ:AAPL"
 SYNCED = ("1d", "1h")
@@ -31,14 +32,6 @@ VALUES = ["open", "high", "low", "close", "volume", "source", "partial"]
 def _default_signals():
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def metric(port: int, name: str) -> float:
@@ -53,15 +46,6 @@ def metric(port: int, name: str) -> float:
         if line.startswith(name + " "):
             return float(line.rsplit(" ", 1)[1])
     return -1.0
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.mark.e2e

@@ -17,7 +17,7 @@ from pocketquant_pipelines import api
 from pocketquant_pipelines.errors import InvalidInputError
 from pocketquant_pipelines.settings import PROJECT_ROOT, load_settings
 from tradingview_simulator import run_simulator_in_thread
-from tests.support import cli
+from tests.support import cli, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -54,16 +54,6 @@ def system(request, tmp_path_factory):
             client.close()
             streamer.terminate()
             streamer.wait(timeout=30)
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_bars_quotes_current_bars_and_subscriptions(system):

@@ -30,6 +30,7 @@ from pocketquant_pipelines.storage.downtime import open_downtime_log
 from pocketquant_pipelines.storage.factory import open_bar_store
 from tradingview_simulator import run_simulator_in_thread
 from streamer_helpers import as_synced
+from tests.support import free_port, wait_for
 
 BTC = "BINANCE:BTCUSDT"
 SIM_START = datetime(2026, 1, 30, 15, 0, 5, tzinfo=UTC)
@@ -38,14 +39,6 @@ SIM_START = datetime(2026, 1, 30, 15, 0, 5, tzinfo=UTC)
 def _default_signals():
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _metric(port: int, name: str) -> float:
@@ -60,20 +53,10 @@ def _metric(port: int, name: str) -> float:
     return 0.0
 
 
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.mark.e2e
 def test_sigkill_restart_then_healing_sync_leaves_every_bar_once(tmp_path, monkeypatch):
     data = tmp_path / "data"
-    port = _free_port()
+    port = free_port()
     with run_simulator_in_thread(seed=4, speed=60, sim_start=SIM_START, resolve_delay_s=0.0) as sim:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("MONGODB_", "TRADINGVIEW_", "REDIS_"))}
         env.update({"POCKETQUANT_DATA_DIR": str(data), "TRADINGVIEW_WS_URL": sim.url,

@@ -39,14 +39,6 @@ def _default_signals():
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _mount_unavailable() -> str | None:
     for tool in ("unshare", "nsenter"):
         if shutil.which(tool) is None:
@@ -69,6 +61,7 @@ import json, sys
 from pocketquant_pipelines.market.intervals import Interval
 from pocketquant_pipelines.storage.base import SymbolInfo
 from pocketquant_pipelines.storage.sqlite_store import SQLiteBarStore
+from tests.support import free_port, wait_for
 with SQLiteBarStore(sys.argv[1]) as store:
     if sys.argv[2] == "add":
         store.add_symbol(SymbolInfo(stream=True, **json.loads(sys.argv[3])))
@@ -157,16 +150,6 @@ def _metric(port: int, name: str) -> float:
     return 0.0
 
 
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def events(log_path: Path) -> list[dict]:
     out = []
     for line in log_path.read_text().splitlines():
@@ -198,7 +181,7 @@ def _env(disk: TinyDisk, sim_url: str, port: int) -> dict:
 
 
 def test_full_disk_mid_stream_keeps_retries_spills_and_loses_nothing(tmp_path, sim, disk):
-    port = _free_port()
+    port = free_port()
     env = _env(disk, sim.url, port)
     info = as_synced(sim.market, BTC)
     disk.store("add", json.dumps({"symbol": info.symbol, "timezone": info.timezone, "session": info.session,
@@ -287,7 +270,7 @@ def test_full_disk_mid_stream_keeps_retries_spills_and_loses_nothing(tmp_path, s
 @pytest.mark.parametrize("command", [["-m", "streamer"], ["-m", "pocketquant_pipelines", "stream"]],
                          ids=["python-m-streamer", "pocketquant-stream"])
 def test_started_on_a_full_disk_exits_4_with_one_line(tmp_path, sim, disk, command):
-    env = _env(disk, sim.url, _free_port())
+    env = _env(disk, sim.url, free_port())
     disk.fill()
     log_path = tmp_path / "streamer.log"
     with open(log_path, "w") as fh:

@@ -19,6 +19,7 @@ from pocketquant_pipelines.settings import load_settings
 from pocketquant_pipelines.storage.factory import open_bar_store
 from tradingview_simulator.server import run_simulator_in_thread
 from streamer_helpers import as_synced
+from tests.support import free_port, wait_for
 
 BTC, AAPL = "BINANCE:BTCUSDT", "NASDAQ:AAPL"
 SIM_START = datetime(2026, 1, 30, 15, 0, 5, tzinfo=UTC)  # 10:00 New York: AAPL is trading
@@ -30,14 +31,6 @@ def _default_signals():
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def http_get(url: str):
     try:
         with urllib.request.urlopen(url, timeout=3) as r:
@@ -46,16 +39,6 @@ def http_get(url: str):
         return exc.code, exc.read().decode()
     except OSError:
         return None, ""
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture

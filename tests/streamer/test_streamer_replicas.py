@@ -26,6 +26,7 @@ from pocketquant_pipelines.storage.factory import open_bar_store
 from pocketquant_pipelines.storage.redis_cache import RedisLiveCache
 from tradingview_simulator import DEFAULT_SYMBOLS, run_simulator_in_thread
 from streamer_helpers import as_synced
+from tests.support import free_port, wait_for
 
 SIM_START = datetime(2026, 1, 30, 15, 0, 5, tzinfo=UTC)
 # 24x7 coins: they trade whenever the test runs, so every replica has ticks from the start
@@ -39,14 +40,6 @@ COUNT = 2
 def _default_signals():
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def health(port: int) -> dict | None:
@@ -69,16 +62,6 @@ def metric(port: int, name: str) -> float:
         if line.startswith(name + " "):
             return float(line.split()[1])
     return -1.0
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def subscribed(port: int) -> list[str] | None:

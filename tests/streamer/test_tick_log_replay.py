@@ -19,7 +19,7 @@ from pocketquant_pipelines.settings import PROJECT_ROOT, load_settings
 from pocketquant_pipelines.storage.factory import open_bar_store
 from tradingview_simulator import run_simulator_in_thread
 from streamer_helpers import as_synced
-from tests.support import cli
+from tests.support import cli, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -27,16 +27,6 @@ BTC = "BINANCE:BTCUSDT"
 DAY = "2026-06-01"  # a Monday, the first of a month: its 1w and 1M bars start on it too
 SIM_START = datetime(2026, 5, 31, 23, 58, 0, tzinfo=UTC)
 BATCH_MS = 200
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def start_streamer(env):
