@@ -133,7 +133,7 @@ def main(argv=None) -> int:
 
     from pocketquant_pipelines.market.timeutil import utcnow
     from pocketquant_pipelines.settings import load_settings
-    from pocketquant_pipelines.storage.base import SymbolInfo
+    from pocketquant_pipelines.storage.registry import SymbolInfo
     from pocketquant_pipelines.storage.factory import open_bar_store
 
     work = Path(tempfile.mkdtemp(prefix="pq-bench-backfill-"))

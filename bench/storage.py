@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pocketquant_pipelines.market.bars import Bar  # noqa: E402
 from pocketquant_pipelines.market.intervals import Interval  # noqa: E402
-from pocketquant_pipelines.storage.base import BarStore  # noqa: E402
+from pocketquant_pipelines.storage.bars import BarStore  # noqa: E402
 
 T0 = datetime(2015, 1, 1, tzinfo=UTC)
 
@@ -93,7 +93,7 @@ def bench_store(label: str, store: BarStore, upsert_n: int, read_n: int, workdir
 
 def bench_cache(label: str, cache, n: int) -> list[tuple[str, str, str]]:
     """Write rates the streamer depends on (a few hundred coalesced writes/s is the need)."""
-    from pocketquant_pipelines.storage.base import QUOTES_PATTERN, quote_channel
+    from pocketquant_pipelines.storage.live import QUOTES_PATTERN, quote_channel
 
     rows = []
     quote = {"symbol": "BENCH:Q", "time": T0.isoformat(), "price": 1.0, "volume": 1.0,

@@ -137,7 +137,7 @@ def main() -> int:
 
     from pocketquant_pipelines.logging import configure_logging
     from pocketquant_pipelines.settings import load_settings
-    from pocketquant_pipelines.storage.base import SymbolInfo
+    from pocketquant_pipelines.storage.registry import SymbolInfo
     from pocketquant_pipelines.storage.factory import open_bar_store
 
     configure_logging("console", "WARNING")

@@ -49,7 +49,7 @@ from pocketquant_pipelines.market.intervals import Interval
 from pocketquant_pipelines.market.symbols import normalize_symbol
 from pocketquant_pipelines.market.timeutil import ensure_utc, from_epoch, utcnow
 from pocketquant_pipelines.settings import Settings
-from pocketquant_pipelines.storage.base import BarStore, HistoryCoverage, Source
+from pocketquant_pipelines.storage.bars import BarStore, HistoryCoverage, Source
 from pocketquant_pipelines.tradingview.history import MAX_BARS  # the client's own limit
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from pocketquant_pipelines.logging import get_logger
 from pocketquant_pipelines.market.bars import Bar, bar_to_dict
-from pocketquant_pipelines.storage.base import LiveCache, bar_channel, quote_channel
+from pocketquant_pipelines.storage.live import bar_channel, LiveCache, quote_channel
 from streamer.metrics import StreamerMetrics
 
 log = get_logger("streamer.cache")

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from pocketquant_pipelines.market.intervals import Interval
-from pocketquant_pipelines.storage.base import BarStore, Source
+from pocketquant_pipelines.storage.bars import BarStore, Source
 
 PRICE_TOLERANCE = 1e-9
 VOLUME_TOLERANCE = 1e-6

@@ -26,7 +26,7 @@ import orjson
 import redis
 
 from pocketquant_pipelines.market.bars import Bar
-from pocketquant_pipelines.storage.base import CURRENT_BAR_TTL_S, QUOTE_TTL_S
+from pocketquant_pipelines.storage.live import CURRENT_BAR_TTL_S, QUOTE_TTL_S
 from pocketquant_pipelines.storage.redis_cache import current_bar_key, quote_key
 
 _dumps = orjson.dumps

@@ -32,7 +32,9 @@ from pocketquant_pipelines.logging import get_logger
 from pocketquant_pipelines.market.bars import Bar
 from pocketquant_pipelines.market.clock import EPOCH_FLOOR, implausible_reason
 from pocketquant_pipelines.settings import Settings
-from pocketquant_pipelines.storage.base import BarStore, LiveCache, SymbolInfo
+from pocketquant_pipelines.storage.durable import DurableStore
+from pocketquant_pipelines.storage.live import LiveCache
+from pocketquant_pipelines.storage.registry import SymbolInfo
 from pocketquant_pipelines.sync import record_metadata
 from streamer.cache_writer import CacheWriter
 from streamer.health import HealthServer
@@ -55,7 +57,7 @@ async def _maybe_await(value):
 
 class StreamerService:
     def __init__(
-        self, settings: Settings, *, store: BarStore | None = None, cache: LiveCache | None = None,
+        self, settings: Settings, *, store: DurableStore | None = None, cache: LiveCache | None = None,
         client=None, health_host: str = "127.0.0.1", health_port: int | None = None,
         registry_poll_s: float | None = None, cache_flush_ms: int | None = None,
         store_batch_ms: int | None = None, max_bar_symbols_per_flush: int = 100,

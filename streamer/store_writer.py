@@ -27,7 +27,7 @@ from pathlib import Path
 
 from pocketquant_pipelines.logging import get_logger
 from pocketquant_pipelines.market.bars import Bar, bar_to_dict
-from pocketquant_pipelines.storage.base import BarStore, Source
+from pocketquant_pipelines.storage.bars import BarStore, Source
 from streamer.metrics import StreamerMetrics
 
 log = get_logger("streamer.store")

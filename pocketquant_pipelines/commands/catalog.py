@@ -61,7 +61,7 @@ def symbols_add(app, symbol, stream, name, offline, ws_url) -> int:
     --ws-url), then registers it with what symbol_resolved says (timezone, session, type). An
     unknown symbol is an error and nothing is registered; --offline skips the check."""
     from pocketquant_pipelines.market.timeutil import utcnow
-    from pocketquant_pipelines.storage.base import SymbolInfo
+    from pocketquant_pipelines.storage.registry import SymbolInfo
     from pocketquant_pipelines.sync import record_metadata
 
     settings = app.settings
