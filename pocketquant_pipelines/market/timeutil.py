@@ -21,9 +21,5 @@ def from_epoch(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, tz=UTC)
 
 
-def to_epoch(value: datetime) -> float:
-    return ensure_utc(value).timestamp()
-
-
 def utcnow() -> datetime:
     return datetime.now(tz=UTC)

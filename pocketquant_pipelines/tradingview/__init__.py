@@ -1,6 +1,6 @@
 """TradingView data WebSocket: wire codec, asyncio client and a protocol simulator.
 
-No Dagster here. Public surface (CONTRACT — see docs/architecture.md):
+No Dagster here. Public surface (see docs/architecture.md):
 
   codec.py      encode_frame(obj|str) -> str ; decode_message(str) -> list[Frame] ; FrameDecodeError
   errors.py     TradingViewError and its typed subclasses

@@ -262,10 +262,6 @@ def decode_message(text: str, strict: bool = False) -> list[Frame]:
     return frames
 
 
-def decode_errors(frames: list[Frame]) -> int:
-    return sum(1 for f in frames if f.kind == "error")
-
-
 # --------------------------------------------------------------------------- values
 
 
