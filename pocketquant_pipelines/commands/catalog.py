@@ -254,9 +254,9 @@ def bars(app, symbol, interval, start, end, limit, output_format, output) -> int
     if output_format == "parquet":
         import pyarrow.parquet as pq
 
-        from pocketquant_pipelines.datasets import frame_to_table
+        from pocketquant_pipelines.datasets import dataset_table
 
-        pq.write_table(frame_to_table(frame, symbol, interval), output)
+        pq.write_table(dataset_table(frame, symbol, interval), output)
         print(f"wrote {len(frame)} bars to {output}", file=sys.stderr)
         return 0
     out = open(output, "w", newline="") if output else sys.stdout  # noqa: SIM115
