@@ -148,14 +148,6 @@ class SymbolSpec:
     def update_mode(self) -> str:
         return f"delayed_streaming_{self.delay_s}" if self.delay_s else "streaming"
 
-    @property
-    def decimals(self) -> int:
-        """Decimal places of one price unit (pricescale 100 -> 2, 4 -> 2 (0.25), 1 -> 0)."""
-        for d in range(12):
-            if (10 ** d) % self.pricescale == 0:
-                return d
-        return 12
-
 
 DEFAULT_SYMBOLS: tuple[SymbolSpec, ...] = (
     SymbolSpec(
