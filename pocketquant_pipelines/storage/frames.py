@@ -108,7 +108,7 @@ def canonical_columns(columns: BarColumns) -> list[BarColumns]:
 
 def replace_mask(old_source: np.ndarray, old_partial: np.ndarray, new_source: int,
                  new_partial: bool) -> np.ndarray:
-    """The precedence rule of every backend (BarStore's docstring), per existing row: True
+    """The precedence rule of every backend (storage/bars.py), per existing row: True
     where a write of ``new_source`` (a source code) with ``new_partial`` may replace the row.
 
     History replaces anything; the stream never replaces history, and a partial stream bar
