@@ -144,7 +144,7 @@ def run_on_instance(kind: str, args) -> dict:
 
     from pocketquant_pipelines.market.timeutil import utcnow
     from pocketquant_pipelines.settings import load_settings
-    from pocketquant_pipelines.storage.base import SymbolInfo
+    from pocketquant_pipelines.storage.registry import SymbolInfo
     from pocketquant_pipelines.storage.factory import open_bar_store
     from pocketquant_pipelines.topology import Postgres, prepare_production_home, start_dagster
 

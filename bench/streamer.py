@@ -240,7 +240,7 @@ def measure(args, n_replicas: int, speed: float, sim_url: str, redis_url: str, s
     import redis
 
     from pocketquant_pipelines.settings import load_settings
-    from pocketquant_pipelines.storage.base import SymbolInfo
+    from pocketquant_pipelines.storage.registry import SymbolInfo
     from pocketquant_pipelines.storage.factory import open_bar_store
 
     tmp.mkdir(parents=True)

@@ -67,7 +67,9 @@ def main() -> int:
     from pocketquant_pipelines.market.ticks import Tick
     from pocketquant_pipelines.market.timeutil import from_epoch
     from pocketquant_pipelines.settings import load_settings
-    from pocketquant_pipelines.storage.base import Source, SymbolInfo, quote_channel
+    from pocketquant_pipelines.storage.bars import Source
+    from pocketquant_pipelines.storage.live import quote_channel
+    from pocketquant_pipelines.storage.registry import SymbolInfo
     from pocketquant_pipelines.storage.redis_cache import RedisLiveCache
     from pocketquant_pipelines.storage.sqlite_store import SQLiteBarStore
     from pocketquant_pipelines.tradingview.codec import decode_message, encode_frame

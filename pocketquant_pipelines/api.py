@@ -211,7 +211,7 @@ class PocketQuant:
 
     # ---- live subscriptions ----
     def _patterns(self, kind: str, symbols: list[str], intervals: list[Interval]) -> list[str]:
-        from pocketquant_pipelines.storage.base import bar_channel, quote_channel
+        from pocketquant_pipelines.storage.live import bar_channel, quote_channel
 
         if kind == "quote":
             return [quote_channel(s) for s in symbols]

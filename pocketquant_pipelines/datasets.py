@@ -12,8 +12,10 @@ Layout (hive partitioning, one file per series)::
   carry ``:`` and sometimes ``/`` or ``!``. pyarrow's hive partitioning decodes them by default
   (``segment_encoding="uri"``), so ``pd.read_parquet(".../datasets/ohlcv")`` yields the columns
   ``interval`` and ``symbol`` with the real values (``NASDAQ:AAPL``).
-* Each file holds one series: column ``time`` (timestamp[us, UTC], the bar start, ascending,
-  unique) and float64 ``open high low close volume`` (volume null where the market has none),
+* Each file holds one series in the store's read schema (``storage.frames.BARS_SCHEMA``: what
+  ``read_bars_table`` yields, written as it is): column ``time`` (timestamp[us, UTC], the bar
+  start, ascending, unique) and float64 ``open high low close volume`` (volume null where the
+  market has none),
   plus ``source`` (history/stream: who wrote the bar) and ``partial`` (True for an in-progress
   bar the streamer flushed at shutdown: not a complete bar; a backtest should drop or treat
   it as such). Both columns are always present. The symbol and interval are not repeated
@@ -37,21 +39,12 @@ import pyarrow.parquet as pq
 
 from pocketquant_pipelines.market.intervals import Interval
 from pocketquant_pipelines.market.symbols import normalize_symbol
+from pocketquant_pipelines.storage.frames import (
+    BARS_SCHEMA, first_last_time, frame_to_table, table_to_frame,
+)
 
 DATASET_NAME = "ohlcv"
 FILE_NAME = "bars.parquet"
-
-_SCHEMA = pa.schema([
-    ("time", pa.timestamp("us", tz="UTC")),
-    ("open", pa.float64()),
-    ("high", pa.float64()),
-    ("low", pa.float64()),
-    ("close", pa.float64()),
-    ("volume", pa.float64()),
-    ("source", pa.string()),
-    ("partial", pa.bool_()),
-])
-
 
 def dataset_root(data_dir: Path) -> Path:
     """The dataset directory to hand to pandas/polars/DuckDB."""
@@ -76,31 +69,28 @@ class DatasetWrite:
     stream_rows: int = 0   # bars the stream wrote (``source`` is "stream")
 
 
-def frame_to_table(frame: pd.DataFrame, symbol: str, interval: Interval) -> pa.Table:
-    """A store frame (index ``time``) as an Arrow table in the dataset's schema."""
-    df = frame.copy()
-    if "source" not in df.columns:
-        df["source"] = None
-    if "partial" not in df.columns:
-        df["partial"] = False
-    df = df.reset_index()
-    df["time"] = pd.to_datetime(df["time"], utc=True).astype("datetime64[us, UTC]")
-    df["source"] = df["source"].astype("object").map(lambda v: None if v is None else str(v))
-    df["partial"] = df["partial"].fillna(False).astype(bool)
-    table = pa.Table.from_pandas(df[[f.name for f in _SCHEMA]], schema=_SCHEMA, preserve_index=False)
+def dataset_table(bars: pa.Table | pd.DataFrame, symbol: str, interval: Interval) -> pa.Table:
+    """What a series file holds: a store read (``read_bars_table``) as it is, or a
+    read_bars-shaped frame converted column by column, with the series named in the schema
+    metadata."""
+    table = bars if isinstance(bars, pa.Table) else frame_to_table(bars)
+    if not table.schema.equals(BARS_SCHEMA):
+        table = table.select(BARS_SCHEMA.names).cast(BARS_SCHEMA)
     return table.replace_schema_metadata({
         b"pocketquant.symbol": symbol.encode(),
         b"pocketquant.interval": interval.value.encode(),
     })
 
 
-def write_series(data_dir: Path, symbol: str, interval: Interval | str, frame: pd.DataFrame) -> DatasetWrite:
-    """Replace the series file with ``frame`` (a BarStore.read_bars frame), atomically."""
+def write_series(data_dir: Path, symbol: str, interval: Interval | str,
+                 bars: pa.Table | pd.DataFrame) -> DatasetWrite:
+    """Replace the series file with ``bars`` (a BarStore.read_bars_table table, or a
+    read_bars frame), atomically."""
     symbol = normalize_symbol(symbol)
     interval = Interval.parse(interval)
     path = series_path(data_dir, symbol, interval)
     path.parent.mkdir(parents=True, exist_ok=True)
-    table = frame_to_table(frame, symbol, interval)
+    table = dataset_table(bars, symbol, interval)
     fd, tmp = tempfile.mkstemp(prefix=".bars-", suffix=".parquet.tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -111,12 +101,12 @@ def write_series(data_dir: Path, symbol: str, interval: Interval | str, frame: p
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    times = frame.index
+    first_time, last_time = first_last_time(table)
     return DatasetWrite(
         path=path,
-        rows=len(frame),
-        first_time=times[0].to_pydatetime() if len(times) else None,
-        last_time=times[-1].to_pydatetime() if len(times) else None,
+        rows=table.num_rows,
+        first_time=first_time,
+        last_time=last_time,
         bytes=path.stat().st_size,
         partial_rows=_count_true(table.column("partial")),
         stream_rows=_count_true(pc.equal(table.column("source"), "stream")),
@@ -129,9 +119,7 @@ def _count_true(column) -> int:
 
 def read_series(data_dir: Path, symbol: str, interval: Interval | str) -> pd.DataFrame:
     """One series back as a frame indexed by ``time`` (UTC), like BarStore.read_bars."""
-    path = series_path(data_dir, symbol, interval)
-    frame = pq.read_table(path).to_pandas()
-    return frame.set_index("time")
+    return table_to_frame(pq.read_table(series_path(data_dir, symbol, interval)))
 
 
 def read_dataset(data_dir: Path, symbols: list[str] | None = None,
@@ -155,10 +143,3 @@ def list_series(data_dir: Path) -> list[tuple[str, str]]:
         out.append((symbol, interval))
     return out
 
-
-def delete_series(data_dir: Path, symbol: str, interval: Interval | str) -> bool:
-    path = series_path(data_dir, symbol, interval)
-    if not path.exists():
-        return False
-    path.unlink()
-    return True

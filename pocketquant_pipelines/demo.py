@@ -150,7 +150,7 @@ def prepare_dagster_home(home: Path) -> None:
 
 def seed_symbols(settings) -> list[str]:
     from pocketquant_pipelines.market.timeutil import utcnow
-    from pocketquant_pipelines.storage.base import SymbolInfo
+    from pocketquant_pipelines.storage.registry import SymbolInfo
     from pocketquant_pipelines.storage.factory import open_bar_store
 
     added = []

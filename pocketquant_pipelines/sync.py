@@ -41,6 +41,10 @@ import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from pocketquant_pipelines.errors import InvalidInputError
 from pocketquant_pipelines.logging import get_logger
 from pocketquant_pipelines.market.calendar import calendar_from_record, derive_history
@@ -48,8 +52,12 @@ from pocketquant_pipelines.market.intervals import Interval
 from pocketquant_pipelines.market.symbols import normalize_symbol
 from pocketquant_pipelines.market.timeutil import ensure_utc, from_epoch, utcnow
 from pocketquant_pipelines.settings import Settings
-from pocketquant_pipelines.storage.base import BarStore, HistoryCoverage, Source
+from pocketquant_pipelines.storage.bars import BarStore, HistoryCoverage, Source, UpsertResult
+from pocketquant_pipelines.storage.durable import DurableStore
+from pocketquant_pipelines.storage.frames import first_last_time, time_us_column
+from pocketquant_pipelines.storage.registry import SymbolRegistry
 from pocketquant_pipelines.storage.symbol_metadata import record_metadata
+from pocketquant_pipelines.storage.validation import to_us
 from pocketquant_pipelines.tradingview.history import MAX_BARS  # the client's own limit
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -171,20 +179,18 @@ def plan_request(
     return "incremental", max(overlap_bars + 1, min(needed, MAX_BARS))
 
 
-def record_daily_calendar(store: BarStore, symbol: str) -> dict | None:
-    """After a 1d sync: what the stored daily history says about closures (market.calendar
-    ``derive_history``), written to the registry's calendar["history"]. Reads the symbol's
-    daily bars once; only bars history wrote count (a stream bar is not TradingView's word).
-    Returns the history record, or None when there is nothing to record."""
-    info = store.get_symbol(symbol)
+def record_daily_calendar(registry: SymbolRegistry, symbol: str, daily: pa.Table) -> dict | None:
+    """After a 1d sync: what the stored daily history (``daily``, the series'
+    ``read_bars_table``) says about closures (market.calendar ``derive_history``), written to
+    the registry's calendar["history"]. Only bars history wrote count (a stream bar is not
+    TradingView's word). Returns the history record, or None when there is nothing to record."""
+    info = registry.get_symbol(symbol)
     if info is None or not (info.session and info.timezone):
         return None
-    frame = store.read_bars(symbol, Interval.D1)
-    if "source" in frame.columns:
-        frame = frame[frame["source"] == Source.HISTORY.value]
-    if not len(frame):
+    daily = daily.filter(pc.equal(daily.column("source"), Source.HISTORY.value))
+    if not daily.num_rows:
         return None
-    starts = [t.timestamp() for t in frame.index]
+    starts = (time_us_column(daily) / 1e6).tolist()
     try:
         listed = calendar_from_record(info.calendar, with_history=False)
         history = derive_history(starts, info.session, info.timezone, listed)
@@ -195,14 +201,57 @@ def record_daily_calendar(store: BarStore, symbol: str) -> dict | None:
         return None
     record = history.to_record()
     if dict(info.calendar).get("history") != record:
-        store.update_symbol(symbol, calendar={**info.calendar, "history": record})
+        registry.update_symbol(symbol, calendar={**info.calendar, "history": record})
         log.info("symbol_calendar_history", symbol=symbol, first=record["first"], last=record["last"],
                  closed=len(record["closed"]), open=len(record["open"]))
     return record
 
 
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    """What the store says after a sync's writes, from one read of the series."""
+
+    upsert: UpsertResult | None
+    bars: int
+    first_time: datetime | None
+    last_time: datetime | None
+    stream_bars: int
+    partial_bars: int
+    implausible_bars: int
+    covered: HistoryCoverage | None
+
+
+def _store_fetched(store: DurableStore, symbol: str, interval: Interval, result, now: datetime,
+                   clock_skew_s: float) -> _Stored:
+    """Every store call of a sync after the fetch, in one function so the sync moves it off
+    the event loop in one hop. The series is read once; its counts, bounds and (for 1d) the
+    calendar's history all come from that read."""
+    fetched = result.columns
+    upsert = store.upsert_bars(fetched, source=Source.HISTORY) if len(fetched) else None
+    record_metadata(store, symbol, getattr(result, "metadata", None))
+    table = store.read_bars_table(symbol, interval)
+    if interval is Interval.D1 and len(fetched):
+        record_daily_calendar(store, symbol, table)
+    if getattr(result, "depth_reached", False) and len(fetched):
+        # the server has nothing older than this: the series is as deep as it gets
+        store.record_history_start(symbol, interval, from_epoch(float(fetched.time[0])))
+    times = time_us_column(table)
+    bound_us = to_us(now + timedelta(seconds=clock_skew_s))
+    first_time, last_time = first_last_time(table)
+    return _Stored(
+        upsert=upsert,
+        bars=table.num_rows,
+        first_time=first_time,
+        last_time=last_time,
+        stream_bars=int(pc.sum(pc.equal(table.column("source"), Source.STREAM.value)).as_py() or 0),
+        partial_bars=int(pc.sum(table.column("partial").cast(pa.int64())).as_py() or 0),
+        implausible_bars=int(np.count_nonzero((times > bound_us) | (times < 0))),
+        covered=plausible_coverage(store, symbol, interval, now, clock_skew_s),
+    )
+
+
 async def sync_history_async(
-    store: BarStore, client, symbol: str, interval: Interval | str, bars: int | None = None, *,
+    store: DurableStore, client, symbol: str, interval: Interval | str, bars: int | None = None, *,
     first_bars: int, overlap_bars: int, now: datetime | None = None,
     source: str | None = None, session: str | None = None, adjustment: str | None = None,
     clock_skew_s: float = Settings.clock_skew_s,
@@ -210,7 +259,8 @@ async def sync_history_async(
     """The sync itself; ``client`` is a TradingViewClient (``await client.fetch_history``).
 
     Several of these can run concurrently on one client (``asyncio.gather``); the client
-    bounds its own concurrency.
+    bounds its own concurrency. Store calls (blocking: SQLite, pymongo) run in a worker
+    thread, so the event loop keeps serving the other syncs' frames meanwhile.
     """
     symbol = normalize_symbol(symbol)
     interval = Interval.parse(interval)
@@ -220,8 +270,9 @@ async def sync_history_async(
         raise InvalidInputError(f"overlap_bars={overlap_bars!r} must be an integer >= 0")
     now = utcnow() if now is None else ensure_utc(now, "now")
     started = time.perf_counter()
-    mode, count = plan_request(store, symbol, interval, bars, first_bars=first_bars,
-                               overlap_bars=overlap_bars, now=now, clock_skew_s=clock_skew_s)
+    mode, count = await asyncio.to_thread(
+        plan_request, store, symbol, interval, bars, first_bars=first_bars,
+        overlap_bars=overlap_bars, now=now, clock_skew_s=clock_skew_s)
     kwargs = {}
     if session is not None:
         kwargs["session"] = session  # TradingView's "regular" | "extended" hours
@@ -230,27 +281,9 @@ async def sync_history_async(
     log.debug("sync_started", symbol=symbol, interval=interval.value, mode=mode, bars=count)
     result = await client.fetch_history(symbol, interval, count, **kwargs)
     fetched = result.columns  # validated, ascending, one row per key: written without Bar objects
-    upsert = store.upsert_bars(fetched, source=Source.HISTORY) if len(fetched) else None
-    record_metadata(store, symbol, getattr(result, "metadata", None))
-    if interval is Interval.D1 and len(fetched):
-        record_daily_calendar(store, symbol)
-    stored = store.count_bars(symbol, interval)
-    stored_frame_first = None
-    stored_stream = stored_partial = stored_implausible = 0
-    if stored:
-        # the store has no "first bar" accessor; one series is small (<= tens of thousands)
-        frame = store.read_bars(symbol, interval)
-        index = frame.index
-        stored_frame_first = index[0].to_pydatetime() if len(index) else None
-        stored_stream = int((frame["source"] == Source.STREAM.value).sum())
-        stored_partial = int(frame["partial"].sum())
-        bound = now + timedelta(seconds=clock_skew_s)
-        stored_implausible = int(((index > bound) | (index < EPOCH)).sum())
-    depth_reached = bool(getattr(result, "depth_reached", False))
-    if depth_reached and len(fetched):
-        # the server has nothing older than this: the series is as deep as it gets
-        store.record_history_start(symbol, interval, from_epoch(float(fetched.time[0])))
-    covered = plausible_coverage(store, symbol, interval, now, clock_skew_s)
+    stored = await asyncio.to_thread(_store_fetched, store, symbol, interval, result, now,
+                                     clock_skew_s)
+    upsert, covered = stored.upsert, stored.covered
     outcome = SyncOutcome(
         symbol=symbol,
         interval=interval.value,
@@ -263,10 +296,10 @@ async def sync_history_async(
         unchanged=int(upsert.unchanged) if upsert else 0,
         first_bar_time=from_epoch(float(fetched.time[0])) if len(fetched) else None,
         last_bar_time=from_epoch(float(fetched.time[-1])) if len(fetched) else None,
-        stored_bars=int(stored),
-        stored_first_time=stored_frame_first,
-        stored_last_time=store.last_bar_time(symbol, interval),
-        depth_reached=depth_reached,
+        stored_bars=stored.bars,
+        stored_first_time=stored.first_time,
+        stored_last_time=stored.last_time,
+        depth_reached=bool(getattr(result, "depth_reached", False)),
         source=source or source_from_url(getattr(client, "url", None)),
         duration_s=round(time.perf_counter() - started, 4),
         synced_at=utcnow(),
@@ -277,9 +310,9 @@ async def sync_history_async(
         history_ended=bool(covered and covered.history_start is not None),
         history_start=covered.history_start if covered else None,
         rejected_times=int(getattr(result, "implausible_times", 0)),
-        stored_implausible_bars=stored_implausible,
-        stored_stream_bars=stored_stream,
-        stored_partial_bars=stored_partial,
+        stored_implausible_bars=stored.implausible_bars,
+        stored_stream_bars=stored.stream_bars,
+        stored_partial_bars=stored.partial_bars,
     )
     log.info("sync_finished", symbol=symbol, interval=interval.value, mode=mode,
              fetched=outcome.fetched, inserted=outcome.inserted, updated=outcome.updated,
@@ -289,7 +322,7 @@ async def sync_history_async(
 
 
 def sync_history(
-    store: BarStore, client, symbol: str, interval: Interval | str, bars: int | None = None, *,
+    store: DurableStore, client, symbol: str, interval: Interval | str, bars: int | None = None, *,
     first_bars: int, overlap_bars: int, now: datetime | None = None,
     source: str | None = None, session: str | None = None, adjustment: str | None = None,
     clock_skew_s: float = Settings.clock_skew_s,

@@ -27,7 +27,7 @@ from typing import Protocol, runtime_checkable
 
 from pocketquant_pipelines.logging import get_logger
 from pocketquant_pipelines.market.bars import Bar
-from pocketquant_pipelines.storage.base import LiveCache, bar_channel, quote_channel
+from pocketquant_pipelines.storage.live import bar_channel, LiveCache, quote_channel
 from pocketquant_pipelines.storage.payloads import completed_bar_payload
 from streamer.metrics import StreamerMetrics
 

@@ -19,7 +19,8 @@ from collections.abc import Awaitable, Callable, Iterable
 
 from pocketquant_pipelines.logging import get_logger
 from pocketquant_pipelines.market.replicas import ReplicaShare
-from pocketquant_pipelines.storage.base import BarStore, SymbolInfo
+from pocketquant_pipelines.storage.bars import BarStore
+from pocketquant_pipelines.storage.registry import SymbolInfo
 from pocketquant_pipelines.storage.symbol_metadata import record_metadata
 from streamer.quote_source import QuoteClient
 from streamer.symbols import SymbolState

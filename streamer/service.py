@@ -25,7 +25,9 @@ from pocketquant_pipelines.errors import ConfigError
 from pocketquant_pipelines.logging import get_logger
 from pocketquant_pipelines.market.replicas import ReplicaShare
 from pocketquant_pipelines.settings import Settings
-from pocketquant_pipelines.storage.base import BarStore, LiveCache, SymbolInfo
+from pocketquant_pipelines.storage.durable import DurableStore
+from pocketquant_pipelines.storage.live import LiveCache
+from pocketquant_pipelines.storage.registry import SymbolInfo
 from pocketquant_pipelines.storage.tick_log import TickLogWriter
 from pocketquant_pipelines.tradingview.errors import AuthError
 from pocketquant_pipelines.tradingview.models import ClientStats
@@ -50,7 +52,7 @@ CLOSE_TIMEOUT_S = 2.0      # for closing the quote source and the client on shut
 
 class StreamerService:
     def __init__(
-        self, settings: Settings, *, store: BarStore | None = None, cache: LiveCache | None = None,
+        self, settings: Settings, *, store: DurableStore | None = None, cache: LiveCache | None = None,
         client: QuoteClient | None = None, health_host: str = "127.0.0.1", health_port: int | None = None,
         registry_poll_s: float | None = None, cache_flush_ms: int | None = None,
         store_batch_ms: int | None = None, max_bar_symbols_per_flush: int = 100, downtime_log=None,

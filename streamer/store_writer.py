@@ -41,7 +41,7 @@ from pathlib import Path
 
 from pocketquant_pipelines.logging import get_logger
 from pocketquant_pipelines.market.bars import Bar, bar_from_dict, bar_to_dict
-from pocketquant_pipelines.storage.base import BarStore, Source
+from pocketquant_pipelines.storage.bars import BarStore, Source
 from streamer.disk import (
     DiskFullError, is_disk_full, reserve, write_atomically, write_into_reservation,
 )

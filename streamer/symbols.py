@@ -17,7 +17,7 @@ from pocketquant_pipelines.logging import get_logger
 from pocketquant_pipelines.market.aggregator import BarAggregator
 from pocketquant_pipelines.market.intervals import ALL_INTERVALS
 from pocketquant_pipelines.market.sessions import Session
-from pocketquant_pipelines.storage.base import SymbolInfo
+from pocketquant_pipelines.storage.registry import SymbolInfo
 from pocketquant_pipelines.storage.symbol_session import session_of
 
 log = get_logger("streamer.symbols")

@@ -61,8 +61,8 @@ def symbols_add(app, symbol, stream, name, offline, ws_url) -> int:
     --ws-url), then registers it with what symbol_resolved says (timezone, session, type). An
     unknown symbol is an error and nothing is registered; --offline skips the check."""
     from pocketquant_pipelines.market.timeutil import utcnow
-    from pocketquant_pipelines.storage.base import SymbolInfo
-    from pocketquant_pipelines.sync import record_metadata
+    from pocketquant_pipelines.storage.registry import SymbolInfo
+    from pocketquant_pipelines.storage.symbol_metadata import record_metadata
 
     settings = app.settings
     symbol = normalize_symbol(symbol)
@@ -301,10 +301,10 @@ def bars(app, symbol, interval, start, end, limit, output_format, output) -> int
     if output_format == "parquet":
         import pyarrow.parquet as pq
 
-        from pocketquant_pipelines.datasets import frame_to_table
+        from pocketquant_pipelines.datasets import dataset_table
 
         try:
-            pq.write_table(frame_to_table(frame, symbol, interval), output)
+            pq.write_table(dataset_table(frame, symbol, interval), output)
         except OSError as exc:
             raise _output_error(output, exc) from None
         print(f"wrote {len(frame)} bars to {output}", file=sys.stderr)

@@ -153,7 +153,7 @@ def _print_snapshots(cache, symbols: list[str], out, output_format: str) -> int:
 
 def _follow(cache, symbols: list[str], out, output_format: str, bars_only: bool, quotes_only: bool,
             limit: int | None, timeout: float | None) -> int:
-    from pocketquant_pipelines.storage.base import BARS_PATTERN, QUOTES_PATTERN, bar_channel, quote_channel
+    from pocketquant_pipelines.storage.live import BARS_PATTERN, QUOTES_PATTERN, bar_channel, quote_channel
 
     if symbols:
         patterns = []

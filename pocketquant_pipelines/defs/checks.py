@@ -40,7 +40,7 @@ from pocketquant_pipelines.market.intervals import Interval
 from pocketquant_pipelines.market.sessions import SESSION_24X7, Session, bar_starts_between
 from pocketquant_pipelines.market.timeutil import utcnow
 from pocketquant_pipelines.settings import Settings
-from pocketquant_pipelines.storage.base import HistoryCoverage
+from pocketquant_pipelines.storage.bars import HistoryCoverage
 from pocketquant_pipelines.sync import EPOCH, plausible_coverage
 from pocketquant_pipelines.storage.symbol_session import session_of_symbol
 

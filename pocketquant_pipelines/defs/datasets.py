@@ -49,8 +49,8 @@ def ohlcv_dataset(context: dg.AssetExecutionContext, bar_store: BarStoreResource
     single = context.has_partition_key
     for key in [str(k) for k in context.partition_keys]:
         symbol, interval = split_key(key)
-        frame = store.read_bars(symbol, interval)
-        written = ds.write_series(data_dir, symbol, interval, frame)
+        table = store.read_bars_table(symbol, interval)
+        written = ds.write_series(data_dir, symbol, interval, table)
         metadata = {
             "path": dg.MetadataValue.path(str(written.path)),
             "dagster/row_count": int(written.rows),

@@ -22,7 +22,7 @@ from pocketquant_pipelines.defs.resources import BarStoreResource
 from pocketquant_pipelines.defs.streaming_spec import STREAMED_BARS
 from pocketquant_pipelines.logging import get_logger
 from pocketquant_pipelines.quality.reconcile import MAX_ORPHAN_EXAMPLES, PRICE_TOLERANCE, VOLUME_TOLERANCE, reconcile
-from pocketquant_pipelines.storage.base import Source
+from pocketquant_pipelines.storage.bars import Source
 
 log = get_logger("pocketquant.defs.streaming")
 

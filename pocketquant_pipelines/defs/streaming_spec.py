@@ -1,9 +1,10 @@
 """``streamed_bars``: the bars the streamer sidecar writes, as an external (non-executable)
 asset so lineage shows TradingView's live feed next to the historical sync.
 
-Defined here (not in ``streaming.py``) because ``ohlcv_dataset`` depends on it and the two
-files belong to different owners; ``defs/streaming.py`` imports ``streamed_bars`` from here
-and reports its materializations from a sensor.
+Kept apart from ``streaming.py`` so what the asset is does not pull in what the stream
+sensor needs (the reconciliation code); ``ohlcv_dataset`` depends on its key
+(``defs.keys.STREAMED_BARS``), and ``defs/streaming.py`` reports its materializations from a
+sensor.
 """
 
 import dagster as dg

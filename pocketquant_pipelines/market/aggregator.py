@@ -1,4 +1,4 @@
-"""Ticks -> bars at many intervals at once (CONTRACT — helper A implements).
+"""Ticks -> bars at many intervals at once.
 
 One ``BarAggregator`` per symbol. It keeps the in-progress bar of each interval, closes a bar
 when a tick of a later bucket arrives (or ``close_due`` finds its end passed), drops and counts

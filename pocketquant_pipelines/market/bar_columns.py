@@ -81,6 +81,11 @@ class BarColumns:
     def __len__(self) -> int:
         return len(self.time)
 
+    @property
+    def time_us(self) -> np.ndarray:
+        """int64 epoch microseconds of each start: the bar's key in every store."""
+        return np.rint(self.time * 1e6).astype(np.int64)
+
     @classmethod
     def empty(cls, symbol: str, interval: Interval) -> BarColumns:
         z = np.empty(0, dtype=np.float64)
@@ -125,7 +130,7 @@ class BarColumns:
 
     def to_frame(self) -> pd.DataFrame:
         """The ``bars_to_frame`` shape: index ``time`` (UTC), float64 OHLCV, NaN = no volume."""
-        us = np.rint(self.time * 1e6).astype(np.int64).view("datetime64[us]")
+        us = self.time_us.view("datetime64[us]")
         index = pd.DatetimeIndex(us, name="time").tz_localize("UTC")
         return pd.DataFrame(dict(zip(OHLCV_COLUMNS, (self.open, self.high, self.low, self.close, self.volume))),
                             index=index, dtype="float64")

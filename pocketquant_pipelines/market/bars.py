@@ -7,7 +7,7 @@ volume is NaN.
 """
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -129,10 +129,6 @@ def bars_from_frame(symbol: str, interval: Interval, frame: pd.DataFrame) -> lis
                 float(cols[2][i]), float(cols[3][i]), None if math.isnan(v) else float(v))
         )
     return out
-
-
-def iter_keys(bars: Iterable[Bar]) -> Iterable[tuple[str, str, datetime]]:
-    return (b.key for b in bars)
 
 
 def bar_to_dict(bar: Bar) -> dict:

@@ -21,10 +21,6 @@ def from_epoch(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, tz=UTC)
 
 
-def to_epoch(value: datetime) -> float:
-    return ensure_utc(value).timestamp()
-
-
 def utcnow() -> datetime:
     return datetime.now(tz=UTC)
 

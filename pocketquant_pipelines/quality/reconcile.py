@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from pocketquant_pipelines.market.intervals import Interval
-from pocketquant_pipelines.storage.base import BarStore, HistoryCoverage, Source
+from pocketquant_pipelines.storage.bars import BarStore, HistoryCoverage, Source
 
 PRICE_TOLERANCE = 1e-9
 VOLUME_TOLERANCE = 1e-6

@@ -34,9 +34,7 @@ from pathlib import Path
 from pocketquant_pipelines.logging import get_logger
 from pocketquant_pipelines.market.bars import Bar
 from pocketquant_pipelines.market.intervals import Interval
-from pocketquant_pipelines.storage.base import (
-    CURRENT_BAR_TTL_S, QUOTE_TTL_S, LiveCache, LiveMessage, Subscription,
-)
+from pocketquant_pipelines.storage.live import CURRENT_BAR_TTL_S, QUOTE_TTL_S, LiveCache, LiveMessage, Subscription
 from pocketquant_pipelines.storage.live_records import (
     batch_json, check_patterns, current_bars_json, publish_json, quote_json,
 )

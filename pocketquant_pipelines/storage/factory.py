@@ -1,7 +1,8 @@
 """Pick the backend of each storage role from configuration, never from code.
 
 - ``open_bar_store``: MongoDB when MONGODB_URL is set (database MONGODB_DATABASE), else the
-  embedded SQLite store at ``settings.bar_store_path``.
+  embedded SQLite store at ``settings.bar_store_path``. Either is a ``DurableStore``: bar
+  store, ingest log and symbol registry in one database.
 - ``open_live_cache``: Redis when REDIS_URL is set, else the embedded SQLite cache at
   ``settings.live_cache_path``.
 
@@ -10,26 +11,19 @@ Server client libraries are imported only when their backend is chosen.
 
 from pocketquant_pipelines.logging import get_logger
 from pocketquant_pipelines.settings import Settings
-from pocketquant_pipelines.storage.base import BarStore, LiveCache
+from pocketquant_pipelines.storage.durable import DurableStore
+from pocketquant_pipelines.storage.live import LiveCache
 
 log = get_logger(__name__)
 
 
-def bar_store_backend(settings: Settings) -> str:
-    return "mongodb" if settings.mongodb_url else "sqlite"
-
-
-def live_cache_backend(settings: Settings) -> str:
-    return "redis" if settings.redis_url else "embedded"
-
-
-def open_bar_store(settings: Settings) -> BarStore:
+def open_bar_store(settings: Settings) -> DurableStore:
     if settings.mongodb_url:
         from pocketquant_pipelines.storage.mongo_store import MongoBarStore
 
-        store: BarStore = MongoBarStore(url=settings.mongodb_url.get_secret_value(),
-                                        database=settings.mongodb_database,
-                                        timeout_s=settings.mongodb_timeout_s)
+        store: DurableStore = MongoBarStore(url=settings.mongodb_url.get_secret_value(),
+                                            database=settings.mongodb_database,
+                                            timeout_s=settings.mongodb_timeout_s)
         log.debug("bar_store_opened", backend="mongodb", database=settings.mongodb_database)
         return store
     from pocketquant_pipelines.storage.sqlite_store import SQLiteBarStore

@@ -59,12 +59,14 @@ from pocketquant_pipelines.market.bar_columns import BarColumns
 from pocketquant_pipelines.market.bars import Bar
 from pocketquant_pipelines.market.intervals import Interval
 from pocketquant_pipelines.market.timeutil import utcnow
-from pocketquant_pipelines.storage.base import (
-    BarStore, HistoryCoverage, IngestEntry, IngestPage, Source, SymbolInfo, UpsertResult,
-)
+from pocketquant_pipelines.storage.bars import HistoryCoverage, Source, UpsertResult
+from pocketquant_pipelines.storage.durable import DurableStore
 from pocketquant_pipelines.storage.frames import (
-    SOURCE_CODE, bars_frame, check_source, empty_bars_frame, prepare_upsert, replace_mask,
+    SOURCE_CODE, TablesFromFrames, bars_frame, check_source, empty_bars_frame, prepare_upsert,
+    replace_mask,
 )
+from pocketquant_pipelines.storage.ingest import IngestEntry, IngestPage
+from pocketquant_pipelines.storage.registry import SymbolInfo
 from pocketquant_pipelines.storage.registry_records import (
     check_update_fields, info_from_record, info_to_record, prepare_new,
 )
@@ -87,7 +89,7 @@ _READ_PROJECTION = {"_id": 0, "time": 1, "open": 1, "high": 1, "low": 1, "close"
                     "volume": 1, "source": 1, "partial": 1}
 
 
-class MongoBarStore(BarStore):
+class MongoBarStore(TablesFromFrames, DurableStore):
     def __init__(self, url: str | None = None, database: str = "pocketquant", client=None,
                  timeout_s: float = 10.0):
         """Pass ``url`` (a MONGODB_URL) or an existing ``client`` (a pymongo.MongoClient).
@@ -168,14 +170,14 @@ class MongoBarStore(BarStore):
     def upsert_bars(self, bars: Sequence[Bar] | BarColumns, source: Source = Source.HISTORY,
                     partial: bool = False) -> UpsertResult:
         source, batch = prepare_upsert(bars, source, partial)
-        if not len(batch):
+        if not batch:
             return UpsertResult()
         now_us = to_us(utcnow())
         total = UpsertResult()
         pending_entries = []
-        for k, sl in batch.groups():
-            symbol, interval = batch.keys[k]
-            docs = self._docs(symbol, interval, batch, sl, source, partial, now_us)
+        for cols in batch:
+            symbol, interval = cols.symbol, cols.interval
+            docs = self._docs(cols, source, partial, now_us)
             result, changed = self._write(self._bars, symbol, interval, docs, source, partial)
             if changed:
                 times = [d["time"] for d in changed]
@@ -194,21 +196,21 @@ class MongoBarStore(BarStore):
                 })
         if pending_entries:
             self._append_ingest(pending_entries)
-        log.debug("bars_upserted", store="mongo", source=source.value, series=len(batch.keys),
+        log.debug("bars_upserted", store="mongo", source=source.value, series=len(batch),
                   inserted=total.inserted, updated=total.updated, unchanged=total.unchanged,
                   refused=total.refused)
         return total
 
     @staticmethod
-    def _docs(symbol, interval, batch, sl, source, partial, now_us) -> list[dict]:
-        vol = batch.volume[sl]
+    def _docs(cols: BarColumns, source, partial, now_us) -> list[dict]:
+        symbol, interval = cols.symbol, cols.interval
         return [
             {"symbol": symbol, "interval": interval.value, "time": t, "open": o, "high": h,
              "low": lo, "close": c, "volume": None if math.isnan(v) else v,
              "source": source.value, "partial": partial, "written_at": now_us}
-            for t, o, h, lo, c, v in zip(batch.time[sl].tolist(), batch.open[sl].tolist(),
-                                         batch.high[sl].tolist(), batch.low[sl].tolist(),
-                                         batch.close[sl].tolist(), vol.tolist())
+            for t, o, h, lo, c, v in zip(cols.time_us.tolist(), cols.open.tolist(),
+                                         cols.high.tolist(), cols.low.tolist(),
+                                         cols.close.tolist(), cols.volume.tolist())
         ]
 
     def _write(self, coll, symbol: str, interval: Interval, docs: list[dict], source: Source,

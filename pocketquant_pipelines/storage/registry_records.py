@@ -7,7 +7,7 @@ from datetime import datetime
 
 from pocketquant_pipelines.errors import InvalidInputError
 from pocketquant_pipelines.market.timeutil import utcnow
-from pocketquant_pipelines.storage.base import SymbolInfo
+from pocketquant_pipelines.storage.registry import SymbolInfo
 from pocketquant_pipelines.storage.validation import check_symbol, from_us, to_us
 
 _FIELDS = {f.name: f for f in dataclasses.fields(SymbolInfo)}

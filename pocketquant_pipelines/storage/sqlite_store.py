@@ -39,6 +39,7 @@ from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from pocketquant_pipelines.errors import StoreDamagedError, UnknownSymbolError
 from pocketquant_pipelines.logging import get_logger
@@ -46,13 +47,14 @@ from pocketquant_pipelines.market.bar_columns import BarColumns
 from pocketquant_pipelines.market.bars import Bar
 from pocketquant_pipelines.market.intervals import Interval
 from pocketquant_pipelines.market.timeutil import utcnow
-from pocketquant_pipelines.storage.base import (
-    BarStore, HistoryCoverage, IngestEntry, IngestPage, Source, SymbolInfo, UpsertResult,
-)
+from pocketquant_pipelines.storage.bars import HistoryCoverage, Source, UpsertResult
+from pocketquant_pipelines.storage.durable import DurableStore
 from pocketquant_pipelines.storage.frames import (
-    HISTORY_CODE, PRICE_FIELDS, SOURCE_CODE, bars_frame, check_source, coverage_of_frame,
-    empty_bars_frame, prepare_upsert, replace_mask,
+    HISTORY_CODE, PRICE_FIELDS, SOURCE_CODE, bars_table, check_source, coverage_of_table,
+    empty_bars_table, prepare_upsert, replace_mask, table_to_frame,
 )
+from pocketquant_pipelines.storage.ingest import IngestEntry, IngestPage
+from pocketquant_pipelines.storage.registry import SymbolInfo
 from pocketquant_pipelines.storage.registry_records import (
     check_update_fields, info_from_record, info_to_record, prepare_new,
 )
@@ -248,7 +250,7 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
                  series_with_history=len(rows))
 
 
-class SQLiteBarStore(BarStore):
+class SQLiteBarStore(DurableStore):
     def __init__(self, path: Path | str):
         self.path = Path(path)
         self._db = ThreadConnections(self.path, synchronous="FULL", setup_sql=_SCHEMA)
@@ -283,18 +285,18 @@ class SQLiteBarStore(BarStore):
     def upsert_bars(self, bars: Sequence[Bar] | BarColumns, source: Source = Source.HISTORY,
                     partial: bool = False) -> UpsertResult:
         source, batch = prepare_upsert(bars, source, partial)
-        if not len(batch):
+        if not batch:
             return UpsertResult()
         now_us = to_us(utcnow())
         code = SOURCE_CODE[source]
         total = UpsertResult()
         entries = []
         with self._db.write() as conn:
-            for k, sl in batch.groups():
-                symbol, interval = batch.keys[k]
+            for cols in batch:
+                symbol, interval = cols.symbol, cols.interval
                 sid = self._series_id(conn, symbol, interval, create=True)
-                new = {"time": batch.time[sl], "open": batch.open[sl], "high": batch.high[sl],
-                       "low": batch.low[sl], "close": batch.close[sl], "volume": batch.volume[sl]}
+                new = {"time": cols.time_us, "open": cols.open, "high": cols.high,
+                       "low": cols.low, "close": cols.close, "volume": cols.volume}
                 span = chunk_span_us(interval)
                 result, changed, promoted = self._merge_series(conn, sid, KIND_CANONICAL, span,
                                                                new, now_us, code, partial)
@@ -313,7 +315,7 @@ class SQLiteBarStore(BarStore):
                 conn.executemany(
                     "INSERT INTO ingest_log (symbol, interval, source, first_us, last_us, count,"
                     " written_at_us) VALUES (?, ?, ?, ?, ?, ?, ?)", entries)
-        log.debug("bars_upserted", store="sqlite", source=source.value, series=len(batch.keys),
+        log.debug("bars_upserted", store="sqlite", source=source.value, series=len(batch),
                   inserted=total.inserted, updated=total.updated, unchanged=total.unchanged,
                   refused=total.refused)
         return total
@@ -352,16 +354,16 @@ class SQLiteBarStore(BarStore):
             conn.executemany(_UPSERT_CHUNK, writes)
         return UpsertResult(ins, upd, same, refused), (first, last), promoted
 
-    def _read_columns(self, symbol, interval, start, end, limit, kind) -> pd.DataFrame:
+    def _read_table(self, symbol, interval, start, end, limit, kind) -> pa.Table:
         symbol, interval = check_symbol(symbol), check_interval(interval)
         lo, hi = time_range_us(start, end)
         limit = check_limit(limit)
         if hi <= lo or limit == 0:
-            return empty_bars_frame()
+            return empty_bars_table()
         conn = self._db.get()
         sid = self._series_id(conn, symbol, interval, create=False)
         if sid is None:
-            return empty_bars_frame()
+            return empty_bars_table()
         span = chunk_span_us(interval)
         c_lo, c_hi = lo // span, (hi - 1) // span
         sql = ("SELECT n, data, first_us, last_us FROM bar_chunks WHERE series_id = ? AND kind = ?"
@@ -388,7 +390,7 @@ class SQLiteBarStore(BarStore):
             cur.close()
             chunks.reverse()
         if not chunks:
-            return empty_bars_frame()
+            return empty_bars_table()
         cols = {name: (np.concatenate([c[name] for c in chunks]) if len(chunks) > 1
                        else chunks[0][name]) for name, _ in _LAYOUT}
         t = cols["time"]
@@ -399,16 +401,16 @@ class SQLiteBarStore(BarStore):
             cols = {k: v[-limit:] for k, v in cols.items()}
         check_stored_bars(symbol, interval, cols["time"], cols["open"], cols["high"], cols["low"],
                           cols["close"], cols["volume"])
-        return bars_frame(cols["time"], cols["open"], cols["high"], cols["low"], cols["close"],
+        return bars_table(cols["time"], cols["open"], cols["high"], cols["low"], cols["close"],
                           cols["volume"], cols["source"], cols["partial"])
 
-    def read_bars(self, symbol: str, interval: Interval | str, start: datetime | None = None,
-                  end: datetime | None = None, limit: int | None = None) -> pd.DataFrame:
-        return self._read_columns(symbol, interval, start, end, limit, KIND_CANONICAL)
+    def read_bars_table(self, symbol: str, interval: Interval | str, start: datetime | None = None,
+                        end: datetime | None = None, limit: int | None = None) -> pa.Table:
+        return self._read_table(symbol, interval, start, end, limit, KIND_CANONICAL)
 
     def read_stream_bars(self, symbol: str, interval: Interval | str,
                          start: datetime | None = None, end: datetime | None = None) -> pd.DataFrame:
-        return self._read_columns(symbol, interval, start, end, None, KIND_STREAM)
+        return table_to_frame(self._read_table(symbol, interval, start, end, None, KIND_STREAM))
 
     def _series_aggregate(self, symbol, interval, expr: str):
         symbol, interval = check_symbol(symbol), check_interval(interval)
@@ -440,8 +442,8 @@ class SQLiteBarStore(BarStore):
             if lo <= first and last < hi:
                 return HistoryCoverage(from_us(first), from_us(last), int(bars), history_start)
             # part of the record lies outside the range: count history's rows inside it
-            frame = self._read_columns(symbol, interval, start, end, None, KIND_CANONICAL)
-        return coverage_of_frame(frame, history_start)
+            table = self._read_table(symbol, interval, start, end, None, KIND_CANONICAL)
+        return coverage_of_table(table, history_start)
 
     def record_history_start(self, symbol: str, interval: Interval | str,
                              first_time: datetime) -> bool:

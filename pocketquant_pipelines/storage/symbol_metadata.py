@@ -10,7 +10,7 @@ from pocketquant_pipelines.errors import InvalidInputError
 from pocketquant_pipelines.logging import get_logger
 from pocketquant_pipelines.market.calendar import calendar_record
 from pocketquant_pipelines.market.timeutil import ensure_utc
-from pocketquant_pipelines.storage.base import BarStore
+from pocketquant_pipelines.storage.bars import BarStore
 
 log = get_logger("pocketquant.storage.symbol_metadata")
 

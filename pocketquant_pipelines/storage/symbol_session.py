@@ -8,7 +8,7 @@ it, so live bars and the checks on history see the same trading days.
 from pocketquant_pipelines.logging import get_logger
 from pocketquant_pipelines.market.calendar import EMPTY_CALENDAR, calendar_from_record
 from pocketquant_pipelines.market.sessions import SESSION_24X7, Session
-from pocketquant_pipelines.storage.base import BarStore, SymbolInfo
+from pocketquant_pipelines.storage.registry import SymbolInfo, SymbolRegistry
 
 log = get_logger("pocketquant.storage.symbol_session")
 
@@ -36,6 +36,6 @@ def session_of(info: SymbolInfo | None) -> tuple[Session, bool]:
         return SESSION_24X7, False
 
 
-def session_of_symbol(store: BarStore, symbol: str) -> Session:
+def session_of_symbol(registry: SymbolRegistry, symbol: str) -> Session:
     """The registered symbol's session, or 24x7 when it is unknown or not registered."""
-    return session_of(store.get_symbol(symbol))[0]
+    return session_of(registry.get_symbol(symbol))[0]

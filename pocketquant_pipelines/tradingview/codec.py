@@ -283,10 +283,6 @@ def decode_message(text: str, strict: bool = False, max_frame: int = MAX_FRAME_U
     return frames
 
 
-def decode_errors(frames: list[Frame]) -> int:
-    return sum(1 for f in frames if f.kind == "error")
-
-
 # --------------------------------------------------------------------------- values
 
 

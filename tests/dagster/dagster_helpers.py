@@ -1,7 +1,7 @@
 """Helpers shared by the tests in tests/dagster (a plain module: `conftest` names collide
 across test directories)."""
 
-from pocketquant_pipelines.storage.base import SymbolInfo
+from pocketquant_pipelines.storage.registry import SymbolInfo
 
 
 def register(store, instance, *symbols: str) -> None:

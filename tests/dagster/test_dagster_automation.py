@@ -15,7 +15,7 @@ from pocketquant_pipelines.defs.keys import HISTORICAL_BARS, OHLCV_DATASET
 from pocketquant_pipelines.defs.partitions import INTERVAL_KEYS, bars_partitions, keys_for
 from pocketquant_pipelines.defs.schedules import sync_all_symbols, sync_daily_data
 from pocketquant_pipelines.defs.sensors import symbol_registry_sensor
-from pocketquant_pipelines.storage.base import SymbolInfo
+from pocketquant_pipelines.storage.registry import SymbolInfo
 
 from dagster_helpers import register
 

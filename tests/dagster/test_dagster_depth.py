@@ -10,7 +10,7 @@ from pocketquant_pipelines.defs.checks import evaluate_depth, evaluate_plausible
 from pocketquant_pipelines.defs.history import historical_bars
 from pocketquant_pipelines.market.bars import Bar
 from pocketquant_pipelines.market.intervals import Interval
-from pocketquant_pipelines.storage.base import HistoryCoverage, Source
+from pocketquant_pipelines.storage.bars import HistoryCoverage, Source
 from pocketquant_pipelines.sync import plan_request, sync_history
 from pocketquant_pipelines.tradingview.client import TradingViewClient
 from tradingview_simulator.server import run_simulator_in_thread

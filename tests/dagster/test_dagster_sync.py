@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from pocketquant_pipelines.errors import InvalidInputError
-from pocketquant_pipelines.storage.base import SymbolInfo
+from pocketquant_pipelines.storage.registry import SymbolInfo
 from pocketquant_pipelines.sync import source_from_url, sync_history, validate_bars
 from pocketquant_pipelines.tradingview.client import TradingViewClient
 from tradingview_simulator.server import run_simulator_in_thread

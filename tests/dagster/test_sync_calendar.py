@@ -11,7 +11,7 @@ from pocketquant_pipelines.defs.checks import evaluate_all, evaluate_gaps
 from pocketquant_pipelines.market.calendar import build_calendar, parse_corrections, parse_holidays
 from pocketquant_pipelines.market.intervals import Interval
 from pocketquant_pipelines.market.sessions import Session, bar_starts_between
-from pocketquant_pipelines.storage.base import SymbolInfo
+from pocketquant_pipelines.storage.registry import SymbolInfo
 from pocketquant_pipelines.storage.symbol_session import session_of, session_of_symbol
 from pocketquant_pipelines.sync import record_metadata, sync_history
 from pocketquant_pipelines.tradingview.client import TradingViewClient

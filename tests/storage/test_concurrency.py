@@ -7,7 +7,8 @@ from datetime import timedelta
 
 import pytest
 
-from pocketquant_pipelines.storage.base import QUOTES_PATTERN, UpsertResult, quote_channel
+from pocketquant_pipelines.storage.bars import UpsertResult
+from pocketquant_pipelines.storage.live import QUOTES_PATTERN, quote_channel
 from pocketquant_pipelines.storage.embedded_cache import EmbeddedLiveCache
 from pocketquant_pipelines.storage.sqlite_store import SQLiteBarStore
 from tests.storage.helpers import T0, bar

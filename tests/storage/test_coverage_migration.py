@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from pocketquant_pipelines.storage.base import Source
+from pocketquant_pipelines.storage.bars import Source
 from tests.storage.helpers import T0, series
 
 AAPL, BTC = "NASDAQ:AAPL", "BINANCE:BTCUSDT"

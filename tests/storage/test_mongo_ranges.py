@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 
-from pocketquant_pipelines.storage.base import UpsertResult
+from pocketquant_pipelines.storage.bars import UpsertResult
 from tests.storage.helpers import T0, series
 from tests.storage.mongo_wire import MONGO_BACKEND_ID
 

@@ -6,7 +6,7 @@ import time
 import pytest
 import redis
 
-from pocketquant_pipelines.storage.base import QUOTES_PATTERN, quote_channel
+from pocketquant_pipelines.storage.live import QUOTES_PATTERN, quote_channel
 from pocketquant_pipelines.storage.redis_cache import RedisLiveCache
 
 

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from pocketquant_pipelines.errors import StoreDamagedError
-from pocketquant_pipelines.storage.base import Source, SymbolInfo
+from pocketquant_pipelines.storage.bars import Source
+from pocketquant_pipelines.storage.registry import SymbolInfo
 from pocketquant_pipelines.storage.sqlite_check import check_sqlite_bar_store
 from pocketquant_pipelines.storage.sqlite_store import SQLiteBarStore, decode_chunk, encode_chunk
 

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pocketquant_pipelines.storage.base import Source, UpsertResult
+from pocketquant_pipelines.storage.bars import Source, UpsertResult
 from tests.storage.helpers import T0, bar
 from tests.storage.mongo_wire import MONGO_BACKEND_ID, throwaway_database
 

@@ -9,7 +9,7 @@ from pocketquant_pipelines.market.calendar import calendar_record
 from pocketquant_pipelines.market.intervals import ALL_INTERVALS
 from pocketquant_pipelines.market.sessions import bar_end
 from pocketquant_pipelines.market.timeutil import from_epoch
-from pocketquant_pipelines.storage.base import SymbolInfo
+from pocketquant_pipelines.storage.registry import SymbolInfo
 from pocketquant_pipelines.tradingview.errors import SymbolNotFoundError
 from pocketquant_pipelines.tradingview.models import ClientStats
 from tradingview_simulator.payloads import symbol_info

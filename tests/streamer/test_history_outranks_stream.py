@@ -16,7 +16,7 @@ import pytest
 
 from pocketquant_pipelines.market.intervals import ALL_INTERVALS
 from pocketquant_pipelines.settings import load_settings
-from pocketquant_pipelines.storage.base import SymbolInfo
+from pocketquant_pipelines.storage.registry import SymbolInfo
 from pocketquant_pipelines.storage.factory import open_bar_store
 from pocketquant_pipelines.sync import sync_history
 from pocketquant_pipelines.tradingview.client import TradingViewClient

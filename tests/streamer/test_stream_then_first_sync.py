@@ -18,7 +18,7 @@ from pocketquant_pipelines.defs.resources import BarStoreResource, TradingViewRe
 from pocketquant_pipelines.defs.streaming import streamed_vs_history
 from pocketquant_pipelines.market.intervals import Interval
 from pocketquant_pipelines.settings import load_settings
-from pocketquant_pipelines.storage.base import SymbolInfo
+from pocketquant_pipelines.storage.registry import SymbolInfo
 from pocketquant_pipelines.storage.factory import open_bar_store, open_live_cache
 from pocketquant_pipelines.sync import plan_request
 from pocketquant_pipelines.tradingview.client import TradingViewClient

@@ -12,7 +12,7 @@ import pytest
 
 from streamer_helpers import ScriptedClient, ScriptedStream
 from pocketquant_pipelines.market.ticks import Tick
-from pocketquant_pipelines.storage.base import SymbolInfo
+from pocketquant_pipelines.storage.registry import SymbolInfo
 from pocketquant_pipelines.storage.factory import open_bar_store, open_live_cache
 from pocketquant_pipelines.tradingview.codec import encode_frame, encode_message
 from pocketquant_pipelines.tradingview.connection import Connection

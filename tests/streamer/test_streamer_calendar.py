@@ -16,7 +16,8 @@ from pocketquant_pipelines.defs.checks import evaluate_all
 from pocketquant_pipelines.market.calendar import calendar_from_symbol_info
 from pocketquant_pipelines.market.intervals import ALL_INTERVALS, Interval
 from pocketquant_pipelines.settings import load_settings
-from pocketquant_pipelines.storage.base import Source, SymbolInfo
+from pocketquant_pipelines.storage.bars import Source
+from pocketquant_pipelines.storage.registry import SymbolInfo
 from pocketquant_pipelines.storage.factory import open_bar_store, open_live_cache
 from pocketquant_pipelines.sync import sync_history_async
 from pocketquant_pipelines.tradingview.client import TradingViewClient

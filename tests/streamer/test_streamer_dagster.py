@@ -13,7 +13,7 @@ from pocketquant_pipelines.defs.streaming import streamed_bars_sensor, streamed_
 from pocketquant_pipelines.defs.streaming_spec import STREAMED_BARS
 from pocketquant_pipelines.market.bars import Bar
 from pocketquant_pipelines.market.intervals import Interval
-from pocketquant_pipelines.storage.base import Source
+from pocketquant_pipelines.storage.bars import Source
 from pocketquant_pipelines.storage.sqlite_store import SQLiteBarStore
 from pocketquant_pipelines.quality.reconcile import reconcile
 
@@ -111,7 +111,7 @@ def test_reconciliation_check_warns_after_a_sync_that_disagrees(instance, store,
     """historical_bars (synced from the simulator) + the check, in one real Dagster run."""
     from pocketquant_pipelines.defs.history import historical_bars
     from pocketquant_pipelines.defs.resources import TradingViewResource
-    from pocketquant_pipelines.storage.base import SymbolInfo
+    from pocketquant_pipelines.storage.registry import SymbolInfo
     from tradingview_simulator.server import run_simulator_in_thread
 
     monkeypatch.setenv("SYNC_FIRST_BARS", "50")
@@ -171,7 +171,7 @@ def test_reconciliation_check_warns_about_orphans(instance, store, data_dir, mon
     between two historical keys."""
     from pocketquant_pipelines.defs.history import historical_bars
     from pocketquant_pipelines.defs.resources import TradingViewResource
-    from pocketquant_pipelines.storage.base import SymbolInfo
+    from pocketquant_pipelines.storage.registry import SymbolInfo
     from tradingview_simulator.server import run_simulator_in_thread
 
     monkeypatch.setenv("SYNC_FIRST_BARS", "50")

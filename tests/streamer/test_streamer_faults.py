@@ -11,7 +11,8 @@ import pytest
 
 from pocketquant_pipelines.market.intervals import ALL_INTERVALS
 from pocketquant_pipelines.settings import load_settings
-from pocketquant_pipelines.storage.base import Source, SymbolInfo
+from pocketquant_pipelines.storage.bars import Source
+from pocketquant_pipelines.storage.registry import SymbolInfo
 from pocketquant_pipelines.storage.factory import open_bar_store, open_live_cache
 from pocketquant_pipelines.tradingview.client import TradingViewClient
 from tradingview_simulator.server import run_simulator_in_thread

@@ -59,7 +59,7 @@ pytestmark = [pytest.mark.e2e,
 STORE_PROBE = """
 import json, sys
 from pocketquant_pipelines.market.intervals import Interval
-from pocketquant_pipelines.storage.base import SymbolInfo
+from pocketquant_pipelines.storage.registry import SymbolInfo
 from pocketquant_pipelines.storage.sqlite_store import SQLiteBarStore
 from tests.support import free_port, wait_for
 with SQLiteBarStore(sys.argv[1]) as store:

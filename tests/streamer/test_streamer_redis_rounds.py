@@ -9,7 +9,7 @@ import redis
 
 from pocketquant_pipelines.market.bars import Bar
 from pocketquant_pipelines.market.intervals import ALL_INTERVALS, Interval
-from pocketquant_pipelines.storage.base import QUOTES_PATTERN, bar_channel, quote_channel
+from pocketquant_pipelines.storage.live import QUOTES_PATTERN, bar_channel, quote_channel
 from pocketquant_pipelines.storage.redis_cache import RedisLiveCache
 from streamer.cache_writer import TrustedBatchWriter
 

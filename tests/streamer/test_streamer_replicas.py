@@ -21,7 +21,7 @@ import pytest
 
 from pocketquant_pipelines.market.replicas import ReplicaShare
 from pocketquant_pipelines.settings import load_settings
-from pocketquant_pipelines.storage.base import BARS_PATTERN
+from pocketquant_pipelines.storage.live import BARS_PATTERN
 from pocketquant_pipelines.storage.factory import open_bar_store
 from pocketquant_pipelines.storage.redis_cache import RedisLiveCache
 from tradingview_simulator import DEFAULT_SYMBOLS, run_simulator_in_thread

@@ -9,7 +9,8 @@ import pytest
 
 from streamer_helpers import ScriptedClient, as_synced, compare_with_history, replay, synced_fields
 from pocketquant_pipelines.market.intervals import ALL_INTERVALS, Interval
-from pocketquant_pipelines.storage.base import Source, SymbolInfo
+from pocketquant_pipelines.storage.bars import Source
+from pocketquant_pipelines.storage.registry import SymbolInfo
 from pocketquant_pipelines.storage.factory import open_bar_store, open_live_cache
 from tradingview_simulator.market import SyntheticMarket
 from streamer.service import StreamerService

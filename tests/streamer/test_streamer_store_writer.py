@@ -9,7 +9,7 @@ import pytest
 
 from pocketquant_pipelines.market.bars import Bar
 from pocketquant_pipelines.market.intervals import Interval
-from pocketquant_pipelines.storage.base import Source
+from pocketquant_pipelines.storage.bars import Source
 from pocketquant_pipelines.storage.sqlite_store import SQLiteBarStore
 from streamer.metrics import StreamerMetrics
 from streamer.store_writer import StoreWriter

@@ -75,7 +75,7 @@ def test_a_streamed_day_rebuilds_from_the_tick_log_and_a_kill_is_accounted(tmp_p
             bar = store.read_stream_bars(BTC, "1h", start=day_start).iloc[5]
         from pocketquant_pipelines.market.bars import Bar
         from pocketquant_pipelines.market.intervals import Interval
-        from pocketquant_pipelines.storage.base import Source
+        from pocketquant_pipelines.storage.bars import Source
 
         with open_bar_store(settings) as store:
             store.upsert_bars([Bar(BTC, Interval.H1, bar.name.to_pydatetime(), bar.open, bar.high + 5.0,
