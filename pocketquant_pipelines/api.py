@@ -134,21 +134,21 @@ class PocketQuant:
     # ---- connections (opened on first use) ----
     @property
     def store(self):
-        with self._lock:
-            if self._store is None:
-                from pocketquant_pipelines.storage.factory import open_bar_store
+        from pocketquant_pipelines.storage.factory import open_bar_store
 
-                self._store = open_bar_store(self.settings)
-            return self._store
+        return self._opened("_store", open_bar_store)
 
     @property
     def cache(self):
-        with self._lock:
-            if self._cache is None:
-                from pocketquant_pipelines.storage.factory import open_live_cache
+        from pocketquant_pipelines.storage.factory import open_live_cache
 
-                self._cache = open_live_cache(self.settings)
-            return self._cache
+        return self._opened("_cache", open_live_cache)
+
+    def _opened(self, attribute: str, opener):
+        with self._lock:
+            if getattr(self, attribute) is None:
+                setattr(self, attribute, opener(self.settings))
+            return getattr(self, attribute)
 
     def close(self) -> None:
         with self._lock:
@@ -219,16 +219,8 @@ class PocketQuant:
 
     def _iterate(self, patterns: list[str], decode, timeout: float | None,
                  limit: int | None) -> Iterator:
-        seen = 0
-        with self.cache.subscribe(*patterns) as sub:
-            while limit is None or seen < limit:
-                msg = sub.get(timeout=timeout if timeout is not None else 1.0)
-                if msg is None:
-                    if timeout is not None:
-                        return
-                    continue
-                seen += 1
-                yield decode(msg.data)
+        for message in follow(self.cache, patterns, timeout, limit):
+            yield decode(message.data)
 
     def subscribe_quotes(self, symbols: Iterable[str] | str, timeout: float | None = None,
                          limit: int | None = None) -> Iterator[Quote]:
@@ -255,6 +247,26 @@ class PocketQuant:
         """:meth:`subscribe_bars` as an async iterator (the wait runs off the event loop)."""
         async for item in _in_thread(self.subscribe_bars(symbols, intervals, timeout, limit)):
             yield item
+
+
+def follow(cache, patterns: list[str], timeout: float | None = None, limit: int | None = None,
+           on_subscribed=None) -> Iterator:
+    """Messages published on ``patterns`` (LiveMessage: channel, data), as they come: at most
+    ``limit`` of them, ending after ``timeout`` seconds without one (None: no end).
+    ``on_subscribed()`` runs once the subscription is in place (nothing published after it is
+    missed)."""
+    seen = 0
+    with cache.subscribe(*patterns) as sub:
+        if on_subscribed is not None:
+            on_subscribed()
+        while limit is None or seen < limit:
+            msg = sub.get(timeout=timeout if timeout is not None else 1.0)
+            if msg is None:
+                if timeout is not None:
+                    return
+                continue
+            seen += 1
+            yield msg
 
 
 _DONE = object()

@@ -165,27 +165,23 @@ def _follow(cache, symbols: list[str], out, output_format: str, bars_only: bool,
     else:
         patterns = ([] if bars_only else [QUOTES_PATTERN]) + ([] if quotes_only else [BARS_PATTERN])
     csv_out = fmt.CsvWriter(LIVE_COLUMNS, out, flush=True) if output_format == "csv" else None
-    seen = 0
-    with cache.subscribe(*patterns) as sub:
+    from pocketquant_pipelines.api import follow
+
+    def announce():
         if output_format == "table":
             out.write(f"following {', '.join(patterns)} (Ctrl-C to stop)\n")
             out.flush()
-        while limit is None or seen < limit:
-            msg = sub.get(timeout=timeout if timeout is not None else 1.0)
-            if msg is None:
-                if timeout is not None:
-                    break
-                continue
-            seen += 1
-            kind = "bar" if msg.channel.startswith("pq:bars:") else "quote"
-            d = msg.data
-            if output_format == "json":
-                fmt.json_line({"channel": msg.channel, "type": kind, "data": d}, out, flush=True)
-            elif csv_out is not None:
-                csv_out.row(_bar_row(d, bool(d.get("partial"))) if kind == "bar" else _quote_row(d.get("symbol"), d))
-            else:
-                out.write(_follow_line(kind, d))
-                out.flush()
+
+    for msg in follow(cache, patterns, timeout, limit, on_subscribed=announce):
+        kind = "bar" if msg.channel.startswith("pq:bars:") else "quote"
+        d = msg.data
+        if output_format == "json":
+            fmt.json_line({"channel": msg.channel, "type": kind, "data": d}, out, flush=True)
+        elif csv_out is not None:
+            csv_out.row(_bar_row(d, bool(d.get("partial"))) if kind == "bar" else _quote_row(d.get("symbol"), d))
+        else:
+            out.write(_follow_line(kind, d))
+            out.flush()
     return 0
 
 

@@ -259,10 +259,7 @@ class EmbeddedLiveCache(LiveCache):
         return EmbeddedSubscription(self.path, check_patterns(patterns))
 
     def ping(self) -> bool:
-        try:
-            return self._db.get().execute("SELECT 1").fetchone() == (1,)
-        except (sqlite3.Error, RuntimeError):
-            return False
+        return self._db.ping()
 
     def close(self) -> None:
         self._db.close()

@@ -71,8 +71,19 @@ class ThreadConnections:
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
         """A write transaction holding SQLite's write lock from its first statement."""
+        with self._transaction("BEGIN IMMEDIATE") as conn:
+            yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction: one consistent snapshot across several statements (WAL)."""
+        with self._transaction("BEGIN") as conn:
+            yield conn
+
+    @contextmanager
+    def _transaction(self, begin: str) -> Iterator[sqlite3.Connection]:
         conn = self.get()
-        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(begin)
         try:
             yield conn
             conn.execute("COMMIT")
@@ -88,15 +99,11 @@ class ThreadConnections:
                     pass
             raise
 
-    @contextmanager
-    def read(self) -> Iterator[sqlite3.Connection]:
-        """A read transaction: one consistent snapshot across several statements (WAL)."""
-        conn = self.get()
-        conn.execute("BEGIN")
+    def ping(self) -> bool:
         try:
-            yield conn
-        finally:
-            conn.execute("COMMIT")
+            return self.get().execute("SELECT 1").fetchone() == (1,)
+        except (sqlite3.Error, RuntimeError):
+            return False
 
     def close(self) -> None:
         self._closed = True
