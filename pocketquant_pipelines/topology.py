@@ -234,7 +234,12 @@ class Topology:
     workdir: Path
 
     def stop(self, drop_database: bool = True) -> None:
-        self.procs.stop()
+        # the streamers first: they flush their bars to MongoDB, which must still be up
+        streamers = [c for c in self.procs.children if c.name.startswith("streamer-")]
+        rest = ProcessGroup([c for c in self.procs.children if c not in streamers])
+        ProcessGroup(streamers).stop()
+        rest.stop()
+        self.procs.children.clear()
         if drop_database:
             self.postgres.drop_database()
 

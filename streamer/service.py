@@ -40,7 +40,7 @@ from streamer.metrics import StreamerMetrics
 from streamer.quote_source import QuoteClient, QuoteSource
 from streamer.registry_follower import RegistryFollower
 from streamer.status import bind_gauges, health_report
-from streamer.store_writer import StoreWriter
+from streamer.store_writer import RESERVATION_NAME, StoreWriter
 from streamer.symbols import SymbolState
 from streamer.tick_pipeline import CLOSE_GRACE_S, TickPipeline
 
@@ -83,6 +83,9 @@ class StreamerService:
             store, self.metrics,
             batch_interval_s=(store_batch_ms or settings.streamer_store_batch_ms) / 1000,
             spill_dir=settings.data_dir,
+            reservation_name=(f"streamer-spill-{settings.streamer_replica_index}-of-"
+                              f"{settings.streamer_replica_count}.reserve"
+                              if settings.streamer_replica_count > 1 else RESERVATION_NAME),
         )
         # a full disk holds the cache back, so freed space goes to the bar store first
         self.cache_writer = CacheWriter(cache, self.metrics, hold=lambda: self.store_writer.disk_full)

@@ -66,6 +66,7 @@ class StoreWriter:
         self, store: BarStore, metrics: StreamerMetrics, *, batch_interval_s: float = 1.0,
         max_batch: int = 50_000, max_pending: int = 500_000, spill_dir: Path | None = None,
         max_duty: float = 0.1, spill_reserve_bytes: int = SPILL_RESERVE_BYTES,
+        reservation_name: str = RESERVATION_NAME,
     ) -> None:
         self.store = store
         self.metrics = metrics
@@ -77,6 +78,8 @@ class StoreWriter:
         self.next_wait_s = batch_interval_s  # the worker's current pause between writes
         self.max_pending = max_pending
         self.spill_dir = spill_dir
+        # one reservation per process: replicas sharing a data directory must not share one
+        self.reservation_name = reservation_name
         # key -> (bar, partial). dicts keep insertion order: oldest first.
         self._pending: dict[tuple, tuple[Bar, bool]] = {}
         self._lock = threading.Lock()
@@ -250,7 +253,7 @@ class StoreWriter:
         self.spill_dir.mkdir(parents=True, exist_ok=True)
         loaded = self._load_spills()
         if self.spill_reserve_bytes > 0:
-            path = self.spill_dir / RESERVATION_NAME
+            path = self.spill_dir / self.reservation_name
             reserve(path, self.spill_reserve_bytes)
             self.reservation = path
         return loaded
@@ -317,7 +320,10 @@ class StoreWriter:
         lines = self._spill_lines()
         stamp = datetime.now().strftime("%Y%m%dT%H%M%S")
         target = self.spill_dir / f"streamer-unwritten-{stamp}-{os.getpid()}.jsonl"
-        reserved = self.reservation.stat().st_size if self.reservation is not None else 0
+        try:
+            reserved = self.reservation.stat().st_size if self.reservation is not None else 0
+        except OSError:  # removed under us: write atomically instead
+            self.reservation, reserved = None, 0
         first, rest, size = [], [], 0
         for line in lines:
             if not rest and size + len(line) <= reserved:

@@ -88,10 +88,8 @@ def test_postgres_instance_runs_sensors_backfills_and_schedules(tmp_path, postgr
         # everything above lives in PostgreSQL: runs, their events, sensor and schedule ticks
         assert postgres.query("SELECT count(*) FROM runs")[0][0] >= 3
         assert postgres.query("SELECT count(*) FROM event_logs")[0][0] > 0
-        ticks = dict(postgres.query(
-            "SELECT i.name, count(*) FROM job_ticks t JOIN instigators i "
-            "ON t.selector_id = i.selector_id GROUP BY i.name"))
-        assert ticks.get("symbol_registry_sensor", 0) >= 1 and ticks.get("sync_daily_data", 0) >= 1, ticks
+        ticks = dict(postgres.query("SELECT type, count(*) FROM job_ticks GROUP BY type"))
+        assert ticks.get("SENSOR", 0) >= 1 and ticks.get("SCHEDULE", 0) >= 1, ticks
 
         with open_bar_store(load_settings(env)) as store:
             for symbol in SYMBOLS:
