@@ -42,7 +42,7 @@ DATASET_CONDITION = (
     deps=[HISTORICAL_BARS, STREAMED_BARS],
     automation_condition=DATASET_CONDITION,
     backfill_policy=dg.BackfillPolicy.single_run(),
-    group_name="datasets",
+    group_name="market_data",
     kinds={"parquet", "pandas"},
     description="Parquet file per (symbol, interval) under POCKETQUANT_DATA_DIR/datasets/ohlcv "
     "(hive layout interval=/symbol=, URI-encoded values). Read the whole dataset with "

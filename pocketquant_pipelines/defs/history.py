@@ -30,8 +30,9 @@ from datetime import datetime
 import dagster as dg
 from pydantic import Field, field_validator
 
+from pocketquant_pipelines.defs.bar_tables import BAR_SCHEMA, PREVIEW_BARS, bars_preview
 from pocketquant_pipelines.defs.checks import RANGE_CHECK_NAMES, evaluate_all
-from pocketquant_pipelines.defs.keys import BARS_TAG, HISTORICAL_BARS
+from pocketquant_pipelines.defs.keys import BARS_TAG, HISTORICAL_BARS, TRADINGVIEW
 from pocketquant_pipelines.defs.partitions import bars_partitions, split_key
 from pocketquant_pipelines.defs.resources import BarStoreResource, TradingViewResource
 from pocketquant_pipelines.defs.run_tags import RANGE_TAG, coverage_tags
@@ -177,10 +178,10 @@ def _events_for(key: str, outcome: SyncOutcome | None, exc: BaseException | None
     log.info(f"{key}: {outcome.summary()}")
     if checks_as_steps:
         # the partitioned check steps run after this step
-        yield dg.MaterializeResult(metadata=outcome_metadata(outcome))
+        yield dg.MaterializeResult(metadata=_with_preview(outcome, store))
         return
     yield dg.AssetMaterialization(asset_key=HISTORICAL_BARS, partition=key,
-                                  metadata=outcome_metadata(outcome))
+                                  metadata=_with_preview(outcome, store))
     # no check step runs for these keys (a range run, or a job without checks): evaluate the
     # checks here, per key; a failed blocking check fails the step after every key is reported
     symbol, interval = split_key(key)
@@ -188,6 +189,14 @@ def _events_for(key: str, outcome: SyncOutcome | None, exc: BaseException | None
                               names=RANGE_CHECK_NAMES, first_bars=outcome.first_sync_bars,
                               clock_skew_s=clock_skew_s):
         yield check.to_evaluation(key)
+
+
+def _with_preview(outcome: SyncOutcome, store) -> dict:
+    """The outcome's metadata plus the newest stored bars as a table."""
+    metadata = outcome_metadata(outcome)
+    frame = store.read_bars(outcome.symbol, outcome.interval, limit=PREVIEW_BARS)
+    metadata["latest_bars"] = bars_preview(frame)
+    return metadata
 
 
 def summary_table(rows: list[tuple[str, SyncOutcome | None, BaseException | None]]) -> str:
@@ -215,6 +224,26 @@ def _tag_run(context: dg.AssetExecutionContext, keys: list[str]) -> None:
         context.instance.add_run_tags(context.run.run_id, missing)
 
 
+HISTORY_DESCRIPTION = f"""OHLCV bars from TradingView's chart session, synced incrementally into the
+bar store: one partition per symbol x interval (`<interval>|<symbol>`, e.g. `1d|NASDAQ:AAPL`).
+A partition's latest materialization is its sync status (bars fetched, inserted, stored, first
+and last bar, history depth, the latest bars); a failed sync leaves the partition failed with
+the reason in the run's log and in a `sync_error` observation.
+
+**Re-sync N bars** (deeper history, or a repair): open the partitions, select them, then
+*Materialize ▾ → Open launchpad* and set
+
+```yaml
+ops:
+  historical_bars:
+    config:
+      bars: 5000   # 1..{MAX_BARS}; empty = automatic (first sync SYNC_FIRST_BARS, then incremental)
+```
+
+A backfill (several partitions, no launchpad) takes the run tag `{BARS_TAG}=N` instead.
+"""
+
+
 @dg.asset(
     key=HISTORICAL_BARS,
     partitions_def=bars_partitions,
@@ -225,9 +254,10 @@ def _tag_run(context: dg.AssetExecutionContext, keys: list[str]) -> None:
     output_required=False,
     group_name="market_data",
     kinds={"python", "sqlite"},
-    description="OHLCV bars from TradingView's chart session, synced incrementally into the "
-    "bar store (one partition per symbol x interval). Metadata = the sync status.",
-    metadata={"partition_key_format": "<interval>|<symbol>, e.g. 1d|NASDAQ:AAPL"},
+    deps=[TRADINGVIEW],
+    description=HISTORY_DESCRIPTION,
+    metadata={"partition_key_format": "<interval>|<symbol>, e.g. 1d|NASDAQ:AAPL",
+              "dagster/column_schema": BAR_SCHEMA},
 )
 async def historical_bars(
     context: dg.AssetExecutionContext,
