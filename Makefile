@@ -1,12 +1,12 @@
 # PocketQuant — everything installs from nothing: uv (bootstrapped with pip when missing),
-# the locked Python environment (.venv from uv.lock), and redis-server for the tests.
+# the locked Python environment (.venv from uv.lock); redis-server and chromium for the tests only.
 SHELL := /bin/bash
 export UV_PYTHON_DOWNLOADS := never
 UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
 PY := $(CURDIR)/.venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install test test-fast demo bench simulate clean help
+.PHONY: install test-deps test test-fast demo bench simulate clean help
 
 help:
 	@echo "make demo   - simulator + Dagster UI (+ streamer) on embedded defaults"
@@ -22,14 +22,21 @@ $(CURDIR)/.tools/bin/uv:
 	@touch $@
 
 install: .venv/.installed
+
+# only the tests need redis-server (they start their own on a free port) and chromium (the
+# headless UI smoke test); the demo runs on embedded backends
+test-deps:
 	@command -v redis-server >/dev/null || { \
 	  echo "installing redis-server (tests start their own on a free port)"; \
 	  (apt-get update -qq && apt-get install -y -qq redis-server) >/dev/null; }
+	@command -v chromium >/dev/null || { \
+	  echo "installing chromium (the headless UI smoke test)"; \
+	  (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null; }
 
-test: install
+test: install test-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-fast: install
+test-fast: install test-deps
 	$(PY) -m pytest -m "not e2e" $(PYTEST_ARGS)
 
 demo: install
