@@ -5,8 +5,8 @@ user filters on:
 
 * ``pocketquant/symbol``: the one symbol a run covers (``NASDAQ:AAPL``), or ``<n> symbols``;
 * ``pocketquant/interval``: the one interval (``1d``), or ``<n> intervals``;
-* ``pocketquant/symbols`` / ``pocketquant/intervals``: every symbol / interval, comma-separated
-  (cut at ``MAX_LISTED`` with ``+n more``), to read on the run's row;
+* ``pocketquant/symbols`` / ``pocketquant/intervals`` (runs of several): every symbol / interval,
+  comma-separated (cut at ``MAX_LISTED`` with ``+n more``), to read on the run's row;
 * ``pocketquant/range``: one line, e.g. ``1d × 4 symbols (BINANCE:BTCUSDT .. SP:SPX)``.
 
 The same tags are set on scheduled and sensor run requests (visible while queued) and added
@@ -49,10 +49,14 @@ def coverage_tags(keys: Iterable[str]) -> dict[str, str]:
     what_symbols = one_symbol or f"{len(symbols)} symbols ({symbols[0]} .. {symbols[-1]})"
     what_intervals = one_interval or (f"{len(ordered)} intervals" if len(ordered) < len(INTERVAL_KEYS)
                                       else "all intervals")
-    return {
+    tags = {
         SYMBOL_TAG: one_symbol or f"{len(symbols)} symbols",
         INTERVAL_TAG: one_interval or f"{len(ordered)} intervals",
-        SYMBOLS_TAG: _listed(symbols),
-        INTERVALS_TAG: ", ".join(ordered),
         RANGE_TAG: f"{what_intervals} × {what_symbols}: {count} partition(s)",
     }
+    # the lists only where they say more than the single tags (fewer tags to read on a row)
+    if one_symbol is None:
+        tags[SYMBOLS_TAG] = _listed(symbols)
+    if one_interval is None:
+        tags[INTERVALS_TAG] = ", ".join(ordered)
+    return tags
