@@ -20,8 +20,8 @@ COLUMNS = [
     ("interval", "string", "one of the 13 intervals"),
     ("status", "string", "Dagster's partition status: MATERIALIZED, FAILED, NEVER_SYNCED, ..."),
     ("bars", "int", "bars stored now"),
-    ("first_bar", "string", "oldest stored bar start (UTC)"),
-    ("last_bar", "string", "newest stored bar start (UTC)"),
+    ("first_bar_utc", "string", "oldest stored bar start, UTC"),
+    ("last_bar_utc", "string", "newest stored bar start, UTC"),
     ("age", "string", "how long ago the newest bar started"),
     ("depth", "string", "history bars against the first-sync depth"),
     ("last_outcome", "string", "the last sync's result, or the failure and its reason"),
@@ -30,7 +30,7 @@ SCHEMA = dg.TableSchema(columns=[dg.TableColumn(n, t, description=d) for n, t, d
 
 
 def _utc(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M UTC") if value else "-"
+    return value.strftime("%Y-%m-%d %H:%M") if value else "-"
 
 
 def age_text(then: datetime | None, now: datetime) -> str:
@@ -47,12 +47,12 @@ def overview_rows(rows, now: datetime) -> list[dict]:
     out = []
     for r in rows:
         if r.status == "FAILED" and r.last_error:
-            outcome = f"FAILED {_utc(r.last_error_at)}: {r.last_error}"
+            outcome = f"FAILED {_utc(r.last_error_at)} UTC: {r.last_error}"
         else:
-            outcome = (f"{r.last_outcome} at {_utc(r.last_sync_at)}" if r.last_outcome else "-")
+            outcome = (f"{r.last_outcome} at {_utc(r.last_sync_at)} UTC" if r.last_outcome else "-")
         out.append({"symbol": r.symbol, "interval": r.interval, "status": r.status,
-                    "bars": int(r.bars_stored), "first_bar": _utc(r.first_bar),
-                    "last_bar": _utc(r.last_bar), "age": age_text(r.last_bar, now),
+                    "bars": int(r.bars_stored), "first_bar_utc": _utc(r.first_bar),
+                    "last_bar_utc": _utc(r.last_bar), "age": age_text(r.last_bar, now),
                     "depth": r.depth or "-", "last_outcome": outcome})
     return out
 

@@ -17,7 +17,7 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 class Chromium:
-    def __init__(self, port: int, profile: Path, width: int = 1440, height: int = 900):
+    def __init__(self, port: int, profile: Path, width: int = 1600, height: int = 900):
         self.proc = subprocess.Popen(
             [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
              "--no-first-run", "--hide-scrollbars", f"--remote-debugging-port={port}",
@@ -80,6 +80,15 @@ class Chromium:
                   f" const el = els.find(e => e.innerText && e.innerText.trim() === {json.dumps(label)});"
                   " if (!el) return false; el.click(); return true; })()")
         result = self.call("Runtime.evaluate", expression=script, returnByValue=True)
+        return bool(result.get("result", {}).get("value"))
+
+    def scroll_to_text(self, label: str) -> bool:
+        """Scroll the first element whose own text is ``label`` to the top of its scroll box."""
+        script = ("(() => { const el = [...document.querySelectorAll('body *')].find(e =>"
+                  f" e.childElementCount === 0 && e.textContent.trim() === {json.dumps(label)});"
+                  " if (!el) return false; el.scrollIntoView({block: 'start'}); return true; })()")
+        result = self.call("Runtime.evaluate", expression=script, returnByValue=True)
+        time.sleep(1.0)  # let the page paint the scrolled view
         return bool(result.get("result", {}).get("value"))
 
     def screenshot(self, path: Path) -> None:

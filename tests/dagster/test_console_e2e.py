@@ -225,11 +225,12 @@ def capture_console(url: str, profile: Path, shots: Path) -> None:
         browser.screenshot(shots / "partitions.png")
 
         browser.open(f"{url}/runs")
-        browser.wait_for_text("historical_sync", "pocketquant/symbol", "pocketquant/range", timeout=120)
+        browser.wait_for_text("pocketquant/symbol", "pocketquant/range", "4 symbols", timeout=120)
         browser.screenshot(shots / "runs.png")
 
         browser.open(f"{url}/assets/sync_overview")
         browser.wait_for_text("sync_overview", "series", BAD, *HEALTHY, timeout=120)
+        assert browser.scroll_to_text("Metadata")  # the table itself, below the column schema
         browser.screenshot(shots / "overview.png")
 
         browser.open(f"{url}/assets/historical_bars?view=lineage")
