@@ -118,8 +118,9 @@ def test_a_failed_symbol_leaves_healthy_partitions_and_checks_healthy(console):
 
     # per partition, the latest evaluation of every check: healthy keys have passing blocking
     # checks; the failed symbol's keys have none (nothing was synced to check)
-    checks = graphql(url, """{ assetChecksOrError(assetKey: {path: ["historical_bars"]}) {
-        ... on AssetChecks { checks { name } } } }""")["assetChecksOrError"]["checks"]
+    checks = graphql(url, """{ assetNodeOrError(assetKey: {path: ["historical_bars"]}) {
+        ... on AssetNode { assetChecksOrError { ... on AssetChecks { checks { name } } } } } }"""
+                     )["assetNodeOrError"]["assetChecksOrError"]["checks"]
     names = {c["name"] for c in checks}
     assert {"ohlc_sanity", "no_duplicate_bars", "streamed_vs_history"} <= names
     for name in ("ohlc_sanity", "no_duplicate_bars", "plausible_bar_times", "streamed_vs_history"):
