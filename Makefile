@@ -1,5 +1,5 @@
 # PocketQuant — everything installs from nothing: uv (bootstrapped with pip when missing),
-# the locked Python environment (.venv from uv.lock), and redis-server for the tests.
+# the locked Python environment (.venv from uv.lock); redis-server and chromium for the tests only.
 SHELL := /bin/bash
 export UV_PYTHON_DOWNLOADS := never
 UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 SECANTUS_VERSION := 0.7.0b3
 SECANTUS := $(CURDIR)/.tools/secantus
 
-.PHONY: install test-tools test test-fast demo bench simulate production-local clean help
+.PHONY: install test-deps test-tools test test-fast demo bench simulate production-local clean help
 
 help:
 	@echo "make demo   - simulator + Dagster UI (+ streamer) on embedded defaults"
@@ -28,9 +28,16 @@ $(CURDIR)/.tools/bin/uv:
 	@touch $@
 
 install: .venv/.installed
+
+# only the tests need redis-server (they start their own on a free port) and chromium (the
+# headless UI smoke test); the demo runs on embedded backends
+test-deps:
 	@command -v redis-server >/dev/null || { \
 	  echo "installing redis-server (tests start their own on a free port)"; \
 	  (apt-get update -qq && apt-get install -y -qq redis-server) >/dev/null; }
+	@command -v chromium >/dev/null || { \
+	  echo "installing chromium (the headless UI smoke test)"; \
+	  (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null; }
 
 $(SECANTUS)/.installed-$(SECANTUS_VERSION):
 	rm -rf $(SECANTUS)
@@ -40,10 +47,10 @@ $(SECANTUS)/.installed-$(SECANTUS_VERSION):
 
 test-tools: $(SECANTUS)/.installed-$(SECANTUS_VERSION)
 
-test: install test-tools
+test: install test-deps test-tools
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-fast: install test-tools
+test-fast: install test-deps test-tools
 	$(PY) -m pytest -m "not e2e" $(PYTEST_ARGS)
 
 demo: install
@@ -54,7 +61,7 @@ simulate: install
 
 # the production topology as local processes: MongoDB wire server, Redis, Dagster on the local
 # PostgreSQL (a database of its own, dropped at Ctrl-C), two streamers, the simulator
-production-local: install test-tools
+production-local: install test-deps test-tools
 	$(PY) -m pocketquant_pipelines.topology
 
 bench: install test-tools

@@ -5,7 +5,9 @@
 3. starts Dagster (``dagster dev -w workspace.yaml``: webserver + daemon) with
    DAGSTER_HOME=.dagster_home/ inside the project and TRADINGVIEW_WS_URL pointed at the
    simulator, plus any ``EXTRA_PROCESSES`` (the streamer),
-4. prints the UI address, then waits. Ctrl-C stops everything.
+4. writes the settings it runs with to ``data/demo/env`` (``source`` it in another shell and
+   every ``pocketquant`` command works against the demo), prints the UI address, then waits.
+   Ctrl-C stops everything.
 
 The registry sensor (RUNNING by default) turns the symbols into partitions and backfills
 their first sync; the schedules keep them fresh. Without TRADINGVIEW_WS_URL the platform would
@@ -162,6 +164,50 @@ def seed_symbols(settings) -> list[str]:
     return added
 
 
+ENV_FILE_NAME = "env"
+EXPORTED = ("POCKETQUANT_DATA_DIR", "DAGSTER_HOME", "TRADINGVIEW_WS_URL")
+
+
+def write_env_file(data_dir: Path, env: dict) -> Path:
+    """``<data dir>/env``: the settings the demo runs with, as ``export`` lines, so another shell
+    can ``source data/demo/env`` and every ``pocketquant`` command reads and writes the demo's
+    store, instance and simulator. Rewritten at every start (the simulator port changes)."""
+    import shlex
+
+    path = data_dir / ENV_FILE_NAME
+    lines = ["# written by `make demo`; `source` this file to point pocketquant at the running demo"]
+    lines += [f"export {name}={shlex.quote(env[name])}" for name in EXPORTED if env.get(name)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def banner(ui: str, sim_url: str, data_dir: Path, home: Path, env_file: Path, added: list[str]) -> str:
+    """What the demo prints once Dagster is up: where to look, in Dagster 1.13's own words."""
+    symbols = ", ".join(s for s, _ in DEMO_SYMBOLS)
+    try:
+        shown = env_file.relative_to(PROJECT_ROOT)
+    except ValueError:
+        shown = env_file
+    rule = "=" * 78
+    return "\n".join([
+        "", rule,
+        "  PocketQuant demo is running on SIMULATED data (no TradingView account, no network).",
+        f"  Dagster UI:   {ui}",
+        f"  Simulator:    {sim_url}",
+        f"  Symbols:      {symbols}" + (f"  (newly registered: {len(added)})" if added else ""),
+        f"  Data dir:     {data_dir}",
+        f"  DAGSTER_HOME: {home}",
+        "  Within a minute the symbol_registry_sensor adds the partitions and launches the first",
+        "  syncs: watch Runs (tags pocketquant/symbol, pocketquant/interval), then",
+        "  Catalog > historical_bars > Partitions, and sync_overview for every series at a glance.",
+        "  In another shell:",
+        f"    source {shown}",
+        "    .venv/bin/pocketquant status",
+        "  Ctrl-C stops everything.",
+        rule, "",
+    ])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pocketquant_pipelines.demo",
                                      description=__doc__.splitlines()[0])
@@ -199,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         sim_url = start_simulator(procs, env, args.sim_port or free_port(), log_dir)
         env["TRADINGVIEW_WS_URL"] = sim_url
         settings = load_settings(env)
+        env_file = write_env_file(data_dir, env)
         added = seed_symbols(settings)
         procs.start("dagster", [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml",
                                 "-h", args.host, "-p", str(args.port)],
@@ -212,20 +259,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: Dagster did not come up at {ui} (exited: {dead}); see {log_dir}",
                   file=sys.stderr)
             return 1
-        symbols = ", ".join(s for s, _ in DEMO_SYMBOLS)
-        print("\n" + "=" * 78)
-        print("  PocketQuant demo is running on SIMULATED data "
-              "(no TradingView account, no network).")
-        print(f"  Dagster UI:   {ui}")
-        print(f"  Simulator:    {sim_url}")
-        print(f"  Symbols:      {symbols}" + (f"  (newly registered: {len(added)})" if added else ""))
-        print(f"  Data dir:     {data_dir}    DAGSTER_HOME: {home}")
-        print("  The symbol_registry_sensor adds the partitions and backfills the first sync")
-        print("  within a minute; watch Overview > Backfills, then the historical_bars asset.")
-        print(f"  In another shell: POCKETQUANT_DATA_DIR={data_dir} DAGSTER_HOME={home} "
-              ".venv/bin/pocketquant status")
-        print("  Ctrl-C stops everything.")
-        print("=" * 78 + "\n", flush=True)
+        print(banner(ui, sim_url, data_dir, home, env_file, added), flush=True)
         while True:
             dead = procs.dead()
             if dead:

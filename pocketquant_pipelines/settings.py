@@ -120,6 +120,8 @@ class Settings(BaseSettings, metaclass=_DefaultsOnTheClass):
     # clock sanity: ticks and bars dated beyond now + this, or before the epoch, are rejected
     clock_skew_s: float = _var("POCKETQUANT_CLOCK_SKEW_S", default=300.0, gt=0, le=MAX_CLOCK_SKEW_S,
                                allow_inf_nan=False)
+    # stream-triggered ohlcv_dataset rebuilds: at most one (folding every changed key) per period
+    dataset_rebuild_period_s: Seconds = _var("POCKETQUANT_DATASET_REBUILD_S", default=900.0)
     # streamer; health port 0 = any free port (the bound one is logged)
     streamer_health_port: int = _var("STREAMER_HEALTH_PORT", default=8765, ge=0, le=65535)
     streamer_cache_flush_ms: Millis = _var("STREAMER_CACHE_FLUSH_MS", default=250)

@@ -408,8 +408,22 @@ def status(app, symbol, output_format) -> int:
              "LAST BAR (UTC)", "LAST ERROR"],
             [[r.symbol, r.interval, r.status, fmt.utc_time(r.last_sync_at), r.last_outcome,
               r.bars_stored, fmt.utc_time(r.first_bar), fmt.utc_time(r.last_bar),
-              (r.last_error or "")[:80] or None] for r in rows])
+              _error_cell(r)] for r in rows])
+    synced = [r for r in rows if r.status == "MATERIALIZED"]
+    if synced and not any(r.bars_stored for r in rows):
+        # Dagster synced into some other store: the CLI reads the wrong POCKETQUANT_DATA_DIR
+        print(f"warning: Dagster reports {len(synced)} synced partition(s) but the bar store at "
+              f"{settings.data_dir} holds no bars: is POCKETQUANT_DATA_DIR the one Dagster uses? "
+              "(with the demo: source data/demo/env)", file=sys.stderr)
     return 0
+
+
+def _error_cell(row) -> str | None:
+    """The last failure with its time, for a table: ``2026-12-01 12:00 UTC: unknown symbol ...``."""
+    if not row.last_error:
+        return None
+    reason = row.last_error if len(row.last_error) <= 100 else row.last_error[:99] + "…"
+    return f"{fmt.utc_time(row.last_error_at)} UTC: {reason}" if row.last_error_at else reason
 
 
 COMMANDS = [symbols, sync, bars, status]

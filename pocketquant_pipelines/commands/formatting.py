@@ -83,6 +83,27 @@ def utc_time(value: Any, seconds: bool = False) -> str:
     return to_utc(value).strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
 
 
+def age(then: Any, now: datetime | None = None) -> str:
+    """How long ago ``then`` was, for people: ``42s``, ``5m 3s``, ``15h 2m``, ``3d 4h``."""
+    if then is None:
+        return "-"
+    if isinstance(then, str):
+        then = datetime.fromisoformat(then.replace("Z", "+00:00"))
+    if hasattr(then, "to_pydatetime"):
+        then = then.to_pydatetime()
+    seconds = max(0, int(((now or datetime.now(UTC)) - to_utc(then)).total_seconds()))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    if minutes:
+        return f"{minutes}m {secs}s"
+    return f"{secs}s"
+
+
 def iso(value: Any) -> str | None:
     """ISO 8601 in UTC with the offset, for CSV and JSON."""
     if value is None:

@@ -84,15 +84,34 @@ def live(app, symbols, all_quotes, follow, bars_only, quotes_only, output_format
         if all_quotes:
             _print_all_quotes(cache.all_quotes(), out, output_format)
             return 0
-        return _print_snapshots(cache, symbols, out, output_format)
+        return _print_snapshots(cache, symbols, out, output_format, app.settings)
     finally:
         cache.close()
 
 
-def _quote_line(symbol: str, quote: dict) -> str:
-    return (f"{symbol}  last {fmt.number(quote.get('price'))}  at {quote.get('time')}"
-            f"  bid {fmt.number(quote.get('bid'))}  ask {fmt.number(quote.get('ask'))}"
+def _quote_line(symbol: str, quote: dict, pricescale: int | None = None) -> str:
+    when = quote.get("time")
+    return (f"{symbol}  last {fmt.number(quote.get('price'), pricescale)}"
+            f"  at {fmt.utc_time(when, seconds=True)} UTC ({fmt.age(when)} ago)"
+            f"  bid {fmt.number(quote.get('bid'), pricescale)}  ask {fmt.number(quote.get('ask'), pricescale)}"
             f"  session volume {fmt.number(quote.get('cumulative_volume'))}\n")
+
+
+def _last_stored(settings, symbol: str):
+    """(pricescale, (interval, bar time, close) of the newest stored bar) from the bar store:
+    what ``live`` shows, marked stale, when the cache has no quote (market closed, streamer
+    stopped, or the 60 s quote TTL passed)."""
+    from pocketquant_pipelines.storage.factory import open_bar_store
+
+    with open_bar_store(settings) as store:
+        info = store.get_symbol(symbol)
+        newest = None
+        for interval in ALL_INTERVALS:  # finest first: the 1m bar is the latest price
+            frame = store.read_bars(symbol, interval, limit=1)
+            if len(frame):
+                newest = (interval.value, frame.index[-1], float(frame["close"].iloc[-1]))
+                break
+    return (info.pricescale if info else None), newest
 
 
 def _quote_row(symbol: str, quote: dict) -> list:
@@ -117,7 +136,7 @@ def _print_all_quotes(quotes: dict, out, output_format: str) -> None:
             out.write(_quote_line(symbol, quotes[symbol]))
 
 
-def _print_snapshots(cache, symbols: list[str], out, output_format: str) -> int:
+def _print_snapshots(cache, symbols: list[str], out, output_format: str, settings=None) -> int:
     from pocketquant_pipelines.market.bars import bar_to_dict
 
     csv_out = fmt.CsvWriter(LIVE_COLUMNS, out) if output_format == "csv" else None
@@ -137,10 +156,17 @@ def _print_snapshots(cache, symbols: list[str], out, output_format: str) -> int:
             for b in current:
                 csv_out.row(_bar_row(bar_to_dict(b), partial=True))
         else:
-            if quote is None:
-                out.write(f"{symbol}  no cached quote (not streamed, or none in the last 60 s)\n")
+            pricescale, stored = _last_stored(settings, symbol) if settings is not None else (None, None)
+            if quote is not None:
+                out.write(_quote_line(symbol, quote, pricescale))
+            elif stored is not None:
+                interval, when, close = stored
+                out.write(f"{symbol}  STALE: no live quote in the last 60 s; last stored {interval} bar "
+                          f"{fmt.utc_time(when)} UTC close {fmt.number(close, pricescale)} "
+                          f"({fmt.age(when)} ago)\n")
+                quote = {"stale": True}  # something to show: not a miss
             else:
-                out.write(_quote_line(symbol, quote))
+                out.write(f"{symbol}  no cached quote and no stored bar (not streamed or synced yet)\n")
             if current:
                 fmt.table(["interval", "start (UTC)", "open", "high", "low", "close", "volume", "state"],
                           [[b.interval.value, fmt.utc_time(b.time), *(fmt.number(p) for p in

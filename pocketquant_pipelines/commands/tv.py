@@ -78,6 +78,9 @@ def fetch(app, symbol, interval, bars, session, adjustment, output_format, ws_ur
     return 0
 
 
+WAIT_NOTICE_S = 10.0  # silence after which `quotes` says it is still waiting
+
+
 @click.command("quotes")
 @click.argument("symbols", nargs=-1, required=True, metavar="SYMBOL...")
 @limit_option("stop after N ticks")
@@ -109,6 +112,7 @@ def quotes(app, symbols, limit, duration, output_format, ws_url, verbose) -> int
                 loop = asyncio.get_running_loop()
                 started = loop.time()
                 deadline = None if duration is None else started + duration
+                last_news = started
                 while limit is None or count < limit:
                     if not stream.symbols:
                         reasons = "; ".join(f"{e.symbol}: {e.reason}" for e in errors)
@@ -126,6 +130,14 @@ def quotes(app, symbols, limit, duration, output_format, ws_url, verbose) -> int
                         async with asyncio.timeout(min(timeout, 0.5) if timeout is not None else 0.5):
                             tick = await ticks.__anext__()
                     except TimeoutError:
+                        # a quiet market ticks rarely: say the command is waiting, not stuck
+                        now = loop.time()
+                        if now - last_news >= WAIT_NOTICE_S:
+                            last_news = now
+                            wanted = f" of {limit}" if limit is not None else ""
+                            print(f"waiting for ticks of {', '.join(stream.symbols) or ', '.join(symbols)}: "
+                                  f"{count}{wanted} after {now - started:.0f} s (Ctrl-C stops)",
+                                  file=sys.stderr, flush=True)
                         continue
                     except StopAsyncIteration:
                         break

@@ -286,11 +286,60 @@ def evaluate_all(store, symbol: str, interval: Interval, fetched_duplicate_times
         out.append(evaluate_depth(coverage, first_bars))
     if "plausible_bar_times" in wanted:
         out.append(evaluate_plausible_times(frame, now or utcnow(), clock_skew_s))
+    if STREAM_CHECK in wanted:
+        from streamer.reconcile import reconcile
+
+        out.append(evaluate_stream_agreement([reconcile(store, symbol, interval)]))
     return out
+
+
+# --------------------------------------------------------------------------- stream vs history
+STREAM_CHECK = "streamed_vs_history"
+
+
+def evaluate_stream_agreement(results: list) -> CheckOutcome:
+    """The stream's copy of keys history also wrote agrees with history, and the stream wrote no
+    key history lacks inside the range it covers (``streamer.reconcile`` results, one per key)."""
+    from streamer.reconcile import MAX_ORPHAN_EXAMPLES, PRICE_TOLERANCE, VOLUME_TOLERANCE
+
+    compared = sum(r.compared for r in results)
+    differing = sum(r.differing for r in results)
+    orphans = sum(r.orphans for r in results)
+    stream_bars = sum(r.stream_bars for r in results)
+    orphan_examples = [f"{r.interval}|{r.symbol}@{t}" for r in results for t in r.orphan_examples]
+    worst = max(results, key=lambda r: (r.differing, r.worst_price_deviation, r.worst_volume_deviation))
+    metadata = {
+        "compared": compared,
+        "differing": differing,
+        "partial_skipped": sum(r.partial_skipped for r in results),
+        "stream_bars": stream_bars,
+        "worst_price_deviation": float(max(r.worst_price_deviation for r in results)),
+        "worst_volume_deviation": float(max(r.worst_volume_deviation for r in results)),
+        "worst_partition": f"{worst.interval}|{worst.symbol}",
+        "worst_time": worst.worst_time or "",
+        "price_tolerance": PRICE_TOLERANCE,
+        "volume_tolerance": VOLUME_TOLERANCE,
+        "orphans": orphans,
+        "orphan_examples": dg.MetadataValue.json(orphan_examples[:MAX_ORPHAN_EXAMPLES]),
+    }
+    parts = []
+    if compared:
+        parts.append(f"{differing} of {compared} streamed bars differ from history")
+    if orphans:
+        parts.append(f"{orphans} streamed bar(s) under keys history lacks inside the range it "
+                     f"covers (e.g. {orphan_examples[0]})")
+    if not parts:
+        # a pass that says why: most series are never streamed
+        parts.append("the streamer wrote no bar of this series: nothing to compare" if not stream_bars
+                     else f"{stream_bars} streamed bar(s), none yet covered by history")
+    return CheckOutcome(STREAM_CHECK, passed=differing == 0 and orphans == 0, severity="WARN",
+                        blocking=False, description="; ".join(parts), metadata=metadata)
 
 
 CHECK_NAMES = ("ohlc_sanity", "no_duplicate_bars", "no_gaps", "fresh_last_bar", "history_depth",
                "plausible_bar_times")
+# what a range run evaluates per key itself (Dagster does not run partitioned check steps there)
+RANGE_CHECK_NAMES = (*CHECK_NAMES, "streamed_vs_history")
 
 
 def _latest_fetched_duplicates(instance: dg.DagsterInstance, key: str) -> int:

@@ -30,10 +30,13 @@ from datetime import datetime
 import dagster as dg
 from pydantic import Field, field_validator
 
-from pocketquant_pipelines.defs.checks import evaluate_all
-from pocketquant_pipelines.defs.keys import BARS_TAG, HISTORICAL_BARS
+from pocketquant_pipelines.defs.bar_tables import BAR_SCHEMA, PREVIEW_BARS, bars_preview
+from pocketquant_pipelines.defs.checks import RANGE_CHECK_NAMES, evaluate_all
+from pocketquant_pipelines.defs.keys import BARS_TAG, HISTORICAL_BARS, TRADINGVIEW
 from pocketquant_pipelines.defs.partitions import bars_partitions, split_key
 from pocketquant_pipelines.defs.resources import BarStoreResource, TradingViewResource
+from pocketquant_pipelines.defs.run_tags import RANGE_TAG, coverage_tags
+from pocketquant_pipelines.market.timeutil import utcnow
 from pocketquant_pipelines.errors import InvalidInputError
 from pocketquant_pipelines.sync import MAX_BARS, SyncOutcome, sync_history_async, validate_bars
 
@@ -150,27 +153,95 @@ async def _sync_one(store, client, symbol, interval, bars, settings, source, log
     raise AssertionError("unreachable")
 
 
+def _checks_run_as_steps(context: dg.AssetExecutionContext) -> bool:
+    """True when this run plans the partitioned check steps (a single-partition run with
+    checks selected, as the UI's "Materialize" of one key does)."""
+    if not context.has_partition_key:
+        return False
+    selection = context.run.asset_check_selection
+    return selection is None or any(k.asset_key == HISTORICAL_BARS for k in selection)
+
+
 def _events_for(key: str, outcome: SyncOutcome | None, exc: BaseException | None,
-                single: bool, store, clock_skew_s: float):
+                checks_as_steps: bool, store, clock_skew_s: float, log):
     if exc is not None:
+        reason = _reason(exc)
+        log.error(f"{key}: FAILED: {type(exc).__name__}: {reason}")
         yield dg.AssetObservation(
             asset_key=HISTORICAL_BARS, partition=key,
-            metadata={"sync_error": _reason(exc), "error_type": type(exc).__name__,
-                      "transient": _is_transient(exc)},
+            description=f"sync failed: {reason}",
+            metadata={"sync_error": reason, "error_type": type(exc).__name__,
+                      "transient": _is_transient(exc),
+                      "failed_at": dg.MetadataValue.timestamp(utcnow())},
         )
         return
-    if single:
-        # the partitioned check steps run after this step in single-partition runs
-        yield dg.MaterializeResult(metadata=outcome_metadata(outcome))
+    log.info(f"{key}: {outcome.summary()}")
+    if checks_as_steps:
+        # the partitioned check steps run after this step
+        yield dg.MaterializeResult(metadata=_with_preview(outcome, store))
         return
     yield dg.AssetMaterialization(asset_key=HISTORICAL_BARS, partition=key,
-                                  metadata=outcome_metadata(outcome))
-    # range run: Dagster skips the check steps (no output), so evaluate them here, per key;
-    # a failed blocking check fails the step after every key has been reported
+                                  metadata=_with_preview(outcome, store))
+    # no check step runs for these keys (a range run, or a job without checks): evaluate the
+    # checks here, per key; a failed blocking check fails the step after every key is reported
     symbol, interval = split_key(key)
     for check in evaluate_all(store, symbol, interval, outcome.fetched_duplicate_times,
-                              first_bars=outcome.first_sync_bars, clock_skew_s=clock_skew_s):
+                              names=RANGE_CHECK_NAMES, first_bars=outcome.first_sync_bars,
+                              clock_skew_s=clock_skew_s):
         yield check.to_evaluation(key)
+
+
+def _with_preview(outcome: SyncOutcome, store) -> dict:
+    """The outcome's metadata plus the newest stored bars as a table."""
+    metadata = outcome_metadata(outcome)
+    frame = store.read_bars(outcome.symbol, outcome.interval, limit=PREVIEW_BARS)
+    metadata["latest_bars"] = bars_preview(frame)
+    return metadata
+
+
+def summary_table(rows: list[tuple[str, SyncOutcome | None, BaseException | None]]) -> str:
+    """The run's closing table: one line per key, failures with their reason."""
+    head = f"{'PARTITION':<28} {'RESULT':<7} {'MODE':<11} {'FETCHED':>7} {'NEW':>6} {'UPD':>6} {'STORED':>7}  LAST BAR (UTC)"
+    lines = [head, "-" * len(head)]
+    for key, outcome, exc in sorted(rows, key=lambda r: (r[2] is None, r[0])):
+        if exc is not None:
+            lines.append(f"{key:<28} {'FAILED':<7} {_reason(exc)}")
+            continue
+        last = outcome.stored_last_time.strftime("%Y-%m-%d %H:%M") if outcome.stored_last_time else "-"
+        lines.append(f"{key:<28} {'ok':<7} {outcome.mode:<11} {outcome.fetched:>7} {outcome.inserted:>6} "
+                     f"{outcome.updated:>6} {outcome.stored_bars:>7}  {last}")
+    failed = sum(1 for _, _, exc in rows if exc is not None)
+    lines.append(f"{len(rows) - failed} synced, {failed} failed, "
+                 f"{sum(o.inserted for _, o, _ in rows if o)} new bars")
+    return "\n".join(lines)
+
+
+def _tag_run(context: dg.AssetExecutionContext, keys: list[str]) -> None:
+    """Name what the run covers in its tags (runs from the UI or a backfill arrive without)."""
+    wanted = coverage_tags(keys)
+    missing = {k: v for k, v in wanted.items() if context.run.tags.get(k) != v}
+    if missing:
+        context.instance.add_run_tags(context.run.run_id, missing)
+
+
+HISTORY_DESCRIPTION = f"""OHLCV bars from TradingView's chart session, synced incrementally into the
+bar store: one partition per symbol x interval (`<interval>|<symbol>`, e.g. `1d|NASDAQ:AAPL`).
+A partition's latest materialization is its sync status (bars fetched, inserted, stored, first
+and last bar, history depth, the latest bars); a failed sync leaves the partition failed with
+the reason in the run's log and in a `sync_error` observation.
+
+**Re-sync N bars** (deeper history, or a repair): open the partitions, select them, then
+*Materialize ▾ → Open launchpad* and set
+
+```yaml
+ops:
+  historical_bars:
+    config:
+      bars: 5000   # 1..{MAX_BARS}; empty = automatic (first sync SYNC_FIRST_BARS, then incremental)
+```
+
+A backfill (several partitions, no launchpad) takes the run tag `{BARS_TAG}=N` instead.
+"""
 
 
 @dg.asset(
@@ -183,9 +254,10 @@ def _events_for(key: str, outcome: SyncOutcome | None, exc: BaseException | None
     output_required=False,
     group_name="market_data",
     kinds={"python", "sqlite"},
-    description="OHLCV bars from TradingView's chart session, synced incrementally into the "
-    "bar store (one partition per symbol x interval). Metadata = the sync status.",
-    metadata={"partition_key_format": "<interval>|<symbol>, e.g. 1d|NASDAQ:AAPL"},
+    deps=[TRADINGVIEW],
+    description=HISTORY_DESCRIPTION,
+    metadata={"partition_key_format": "<interval>|<symbol>, e.g. 1d|NASDAQ:AAPL",
+              "dagster/column_schema": BAR_SCHEMA},
 )
 async def historical_bars(
     context: dg.AssetExecutionContext,
@@ -201,11 +273,18 @@ async def historical_bars(
     settings = tradingview.settings()
     source = tradingview.source
     store = bar_store.get()
-    single = context.has_partition_key
-    context.log.info(f"syncing {len(keys)} partition(s) from {source} "
+    checks_as_steps = _checks_run_as_steps(context)
+    _tag_run(context, keys)
+    tags = coverage_tags(keys)
+    context.log.info(f"syncing {tags[RANGE_TAG]} from {source} "
                      f"({'automatic' if bars is None else bars} bars each)")
+    if not checks_as_steps:
+        context.log.info(f"checks ({', '.join(RANGE_CHECK_NAMES)}) are evaluated in this step, "
+                         "per partition, right after it syncs; a check step Dagster reports as "
+                         "skipped in this run has nothing left to do")
 
     failures: list[tuple[str, BaseException]] = []
+    done: list[tuple[str, SyncOutcome | None, BaseException | None]] = []
     async with tradingview.open_client() as client:
         sem = asyncio.Semaphore(max(1, settings.tradingview_concurrency))
 
@@ -224,20 +303,27 @@ async def historical_bars(
         try:
             for next_done in asyncio.as_completed(tasks):
                 key, outcome, exc = await next_done
-                for event in _events_for(key, outcome, exc, single, store, settings.clock_skew_s):
+                for event in _events_for(key, outcome, exc, checks_as_steps, store,
+                                         settings.clock_skew_s, context.log):
                     yield event
+                done.append((key, outcome, exc))
+                if len(keys) > 1:
+                    context.log.info(f"progress: {len(done)} of {len(keys)} partition(s) done")
                 if exc is not None:
                     failures.append((key, exc))
         finally:
             for task in tasks:
                 task.cancel()
 
+    context.log.info("sync summary\n" + summary_table(done))
     if failures:
         lines = [f"{key}: {type(exc).__name__}: {_reason(exc)}" for key, exc in failures]
         transient_only = all(_is_transient(exc) for _, exc in failures)
+        # one line for one key (the usual case from the UI); one line per key otherwise
+        description = (lines[0] if len(keys) == 1 else
+                       f"{len(failures)} of {len(keys)} partition(s) failed to sync:\n" + "\n".join(lines))
         raise dg.Failure(
-            description=f"{len(failures)} of {len(keys)} partition(s) failed to sync:\n"
-            + "\n".join(lines),
+            description=description,
             metadata={
                 "failed_partitions": dg.MetadataValue.json(
                     {key: _reason(exc) for key, exc in failures}),
@@ -245,5 +331,5 @@ async def historical_bars(
                 "synced_count": len(keys) - len(failures),
             },
             # a single key that kept failing transiently may still succeed on a later attempt
-            allow_retries=transient_only and single,
+            allow_retries=transient_only and context.has_partition_key,
         )

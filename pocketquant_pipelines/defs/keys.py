@@ -2,7 +2,9 @@
 
 import dagster as dg
 
+TRADINGVIEW = dg.AssetKey("tradingview")
 HISTORICAL_BARS = dg.AssetKey("historical_bars")
+SYNC_OVERVIEW = dg.AssetKey("sync_overview")
 STREAMED_BARS = dg.AssetKey("streamed_bars")
 OHLCV_DATASET = dg.AssetKey("ohlcv_dataset")
 

@@ -23,6 +23,7 @@ import dagster as dg
 
 from pocketquant_pipelines.defs.keys import BARS_TAG, HISTORICAL_BARS, TRIGGER_TAG
 from pocketquant_pipelines.defs.partitions import INTERVAL_KEYS, SYMBOLS_PARTITIONS_NAME, key_str
+from pocketquant_pipelines.defs.run_tags import coverage_tags
 from pocketquant_pipelines.market.symbols import Symbol
 from pocketquant_pipelines.settings import load_settings
 
@@ -33,8 +34,11 @@ _SETTINGS = load_settings()
 
 historical_sync = dg.define_asset_job(
     "historical_sync",
-    selection=dg.AssetSelection.assets(HISTORICAL_BARS),
-    description="Sync historical bars of the selected partition(s); checks included.",
+    # the asset evaluates its checks per synced key itself; check steps in a range run would
+    # only be reported as skipped
+    selection=dg.AssetSelection.assets(HISTORICAL_BARS).without_checks(),
+    description="Sync historical bars of the selected partition(s); the asset evaluates every "
+    "check per synced partition. Run config historical_bars.config.bars re-syncs N bars.",
 )
 
 
@@ -60,7 +64,8 @@ def range_run_requests(
         for i in range(0, len(symbols), symbols_per_run):
             block = symbols[i:i + symbols_per_run]
             start, end = key_str(block[0], interval), key_str(block[-1], interval)
-            tags = {RANGE_START_TAG: start, RANGE_END_TAG: end, TRIGGER_TAG: trigger}
+            tags = {RANGE_START_TAG: start, RANGE_END_TAG: end, TRIGGER_TAG: trigger,
+                    **coverage_tags(key_str(s, interval) for s in block)}
             if bars is not None:
                 tags[BARS_TAG] = str(bars)
             requests.append(dg.RunRequest(

@@ -31,6 +31,7 @@ class SyncStatusRow:
     last_bar: datetime | None
     last_error: str | None
     last_error_at: datetime | None
+    depth: str | None = None           # "5000 of 5000", "812 (all the server has)", "shallow: 40 of 5000"
 
     def as_dict(self) -> dict:
         out = {}
@@ -52,6 +53,17 @@ def _outcome_text(md: dict) -> str | None:
         return None
     return (f"fetched {fetched}, inserted {_value(md, 'bars_inserted')}, "
             f"updated {_value(md, 'bars_updated')} ({_value(md, 'mode')}, {_value(md, 'source')})")
+
+
+def _depth_text(md: dict) -> str | None:
+    bars, wanted = _value(md, "history_bars"), _value(md, "first_sync_bars")
+    if bars is None or not wanted:
+        return None
+    if bars >= wanted:
+        return f"{bars} of {wanted}"
+    if _value(md, "history_ended"):
+        return f"{bars} (all the server has)"
+    return f"shallow: {bars} of {wanted}"
 
 
 def _latest_by_partition(records) -> dict:
@@ -99,7 +111,7 @@ def sync_status(instance: dg.DagsterInstance, store) -> list[SyncStatusRow]:
             last_outcome=_outcome_text(md),
             bars_stored=int(stat.get("count", 0)),
             first_bar=stat.get("first_time"), last_bar=stat.get("last_time"),
-            last_error=error, last_error_at=error_at,
+            last_error=error, last_error_at=error_at, depth=_depth_text(md),
         ))
     pos = {iv: i for i, iv in enumerate(INTERVAL_KEYS)}
     rows.sort(key=lambda r: (r.symbol, pos.get(r.interval, 99)))

@@ -9,12 +9,13 @@ sensor.
 
 import dagster as dg
 
-from pocketquant_pipelines.defs.keys import STREAMED_BARS
+from pocketquant_pipelines.defs.keys import STREAMED_BARS, TRADINGVIEW
 from pocketquant_pipelines.defs.partitions import bars_partitions
 
 streamed_bars = dg.AssetSpec(
     key=STREAMED_BARS,
     partitions_def=bars_partitions,
+    deps=[TRADINGVIEW],
     group_name="market_data",
     kinds={"python"},
     description="Completed bars written by the streamer (TradingView quote session -> tick "

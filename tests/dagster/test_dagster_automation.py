@@ -90,18 +90,25 @@ def test_registry_sensor_adds_removes_and_requests_first_syncs(instance, store, 
     for s in ("NASDAQ:AAPL", "BINANCE:BTCUSDT"):
         store.add_symbol(SymbolInfo(symbol=s))
     instance.add_dynamic_partitions("symbols", ["OLD:GONE"])  # no longer in the registry
+    seen_before = json.dumps({"seen": ["OLD:GONE"]})  # the sensor saw it registered: `symbols remove`
 
-    with dg.build_sensor_context(instance=instance, resources=resources,
+    with dg.build_sensor_context(instance=instance, resources=resources, cursor=seen_before,
                                  definitions=load_defs()) as ctx:
         # evaluate_tick also runs Dagster's validation of backfill requests
         result = symbol_registry_sensor.evaluate_tick(ctx)
     [add, delete] = result.dynamic_partitions_requests
     assert sorted(add.partition_keys) == ["BINANCE:BTCUSDT", "NASDAQ:AAPL"]
     assert list(delete.partition_keys) == ["OLD:GONE"]
-    [backfill] = result.run_requests
-    assert backfill.requires_backfill_daemon()
-    requested = set(backfill.asset_graph_subset.partitions_subsets_by_asset_key[HISTORICAL_BARS]
-                    .get_partition_keys())
+    # visible range runs (no backfill), one per interval for the two consecutive new symbols
+    runs = result.run_requests
+    assert len(runs) == 13 and not any(r.requires_backfill_daemon() for r in runs)
+    requested = set()
+    for run in runs:
+        start, end = run.tags["dagster/asset_partition_range_start"], run.tags["dagster/asset_partition_range_end"]
+        assert start.split("|")[0] == end.split("|")[0] == run.tags["pocketquant/interval"]
+        assert set(run.tags["pocketquant/symbols"].split(", ")) == {"NASDAQ:AAPL", "BINANCE:BTCUSDT"}
+        assert run.tags["pocketquant/range"].endswith("2 partition(s)")
+        requested |= {start, end}
     assert requested == set(keys_for(["NASDAQ:AAPL", "BINANCE:BTCUSDT"]))
     assert len(json.loads(result.cursor)["pending"]) == 26
 
@@ -122,9 +129,34 @@ def test_registry_sensor_adds_removes_and_requests_first_syncs(instance, store, 
     # a sensor restarted without cursor decides from partition status: 25 never synced
     with dg.build_sensor_context(instance=instance, resources=resources) as ctx:
         fresh = symbol_registry_sensor(ctx)
-    [req] = fresh.run_requests
-    keys = set(req.asset_graph_subset.partitions_subsets_by_asset_key[HISTORICAL_BARS].get_partition_keys())
+    keys = {t for r in fresh.run_requests for t in (r.tags["dagster/asset_partition_range_start"],
+                                                      r.tags["dagster/asset_partition_range_end"])}
     assert len(keys) == 25 and "1d|NASDAQ:AAPL" not in keys
+    assert len(fresh.run_requests) == 13  # 1d has BINANCE:BTCUSDT alone
+
+
+def test_a_partition_added_in_the_ui_is_registered_or_kept_with_its_reason(instance, store, resources):
+    # "Add partition" in the UI: one real symbol, one TradingView lacks, one malformed
+    instance.add_dynamic_partitions("symbols", ["NASDAQ:AAPL", "NASDAQ:NOPE", "AAPL"])
+    with dg.build_sensor_context(instance=instance, resources=resources,
+                                 definitions=load_defs()) as ctx:
+        result = symbol_registry_sensor.evaluate_tick(ctx)
+    info = store.get_symbol("NASDAQ:AAPL")
+    assert info is not None and info.timezone  # registered with what symbol_resolved said
+    assert [i.symbol for i in store.list_symbols()] == ["NASDAQ:AAPL"]
+    assert not result.dynamic_partitions_requests  # nothing deleted, nothing to add
+    # the registered one gets its first sync; the rejected ones keep their partition and reason
+    starts = {r.tags["dagster/asset_partition_range_start"] for r in result.run_requests}
+    assert starts == set(keys_for(["NASDAQ:AAPL"]))
+    rejected = json.loads(result.cursor)["rejected"]
+    assert "unknown symbol 'NASDAQ:NOPE'" in rejected["NASDAQ:NOPE"]
+    assert "not a symbol EXCHANGE:CODE" in rejected["AAPL"]
+    assert set(instance.get_dynamic_partitions("symbols")) == {"NASDAQ:AAPL", "NASDAQ:NOPE", "AAPL"}
+
+    # later ticks neither ask TradingView again nor delete the rejected partitions
+    with dg.build_sensor_context(instance=instance, resources=resources, cursor=result.cursor) as ctx:
+        again = symbol_registry_sensor(ctx)
+    assert not getattr(again, "dynamic_partitions_requests", None)
 
 
 def test_registry_sensor_skips_when_in_sync(instance, store, resources):
@@ -176,10 +208,10 @@ def test_partition_keys_are_interval_major(instance):
 def test_registry_pending_keys_expire_and_are_requested_again(instance, store):
     from pocketquant_pipelines.defs.sensors import PENDING_TTL_S, evaluate_registry
 
-    _, _, first, cursor = evaluate_registry(instance, ["NASDAQ:AAPL"], None, now=1000.0)
+    _, _, first, cursor, _ = evaluate_registry(instance, ["NASDAQ:AAPL"], None, now=1000.0)
     assert len(first) == 13
-    _, _, again, cursor2 = evaluate_registry(instance, ["NASDAQ:AAPL"], cursor, now=1010.0)
+    _, _, again, cursor2, _ = evaluate_registry(instance, ["NASDAQ:AAPL"], cursor, now=1010.0)
     assert again == []
-    _, _, expired, _ = evaluate_registry(instance, ["NASDAQ:AAPL"], cursor2,
+    _, _, expired, _, _ = evaluate_registry(instance, ["NASDAQ:AAPL"], cursor2,
                                          now=1000.0 + PENDING_TTL_S + 1)
     assert sorted(expired) == sorted(first)

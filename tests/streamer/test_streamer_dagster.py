@@ -1,12 +1,13 @@
 """The Dagster side against a real embedded bar store and a real (temporary) Dagster instance:
 the sensor reports streamed_bars and requests ohlcv_dataset; the reconciliation check."""
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import pytest
 
-from pocketquant_pipelines.defs.datasets import ohlcv_dataset
+from pocketquant_pipelines.defs.datasets import streamed_dataset_refresh
 from pocketquant_pipelines.defs.history import HISTORICAL_BARS
 from pocketquant_pipelines.defs.resources import BarStoreResource
 from pocketquant_pipelines.defs.streaming import streamed_bars_sensor, streamed_vs_history
@@ -45,6 +46,10 @@ def instance():
         yield inst
 
 
+def refresh_keys(request) -> list[str]:
+    return request.run_config["ops"]["rebuild_streamed_datasets"]["config"]["partitions"]
+
+
 def evaluate(instance, data_dir, cursor=None):
     with dg.build_sensor_context(instance=instance, cursor=cursor,
                                  resources={"bar_store": BarStoreResource(data_dir=str(data_dir))}) as ctx:
@@ -63,32 +68,43 @@ def test_sensor_reports_stream_writes_and_requests_datasets(instance, store, dat
     assert set(events) == {"1m|BINANCE:BTCUSDT", "5m|BINANCE:BTCUSDT"}
     assert all(e.asset_key == STREAMED_BARS for e in events.values())
     assert events["1m|BINANCE:BTCUSDT"].metadata["bars_written"].value == 3
-    requests = {r.partition_key: r for r in result.run_requests}
+    # one folded refresh run covers every changed partition
+    [request] = result.run_requests
+    requests = refresh_keys(request)
     assert set(requests) == set(events)
-    assert all(r.asset_selection == [dg.AssetKey("ohlcv_dataset")] for r in requests.values())
+    assert request.tags["pocketquant/symbol"] == BTC and request.tags["pocketquant/trigger"] == "streamer"
     assert result.cursor
 
-    # the same cursor again (a retried tick) yields the same run keys: nothing runs twice
+    # the same cursor again (a retried tick) yields the same run key: nothing runs twice
     again = evaluate(instance, data_dir)
-    assert sorted(r.run_key for r in again.run_requests) == sorted(r.run_key for r in result.run_requests)
+    assert [r.run_key for r in again.run_requests] == [request.run_key]
 
     # nothing new after the committed cursor
     idle = evaluate(instance, data_dir, cursor=result.cursor)
     assert not getattr(idle, "run_requests", None) and not getattr(idle, "asset_events", None)
 
-    # a new write to one partition: exactly that partition, with a new run key
+    # a new write within the rebuild period: reported at once, its rebuild waits in the cursor
     store.upsert_bars([mk(BTC, "1m", 3)], source=Source.STREAM)
     later = evaluate(instance, data_dir, cursor=result.cursor)
-    assert [r.partition_key for r in later.run_requests] == ["1m|BINANCE:BTCUSDT"]
-    assert later.run_requests[0].run_key != requests["1m|BINANCE:BTCUSDT"].run_key
+    assert [e.partition for e in later.asset_events] == ["1m|BINANCE:BTCUSDT"]
+    assert not later.run_requests
+    assert json.loads(later.cursor)["dirty"] == ["1m|BINANCE:BTCUSDT"]
+    # once the period has passed, the waiting key gets its own refresh run with a new run key
+    aged = json.loads(later.cursor)
+    aged["rebuilt_at"] -= 3600
+    due = evaluate(instance, data_dir, cursor=json.dumps(aged))
+    [rebuild] = due.run_requests
+    assert refresh_keys(rebuild) == ["1m|BINANCE:BTCUSDT"] and rebuild.run_key != request.run_key
 
-    # the requested partitions materialise
-    for key in requests:
-        res = dg.materialize([ohlcv_dataset], partition_key=key, instance=instance,
-                             resources={"bar_store": BarStoreResource(data_dir=str(data_dir))})
-        assert res.success
-        [mat] = res.asset_materializations_for_node("ohlcv_dataset")
-        assert mat.partition == key
+    # the refresh run materialises every requested partition of ohlcv_dataset
+    res = streamed_dataset_refresh.execute_in_process(
+        run_config=request.run_config, instance=instance, tags=request.tags,
+        resources={"bar_store": BarStoreResource(data_dir=str(data_dir))})
+    assert res.success
+    mats = {m.partition: m for m in res.asset_materializations_for_node("rebuild_streamed_datasets")}
+    assert set(mats) == set(requests)
+    assert all(m.asset_key == dg.AssetKey("ohlcv_dataset") for m in mats.values())
+    assert mats["1m|BINANCE:BTCUSDT"].metadata["rows"].value == 4
     assert instance.get_latest_materialization_event(dg.AssetKey("ohlcv_dataset")) is not None
 
 
