@@ -38,6 +38,7 @@ def test_compose_settings_are_what_the_local_topology_starts_from():
 def test_a_quants_day_on_the_production_topology(tmp_path):
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("MONGODB_", "REDIS_", "TRADINGVIEW_"))}
     environ.update({"SYNC_FIRST_BARS": "200", "STREAMER_REGISTRY_POLL_S": "1",
+                    "POCKETQUANT_DATASET_REBUILD_S": "30",  # one folded refresh soon after streaming starts
                     "STREAMER_STORE_BATCH_MS": "200", "PYTHONUNBUFFERED": "1"})
     topology = start_topology(tmp_path, replicas=2, environ=environ,
                               pg_db=f"pq_topology_{os.getpid()}")
