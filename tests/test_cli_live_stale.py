@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 
 from pocketquant_pipelines.market.bars import Bar
 from pocketquant_pipelines.settings import load_settings
-from pocketquant_pipelines.storage.base import Source, SymbolInfo
+from pocketquant_pipelines.storage.bars import Source
+from pocketquant_pipelines.storage.registry import SymbolInfo
 from pocketquant_pipelines.storage.factory import open_bar_store
 
 AAPL = "NASDAQ:AAPL"

@@ -287,7 +287,7 @@ def evaluate_all(store, symbol: str, interval: Interval, fetched_duplicate_times
     if "plausible_bar_times" in wanted:
         out.append(evaluate_plausible_times(frame, now or utcnow(), clock_skew_s))
     if STREAM_CHECK in wanted:
-        from streamer.reconcile import reconcile
+        from pocketquant_pipelines.quality.reconcile import reconcile
 
         out.append(evaluate_stream_agreement([reconcile(store, symbol, interval)]))
     return out
@@ -299,8 +299,8 @@ STREAM_CHECK = "streamed_vs_history"
 
 def evaluate_stream_agreement(results: list) -> CheckOutcome:
     """The stream's copy of keys history also wrote agrees with history, and the stream wrote no
-    key history lacks inside the range it covers (``streamer.reconcile`` results, one per key)."""
-    from streamer.reconcile import MAX_ORPHAN_EXAMPLES, PRICE_TOLERANCE, VOLUME_TOLERANCE
+    key history lacks inside the range it covers (``quality.reconcile`` results, one per key)."""
+    from pocketquant_pipelines.quality.reconcile import MAX_ORPHAN_EXAMPLES, PRICE_TOLERANCE, VOLUME_TOLERANCE
 
     compared = sum(r.compared for r in results)
     differing = sum(r.differing for r in results)

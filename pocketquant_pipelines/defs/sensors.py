@@ -157,8 +157,8 @@ def register_from_ui(store, tradingview, symbol: str) -> str | None:
     parse as EXCHANGE:CODE and TradingView must know it. Returns None when registered, else
     the one-line reason it was not (the partition is kept; its runs fail with that reason)."""
     from pocketquant_pipelines.market.timeutil import utcnow
-    from pocketquant_pipelines.storage.base import SymbolInfo
-    from pocketquant_pipelines.sync import record_metadata
+    from pocketquant_pipelines.storage.registry import SymbolInfo
+    from pocketquant_pipelines.storage.symbol_metadata import record_metadata
     from pocketquant_pipelines.tradingview.client import run_blocking
     from pocketquant_pipelines.tradingview.errors import SymbolNotFoundError
 

@@ -10,7 +10,7 @@
   committed when a tick succeeds) requests nothing twice.
 * ``streamed_vs_history`` (asset check on ``historical_bars``): after a historical sync, the
   stream's own copy of each key it shares with history is compared to history's values
-  (``streamer.reconcile``), and stream keys that history lacks inside the range it covers
+  (``quality.reconcile``), and stream keys that history lacks inside the range it covers
   (orphans: bars TradingView never made) are counted with examples; WARN when any differs
   beyond tolerance or any orphan exists.
 """
