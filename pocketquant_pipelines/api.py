@@ -125,10 +125,12 @@ def _symbols(symbols: Iterable[str] | str) -> list[str]:
 class PocketQuant:
     """A handle on the bar store and the live cache the settings configure."""
 
-    def __init__(self, settings: Settings | None = None):
+    def __init__(self, settings: Settings | None = None, *, store=None, cache=None):
+        """``store``/``cache``: already open connections to use (closed by :meth:`close`);
+        by default they open from the settings on first use."""
         self.settings = settings if settings is not None else load_settings()
-        self._store = None
-        self._cache = None
+        self._store = store
+        self._cache = cache
         self._lock = threading.Lock()
 
     # ---- connections (opened on first use) ----

@@ -146,7 +146,7 @@ def symbols_list(app, search, streamed, output_format) -> int:
 
     if search is not None and not search.strip():
         raise InvalidInputError("--search '': give some text to look for")
-    with PocketQuant(app.settings) as pq:
+    with PocketQuant(app.settings, store=_open_store(app.settings)) as pq:
         infos = pq.symbols(search=search, streamed=streamed)
     records = [[i.symbol, i.name, i.type, i.currency, i.timezone, i.session, i.stream, i.added_at] for i in infos]
     if output_format == "json":

@@ -31,6 +31,7 @@ def chart(app, symbol, interval, start, end, limit, output: Path) -> int:
     Grey candles are partial bars (the streamer wrote them before they closed)."""
     from pocketquant_pipelines.api import PocketQuant
     from pocketquant_pipelines.charts import candlestick_png
+    from pocketquant_pipelines.commands.stores import open_bar_store
 
     if start and end and end <= start:
         raise InvalidInputError(f"--end {end.isoformat()!r} must be after --start {start.isoformat()!r}")
@@ -40,7 +41,7 @@ def chart(app, symbol, interval, start, end, limit, output: Path) -> int:
         raise InvalidInputError(f"--output {str(output)!r}: directory {str(output.parent)!r} does not exist")
     if limit is None and start is None and end is None:
         limit = DEFAULT_BARS
-    with PocketQuant(app.settings) as pq:
+    with PocketQuant(app.settings, store=open_bar_store(app.settings)) as pq:
         frame = pq.bars(symbol, interval, start, end, limit)
         symbol = frame.attrs.get("symbol", symbol.upper())
     if frame.empty:

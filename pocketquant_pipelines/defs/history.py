@@ -37,7 +37,7 @@ from pocketquant_pipelines.defs.partitions import bars_partitions, split_key
 from pocketquant_pipelines.defs.resources import BarStoreResource, TradingViewResource
 from pocketquant_pipelines.defs.run_tags import RANGE_TAG, coverage_tags
 from pocketquant_pipelines.market.timeutil import utcnow
-from pocketquant_pipelines.errors import InvalidInputError
+from pocketquant_pipelines.errors import InvalidInputError, StoreDamagedError
 from pocketquant_pipelines.sync import MAX_BARS, SyncOutcome, sync_history_async, validate_bars
 
 TRANSIENT_ATTEMPTS = 3   # per key inside one run, before the key counts as failed
@@ -174,6 +174,13 @@ def _events_for(key: str, outcome: SyncOutcome | None, exc: BaseException | None
                       "transient": _is_transient(exc),
                       "failed_at": dg.MetadataValue.timestamp(utcnow())},
         )
+        if isinstance(exc, StoreDamagedError):
+            # reads refuse a stored bar that breaks the OHLC rules, so the check that would
+            # have listed it cannot read it either: it fails with the read's own words
+            yield dg.AssetCheckEvaluation(
+                asset_key=HISTORICAL_BARS, check_name="ohlc_sanity", passed=False, partition=key,
+                severity=dg.AssetCheckSeverity.ERROR, blocking=True, description=reason,
+                metadata={"error": reason, "recover": "pocketquant doctor"})
         return
     log.info(f"{key}: {outcome.summary()}")
     if checks_as_steps:
