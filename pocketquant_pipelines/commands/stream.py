@@ -36,11 +36,25 @@ def stream(app, health_port) -> int:
     import asyncio
 
     from pocketquant_pipelines.commands.stores import open_bar_store, open_live_cache
+    from pocketquant_pipelines.errors import StoreUnavailableError
+    from streamer import exit_codes
+    from streamer.disk import is_disk_full
     from streamer.service import run_service
 
     # reachable and writable before the service starts: a bad store is one line here
-    open_bar_store(app.settings, write=True).close()
-    open_live_cache(app.settings, write=True).close()
+    try:
+        open_bar_store(app.settings, write=True).close()
+        open_live_cache(app.settings, write=True).close()
+    except StoreUnavailableError as exc:
+        if not (is_disk_full(exc) or "disk is full" in str(exc)):
+            raise
+        # the same line and exit code as `python -m streamer` on a full disk
+        from pocketquant_pipelines.logging import get_logger
+
+        get_logger("streamer").error(
+            "streamer_disk_full", error=str(exc), data_dir=str(app.settings.data_dir),
+            hint="free space on the disk of POCKETQUANT_DATA_DIR; nothing was streamed")
+        return exit_codes.DISK_FULL
     return asyncio.run(run_service(app.settings, health_port=health_port))
 
 

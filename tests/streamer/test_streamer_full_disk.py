@@ -28,6 +28,7 @@ from pocketquant_pipelines.market.sessions import bar_end
 from tradingview_simulator import run_simulator_in_thread
 from streamer import exit_codes
 from streamer_helpers import as_synced
+from tests.support import free_port, wait_for
 
 BTC = "BINANCE:BTCUSDT"
 SIM_START = datetime(2026, 1, 30, 15, 0, 5, tzinfo=UTC)
@@ -61,7 +62,6 @@ import json, sys
 from pocketquant_pipelines.market.intervals import Interval
 from pocketquant_pipelines.storage.registry import SymbolInfo
 from pocketquant_pipelines.storage.sqlite_store import SQLiteBarStore
-from tests.support import free_port, wait_for
 with SQLiteBarStore(sys.argv[1]) as store:
     if sys.argv[2] == "add":
         store.add_symbol(SymbolInfo(stream=True, **json.loads(sys.argv[3])))
