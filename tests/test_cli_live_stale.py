@@ -33,6 +33,7 @@ def test_live_shows_the_last_stored_bar_as_stale_with_its_age(tmp_path):
 def test_live_without_quote_or_bar_says_so_and_fails(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MONGODB_", "REDIS_", "TRADINGVIEW_"))}
     env["POCKETQUANT_DATA_DIR"] = str(tmp_path / "data")
+    (tmp_path / "data").mkdir()  # an existing, empty data dir (a missing one is its own error)
     done = subprocess.run([sys.executable, "-m", "pocketquant_pipelines", "live", AAPL], env=env,
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 1
