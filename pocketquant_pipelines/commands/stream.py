@@ -193,6 +193,7 @@ def _print_snapshots(cache, symbols: list[str], out, output_format: str, setting
 
 def _follow(cache, symbols: list[str], out, output_format: str, bars_only: bool, quotes_only: bool,
             limit: int | None, timeout: float | None) -> int:
+    from pocketquant_pipelines.api import follow
     from pocketquant_pipelines.storage.live import BARS_PATTERN, QUOTES_PATTERN, bar_channel, quote_channel
 
     if symbols:
@@ -205,7 +206,6 @@ def _follow(cache, symbols: list[str], out, output_format: str, bars_only: bool,
     else:
         patterns = ([] if bars_only else [QUOTES_PATTERN]) + ([] if quotes_only else [BARS_PATTERN])
     csv_out = fmt.CsvWriter(LIVE_COLUMNS, out, flush=True) if output_format == "csv" else None
-    from pocketquant_pipelines.api import follow
 
     def announce():
         if output_format == "table":
