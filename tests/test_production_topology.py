@@ -86,8 +86,15 @@ def test_a_quants_day_on_the_production_topology(tmp_path):
             for symbol in STREAMED + SYNCED_ONLY:
                 frame = pq.bars(symbol, "1h")
                 assert len(frame) >= 150 and frame.index.is_unique, symbol
-            btc = pq.bars("BINANCE:BTCUSDT", "1m")
-            assert btc.index.is_unique and (btc["source"] == "stream").any()
+
+            # the first sync's history replaces what the stream wrote before it (history is
+            # the authority), so the stream's own bars are the ones after the last sync
+            def streamed_minute():
+                btc = pq.bars("BINANCE:BTCUSDT", "1m")
+                assert btc.index.is_unique
+                return (btc["source"] == "stream").any()
+
+            wait_until("a streamed BTCUSDT 1m bar in the store", streamed_minute, 180, procs, logs)
 
         status = cli(env, "status", "--format", "json")
         assert status.returncode == 0, status.stderr
