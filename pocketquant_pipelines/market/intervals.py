@@ -1,9 +1,15 @@
 """The 13 bar intervals and their TradingView resolution strings.
 
-Names are case-sensitive on purpose: ``1m`` is one minute, ``1M`` one month (as on TradingView
-and in Dagster partition keys, which are case-sensitive too).
+One spelling rule everywhere an interval is typed (CLI, API, settings): a count and a unit --
+``m`` minute, ``h`` hour, ``d`` day, ``w`` week, ``M`` month, the count 1 when left out -- or
+TradingView's bare minute count (``60``). Any spelling of the same span names the same interval
+(``60m``, ``1H``, ``60`` are all ``1h``); a span that is not one of the 13 is an error. Only
+``m`` and ``M`` are case-sensitive, because ``1m`` is a minute and ``1M`` a month (as on
+TradingView and in Dagster partition keys). Days, weeks and months are sessions, not fixed
+lengths, so ``24h`` is not ``1d`` and ``7d`` is not ``1w``.
 """
 
+import re
 from enum import Enum
 
 from pocketquant_pipelines.errors import InvalidIntervalError
@@ -54,17 +60,22 @@ class Interval(str, Enum):
 
     @classmethod
     def parse(cls, value: "Interval | str | None") -> "Interval":
-        """Accept our names (``1h``), TradingView resolutions (``60``, ``1H``, ``D``) or an Interval."""
+        """An Interval from any spelling the module's rule allows (``1h``, ``60m``, ``1H``, ``60``)."""
         if isinstance(value, Interval):
             return value
+        names = ", ".join(i.value for i in cls)
         if isinstance(value, str):
-            found = _BY_NAME.get(value) or _BY_TV.get(value)
+            found = _BY_NAME.get(value) or _spelled(value)
             if found is not None:
                 return found
+            if _SPELLING.fullmatch(value) and value:
+                raise InvalidIntervalError(
+                    f"invalid interval {value!r}: not one of the 13 intervals ({names}); 1d, 1w"
+                    " and 1M are trading sessions, so 24h is not 1d and 7d not 1w")
         raise InvalidIntervalError(
-            f"invalid interval {value!r}: expected one of {', '.join(i.value for i in cls)}"
-            " (case-sensitive: 1m is a minute, 1M a month) or a TradingView resolution"
-            " (1, 3, 5, 15, 30, 45, 60, 120, 180, 240, 1D, 1W, 1M)"
+            f"invalid interval {value!r}: expected one of {names}, or the same span as a count"
+            " and a unit (m, h, d, w, M: 60m = 1h; 1m is a minute, 1M a month) or as"
+            " TradingView's minute count (60 = 1h)"
         )
 
     @classmethod
@@ -89,5 +100,25 @@ _BY_TV = {
     "1H": Interval.H1, "2H": Interval.H2, "3H": Interval.H3, "4H": Interval.H4,
     "D": Interval.D1, "W": Interval.W1, "M": Interval.MN1,
 }
+
+_BY_MINUTES = {m: i for i, m in _MINUTES.items()}
+_SPELLING = re.compile(r"([1-9][0-9]{0,5})?([mhHdDwWM]?)")
+_SESSION_UNITS = {"d": Interval.D1, "w": Interval.W1, "M": Interval.MN1}
+
+
+def _spelled(value: str) -> "Interval | None":
+    """The interval a count-and-unit or bare-minutes spelling names, if it is one of the 13."""
+    match = _SPELLING.fullmatch(value)
+    if match is None or not value:
+        return None
+    digits, unit = match.groups()
+    count = int(digits) if digits else 1
+    if unit in ("", "m"):
+        return _BY_MINUTES.get(count)
+    if unit in ("h", "H"):
+        return _BY_MINUTES.get(count * 60)
+    session_unit = unit if unit == "M" else unit.lower()
+    return _SESSION_UNITS[session_unit] if count == 1 else None
+
 
 ALL_INTERVALS: tuple[Interval, ...] = tuple(Interval)

@@ -54,7 +54,23 @@ def test_lengths_and_kinds():
     assert Interval.H4.nominal_seconds == 14_400 and Interval.W1.nominal_seconds == 604_800
 
 
-@pytest.mark.parametrize("bad", ["2m", "1x", "", "1 m", " 1m", "1d ", "d", "m", "1y", "0", "-1", "60m"])
+@pytest.mark.parametrize("spelling, expected", [
+    ("60m", Interval.H1), ("1H", Interval.H1), ("60", Interval.H1), ("h", Interval.H1),
+    ("240m", Interval.H4), ("4H", Interval.H4), ("120", Interval.H2), ("m", Interval.M1),
+    ("d", Interval.D1), ("1D", Interval.D1), ("w", Interval.W1), ("W", Interval.W1),
+    ("M", Interval.MN1),
+])
+def test_one_rule_any_spelling_of_the_same_span_is_the_same_interval(spelling, expected):
+    assert Interval.parse(spelling) is expected
+
+
+@pytest.mark.parametrize("span", ["90m", "2m", "24h", "5h", "2d", "7d", "2w", "3M"])
+def test_a_well_spelled_span_that_is_not_one_of_the_13_says_so(span):
+    with pytest.raises(InvalidIntervalError, match=f"'{span}': not one of the 13 intervals"):
+        Interval.parse(span)
+
+
+@pytest.mark.parametrize("bad", ["2m", "1x", "", "1 m", " 1m", "1d ", "1y", "0", "-1", "01h", "1MIN", "1mn"])
 def test_bad_names_are_rejected_naming_the_value(bad):
     with pytest.raises(InvalidIntervalError) as info:
         Interval.parse(bad)
