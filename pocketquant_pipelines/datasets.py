@@ -27,20 +27,18 @@ Layout (hive partitioning, one file per series)::
 
 import os
 import tempfile
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import quote, unquote
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pocketquant_pipelines.market.intervals import Interval
 from pocketquant_pipelines.market.symbols import normalize_symbol
 from pocketquant_pipelines.storage.frames import (
-    BARS_SCHEMA, first_last_time, frame_to_table, table_to_frame,
+    BARS_SCHEMA, TableSummary, frame_to_table, summarize_table, table_to_frame,
 )
 
 DATASET_NAME = "ohlcv"
@@ -58,15 +56,12 @@ def series_path(data_dir: Path, symbol: str, interval: Interval | str) -> Path:
             / f"symbol={quote(symbol, safe='')}" / FILE_NAME)
 
 
-@dataclass(frozen=True, slots=True)
-class DatasetWrite:
+@dataclass(frozen=True)
+class DatasetWrite(TableSummary):
+    """A written series file: where, how large, and what its table holds."""
+
     path: Path
-    rows: int
-    first_time: datetime | None
-    last_time: datetime | None
     bytes: int
-    partial_rows: int = 0  # in-progress bars flushed by the streamer (``partial`` is True)
-    stream_rows: int = 0   # bars the stream wrote (``source`` is "stream")
 
 
 def dataset_table(bars: pa.Table | pd.DataFrame, symbol: str, interval: Interval) -> pa.Table:
@@ -101,20 +96,8 @@ def write_series(data_dir: Path, symbol: str, interval: Interval | str,
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    first_time, last_time = first_last_time(table)
-    return DatasetWrite(
-        path=path,
-        rows=table.num_rows,
-        first_time=first_time,
-        last_time=last_time,
-        bytes=path.stat().st_size,
-        partial_rows=_count_true(table.column("partial")),
-        stream_rows=_count_true(pc.equal(table.column("source"), "stream")),
-    )
-
-
-def _count_true(column) -> int:
-    return int(pc.sum(column.cast(pa.int64())).as_py() or 0)
+    summary = summarize_table(table)
+    return DatasetWrite(**asdict(summary), path=path, bytes=path.stat().st_size)
 
 
 def read_series(data_dir: Path, symbol: str, interval: Interval | str) -> pd.DataFrame:

@@ -54,7 +54,7 @@ from pocketquant_pipelines.market.timeutil import ensure_utc, from_epoch, utcnow
 from pocketquant_pipelines.settings import Settings
 from pocketquant_pipelines.storage.bars import BarStore, HistoryCoverage, Source, UpsertResult
 from pocketquant_pipelines.storage.durable import DurableStore
-from pocketquant_pipelines.storage.frames import first_last_time, time_us_column
+from pocketquant_pipelines.storage.frames import TableSummary, summarize_table, time_us_column
 from pocketquant_pipelines.storage.registry import SymbolRegistry
 from pocketquant_pipelines.storage.symbol_metadata import record_metadata
 from pocketquant_pipelines.storage.validation import to_us
@@ -212,11 +212,7 @@ class _Stored:
     """What the store says after a sync's writes, from one read of the series."""
 
     upsert: UpsertResult | None
-    bars: int
-    first_time: datetime | None
-    last_time: datetime | None
-    stream_bars: int
-    partial_bars: int
+    table: TableSummary
     implausible_bars: int
     covered: HistoryCoverage | None
 
@@ -237,14 +233,9 @@ def _store_fetched(store: DurableStore, symbol: str, interval: Interval, result,
         store.record_history_start(symbol, interval, from_epoch(float(fetched.time[0])))
     times = time_us_column(table)
     bound_us = to_us(now + timedelta(seconds=clock_skew_s))
-    first_time, last_time = first_last_time(table)
     return _Stored(
         upsert=upsert,
-        bars=table.num_rows,
-        first_time=first_time,
-        last_time=last_time,
-        stream_bars=int(pc.sum(pc.equal(table.column("source"), Source.STREAM.value)).as_py() or 0),
-        partial_bars=int(pc.sum(table.column("partial").cast(pa.int64())).as_py() or 0),
+        table=summarize_table(table),
         implausible_bars=int(np.count_nonzero((times > bound_us) | (times < 0))),
         covered=plausible_coverage(store, symbol, interval, now, clock_skew_s),
     )
@@ -296,9 +287,9 @@ async def sync_history_async(
         unchanged=int(upsert.unchanged) if upsert else 0,
         first_bar_time=from_epoch(float(fetched.time[0])) if len(fetched) else None,
         last_bar_time=from_epoch(float(fetched.time[-1])) if len(fetched) else None,
-        stored_bars=stored.bars,
-        stored_first_time=stored.first_time,
-        stored_last_time=stored.last_time,
+        stored_bars=stored.table.rows,
+        stored_first_time=stored.table.first_time,
+        stored_last_time=stored.table.last_time,
         depth_reached=bool(getattr(result, "depth_reached", False)),
         source=source or source_from_url(getattr(client, "url", None)),
         duration_s=round(time.perf_counter() - started, 4),
@@ -311,8 +302,8 @@ async def sync_history_async(
         history_start=covered.history_start if covered else None,
         rejected_times=int(getattr(result, "implausible_times", 0)),
         stored_implausible_bars=stored.implausible_bars,
-        stored_stream_bars=stored.stream_bars,
-        stored_partial_bars=stored.partial_bars,
+        stored_stream_bars=stored.table.stream_rows,
+        stored_partial_bars=stored.table.partial_rows,
     )
     log.info("sync_finished", symbol=symbol, interval=interval.value, mode=mode,
              fetched=outcome.fetched, inserted=outcome.inserted, updated=outcome.updated,

@@ -20,6 +20,16 @@ MAX_ITEMS = 1_000_000_000
 MAX_SECONDS = 365 * 86_400.0
 
 
+def _parsed(kind: click.ParamType, value, cast: type, noun: str, param, ctx):
+    """``value`` as a ``cast`` (already one, or read from its text); a failure names it."""
+    if isinstance(value, cast) and not isinstance(value, bool):
+        return value
+    try:
+        return cast(str(value).strip())
+    except ValueError:
+        kind.fail(f"{value!r} is not {noun}", param, ctx)
+
+
 class Count(click.ParamType):
     """An integer in ``low..high``."""
 
@@ -29,13 +39,7 @@ class Count(click.ParamType):
         self.low, self.high = low, high
 
     def convert(self, value, param, ctx) -> int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            number = value
-        else:
-            try:
-                number = int(str(value).strip())
-            except ValueError:
-                self.fail(f"{value!r} is not an integer", param, ctx)
+        number = _parsed(self, value, int, "an integer", param, ctx)
         if not self.low <= number <= self.high:
             self.fail(f"{str(value)!r} is not an integer in {self.low}..{self.high}", param, ctx)
         return number
@@ -54,13 +58,7 @@ class PositiveNumber(click.ParamType):
         self.high = high
 
     def convert(self, value, param, ctx) -> float:
-        if isinstance(value, float):
-            number = value
-        else:
-            try:
-                number = float(str(value).strip())
-            except ValueError:
-                self.fail(f"{value!r} is not a {self.noun}", param, ctx)
+        number = _parsed(self, value, float, f"a {self.noun}", param, ctx)
         if not math.isfinite(number):
             self.fail(f"{str(value)!r} is not a finite {self.noun}", param, ctx)
         if not 0 < number <= self.high:

@@ -39,40 +39,41 @@ class _SettingsMixin(dg.ConfigurableResource):
         return load_settings(env)
 
 
-class BarStoreResource(_SettingsMixin):
+class _OpenedOnce(_SettingsMixin):
+    """A store opened on first use in a run and closed when the run's step ends."""
+
+    _handle: Any = PrivateAttr(default=None)
+
+    def _open(self, settings: Settings):
+        raise NotImplementedError
+
+    def get(self):
+        if self._handle is None:
+            self._handle = self._open(self.settings())
+        return self._handle
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+
+class BarStoreResource(_OpenedOnce):
     """The durable bar store (MongoDB when MONGODB_URL is set, else embedded SQLite)."""
 
-    _store: Any = PrivateAttr(default=None)
+    def _open(self, settings: Settings):
+        from pocketquant_pipelines.storage.factory import open_bar_store
 
-    def get(self):
-        if self._store is None:
-            from pocketquant_pipelines.storage.factory import open_bar_store
-
-            self._store = open_bar_store(self.settings())
-        return self._store
-
-    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
-        if self._store is not None:
-            self._store.close()
-            self._store = None
+        return open_bar_store(settings)
 
 
-class LiveCacheResource(_SettingsMixin):
+class LiveCacheResource(_OpenedOnce):
     """The live cache (Redis when REDIS_URL is set, else embedded)."""
 
-    _cache: Any = PrivateAttr(default=None)
+    def _open(self, settings: Settings):
+        from pocketquant_pipelines.storage.factory import open_live_cache
 
-    def get(self):
-        if self._cache is None:
-            from pocketquant_pipelines.storage.factory import open_live_cache
-
-            self._cache = open_live_cache(self.settings())
-        return self._cache
-
-    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
-        if self._cache is not None:
-            self._cache.close()
-            self._cache = None
+        return open_live_cache(settings)
 
 
 class TradingViewResource(_SettingsMixin):

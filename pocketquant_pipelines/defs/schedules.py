@@ -85,28 +85,25 @@ def _fan_out(context: dg.ScheduleEvaluationContext, intervals: Sequence[str], ba
     return range_run_requests(symbols, intervals, bars, trigger, tick)
 
 
-@dg.schedule(
-    name="sync_all_symbols",
-    cron_schedule=_SETTINGS.sync_all_symbols_cron,
-    execution_timezone="UTC",
-    job=historical_sync,
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-    description=f"Cron {_SETTINGS.sync_all_symbols_cron!r} UTC (SYNC_ALL_SYMBOLS_CRON; default "
-    "every 6 hours): all symbols x 13 intervals, 500 bars per partition, "
-    "in range runs of up to 100 symbols of one interval.",
-)
-def sync_all_symbols(context: dg.ScheduleEvaluationContext):
-    return _fan_out(context, INTERVAL_KEYS, 500, "sync_all_symbols")
+def _sync_schedule(name: str, cron: str, intervals: Sequence[str], bars: int, description: str):
+    """A RUNNING UTC schedule of ``historical_sync`` that syncs ``bars`` bars of ``intervals``
+    for every registered symbol."""
+
+    @dg.schedule(name=name, cron_schedule=cron, execution_timezone="UTC", job=historical_sync,
+                 default_status=dg.DefaultScheduleStatus.RUNNING, description=description)
+    def _schedule(context: dg.ScheduleEvaluationContext):
+        return _fan_out(context, intervals, bars, name)
+
+    return _schedule
 
 
-@dg.schedule(
-    name="sync_daily_data",
-    cron_schedule=_SETTINGS.sync_daily_data_cron,
-    execution_timezone="UTC",
-    job=historical_sync,
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-    description=f"Cron {_SETTINGS.sync_daily_data_cron!r} (SYNC_DAILY_DATA_CRON; default hourly "
-    "09:00-17:00 UTC Mon-Fri): the 1d interval of every symbol, 10 bars.",
-)
-def sync_daily_data(context: dg.ScheduleEvaluationContext):
-    return _fan_out(context, ["1d"], 10, "sync_daily_data")
+sync_all_symbols = _sync_schedule(
+    "sync_all_symbols", _SETTINGS.sync_all_symbols_cron, INTERVAL_KEYS, 500,
+    f"Cron {_SETTINGS.sync_all_symbols_cron!r} UTC (SYNC_ALL_SYMBOLS_CRON; default every 6 "
+    "hours): all symbols x 13 intervals, 500 bars per partition, in range runs of up to 100 "
+    "symbols of one interval.")
+
+sync_daily_data = _sync_schedule(
+    "sync_daily_data", _SETTINGS.sync_daily_data_cron, ["1d"], 10,
+    f"Cron {_SETTINGS.sync_daily_data_cron!r} (SYNC_DAILY_DATA_CRON; default hourly "
+    "09:00-17:00 UTC Mon-Fri): the 1d interval of every symbol, 10 bars.")

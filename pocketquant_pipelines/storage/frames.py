@@ -23,8 +23,9 @@ from pocketquant_pipelines.market.bar_columns import BarColumns
 from pocketquant_pipelines.market.bars import Bar
 from pocketquant_pipelines.market.intervals import Interval
 from pocketquant_pipelines.market.symbols import normalize_symbol
+from pocketquant_pipelines.market.timeutil import utcnow
 from pocketquant_pipelines.storage.bars import HistoryCoverage, Source
-from pocketquant_pipelines.storage.validation import from_us
+from pocketquant_pipelines.storage.validation import from_us, to_us
 
 # Sources are stored as small integer codes; the order is part of the on-disk format.
 SOURCE_CODES: tuple[Source, ...] = (Source.HISTORY, Source.STREAM)
@@ -147,6 +148,28 @@ def first_last_time(table: pa.Table) -> tuple[datetime | None, datetime | None]:
     return from_us(times[0].value), from_us(times[-1].value)
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class TableSummary:
+    """What a bars table holds, at a glance: the figures syncs and dataset writes report."""
+
+    rows: int
+    first_time: datetime | None
+    last_time: datetime | None
+    stream_rows: int   # bars the stream wrote (``source`` is "stream")
+    partial_rows: int  # in-progress bars flushed by the streamer (``partial`` is True)
+
+
+def summarize_table(table: pa.Table) -> TableSummary:
+    first_time, last_time = first_last_time(table)
+    stream = pc.equal(table.column("source"), Source.STREAM.value)
+    return TableSummary(rows=table.num_rows, first_time=first_time, last_time=last_time,
+                        stream_rows=_count_true(stream), partial_rows=_count_true(table.column("partial")))
+
+
+def _count_true(column) -> int:
+    return int(pc.sum(column.cast(pa.int64())).as_py() or 0)
+
+
 def source_array(codes: np.ndarray) -> pa.Array:
     """Source codes as the strings of the dataset schema."""
     indices = pa.array(np.asarray(codes, dtype=np.int8))
@@ -215,10 +238,11 @@ def empty_bars_frame() -> pd.DataFrame:
 
 
 def prepare_upsert(bars: Sequence[Bar] | BarColumns, source: object,
-                   partial: object) -> tuple[Source, list[BarColumns]]:
+                   partial: object) -> tuple[Source, list[BarColumns], int]:
     """The input checks every backend's upsert_bars starts with: a valid source, a boolean
     partial flag, and the bars (a list of Bars, or one series' BarColumns) as one validated
-    BarColumns per series, canonical symbol and interval, no empty series."""
+    BarColumns per series, canonical symbol and interval, no empty series; with the write
+    time (epoch microseconds) that every row of the batch carries."""
     source = check_source(source)
     if not isinstance(partial, bool):
         raise InvalidInputError(f"partial {partial!r} must be True or False")
@@ -226,6 +250,5 @@ def prepare_upsert(bars: Sequence[Bar] | BarColumns, source: object,
         # "partial" means an in-progress bar the streamer flushed; history is the final word
         raise InvalidInputError("partial=True is for stream writes: history bars are final "
                                 "(source='history')")
-    if isinstance(bars, BarColumns):
-        return source, canonical_columns(bars)
-    return source, columns_of_bars(bars)
+    batch = canonical_columns(bars) if isinstance(bars, BarColumns) else columns_of_bars(bars)
+    return source, batch, to_us(utcnow())

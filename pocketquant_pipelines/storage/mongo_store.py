@@ -169,10 +169,9 @@ class MongoBarStore(TablesFromFrames, DurableStore):
     # --- bars ---------------------------------------------------------------------------------
     def upsert_bars(self, bars: Sequence[Bar] | BarColumns, source: Source = Source.HISTORY,
                     partial: bool = False) -> UpsertResult:
-        source, batch = prepare_upsert(bars, source, partial)
+        source, batch, now_us = prepare_upsert(bars, source, partial)
         if not batch:
             return UpsertResult()
-        now_us = to_us(utcnow())
         total = UpsertResult()
         pending_entries = []
         for cols in batch:

@@ -63,6 +63,12 @@ def _reveal(value) -> str | None:
     return reveal() if reveal else str(value)
 
 
+def _seconds(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+        raise InvalidInputError(f"{name}={value!r} must be a finite number of seconds > 0")
+    return float(value)
+
+
 def validate_request(symbol, interval, bars, session, adjustment) -> tuple[str, Interval, int]:
     """Check a history request before any I/O; errors name the bad value."""
     sym = normalize_symbol(symbol)
@@ -74,6 +80,19 @@ def validate_request(symbol, interval, bars, session, adjustment) -> tuple[str, 
     if adjustment not in ADJUSTMENTS:
         raise InvalidInputError(f"adjustment {adjustment!r}: expected one of {', '.join(ADJUSTMENTS)}")
     return sym, ivl, bars
+
+
+# the client's arguments that come from settings: argument -> Settings field
+_FROM_SETTINGS = {
+    "url": "tradingview_ws_url", "auth_token": "tradingview_auth_token",
+    "username": "tradingview_username", "password": "tradingview_password",
+    "max_connections": "tradingview_max_connections", "concurrency": "tradingview_concurrency",
+    "heartbeat_timeout_s": "tradingview_heartbeat_timeout_s",
+    "request_timeout_s": "tradingview_request_timeout_s", "clock_skew_s": "clock_skew_s",
+    "history_deadline_s": "tradingview_history_deadline_s",
+    "quote_silence_s": "tradingview_quote_silence_s",
+    "max_message_bytes": "tradingview_max_message_bytes",
+}
 
 
 class TradingViewClient:
@@ -102,8 +121,9 @@ class TradingViewClient:
             raise InvalidInputError(
                 f"max_connections={max_connections!r} and concurrency={concurrency!r} must be >= 1"
             )
-        if isinstance(clock_skew_s, bool) or not isinstance(clock_skew_s, (int, float)) or not clock_skew_s > 0:
-            raise InvalidInputError(f"clock_skew_s={clock_skew_s!r} must be a number of seconds > 0")
+        clock_skew_s = _seconds("clock_skew_s", clock_skew_s)
+        history_deadline_s = _seconds("history_deadline_s", history_deadline_s)
+        quote_silence_s = _seconds("quote_silence_s", quote_silence_s)
         self.url = url
         self._auth_token = _reveal(auth_token)
         self._username = username
@@ -115,13 +135,10 @@ class TradingViewClient:
         self.request_timeout_s = request_timeout_s
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
-        for name, value in (("history_deadline_s", history_deadline_s), ("quote_silence_s", quote_silence_s)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
-                raise InvalidInputError(f"{name}={value!r} must be a finite number of seconds > 0")
         if isinstance(max_message_bytes, bool) or not isinstance(max_message_bytes, int) or max_message_bytes < 1024:
             raise InvalidInputError(f"max_message_bytes={max_message_bytes!r} must be an integer >= 1024")
-        self.history_deadline_s = float(history_deadline_s)
-        self.quote_silence_s = float(quote_silence_s)
+        self.history_deadline_s = history_deadline_s
+        self.quote_silence_s = quote_silence_s
         self.max_message_bytes = max_message_bytes
         if not 1 <= page_size <= MAX_BATCH:
             raise InvalidInputError(f"page_size={page_size!r}: expected 1..{MAX_BATCH}")
@@ -129,7 +146,7 @@ class TradingViewClient:
         self.compression = compression  # permessage-deflate; None = on, except on loopback
         # history rows dated beyond clock() + clock_skew_s are rejected; a test whose simulator
         # runs on simulated time passes that time as the clock
-        self.clock_skew_s = float(clock_skew_s)
+        self.clock_skew_s = clock_skew_s
         self.clock = clock or time.time
         self.stats = ClientStats()
         self.token_kind: str | None = None
@@ -146,20 +163,7 @@ class TradingViewClient:
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides) -> "TradingViewClient":
-        kwargs = dict(
-            url=settings.tradingview_ws_url,
-            auth_token=settings.tradingview_auth_token,
-            username=settings.tradingview_username,
-            password=settings.tradingview_password,
-            max_connections=settings.tradingview_max_connections,
-            concurrency=settings.tradingview_concurrency,
-            heartbeat_timeout_s=settings.tradingview_heartbeat_timeout_s,
-            request_timeout_s=settings.tradingview_request_timeout_s,
-            clock_skew_s=settings.clock_skew_s,
-            history_deadline_s=settings.tradingview_history_deadline_s,
-            quote_silence_s=settings.tradingview_quote_silence_s,
-            max_message_bytes=settings.tradingview_max_message_bytes,
-        )
+        kwargs = {arg: getattr(settings, field) for arg, field in _FROM_SETTINGS.items()}
         kwargs.update(overrides)
         return cls(**kwargs)
 
