@@ -9,7 +9,7 @@
    every ``pocketquant`` command works against the demo), prints the UI address, then waits.
    Ctrl-C stops everything.
 
-The registry sensor (RUNNING by default) turns the symbols into partitions and backfills
+The registry sensor (RUNNING by default) turns the symbols into partitions and requests
 their first sync; the schedules keep them fresh. Without TRADINGVIEW_WS_URL the platform would
 talk to TradingView itself; the demo always uses the simulator and says so.
 

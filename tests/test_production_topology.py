@@ -3,7 +3,7 @@ the bar store, Redis as the live cache, Dagster (code server, webserver, daemon)
 PostgreSQL with docker/dagster.yaml, two streamer replicas, the simulator as TradingView —
 with the settings docker/compose.yml gives its containers, host names replaced.
 
-Add symbols, let the registry sensor backfill them, stream them (each symbol by exactly one
+Add symbols, let the registry sensor sync them, stream them (each symbol by exactly one
 replica), let the stream sensor rebuild the datasets, and read it all back."""
 
 import json
@@ -50,7 +50,7 @@ def test_a_quants_day_on_the_production_topology(tmp_path):
             added = cli(env, "symbols", "add", symbol, *(["--stream"] if symbol in STREAMED else []))
             assert added.returncode == 0, added.stderr
 
-        # the registry sensor backfills every partition's first sync
+        # the registry sensor requests every partition's first sync
         n = 13 * len(STREAMED + SYNCED_ONLY)
 
         def first_syncs():
@@ -60,7 +60,7 @@ def test_a_quants_day_on_the_production_topology(tmp_path):
             assert stats is None or stats["numFailed"] == 0, stats
             return stats and stats["numMaterialized"] == n
 
-        wait_until("the first-sync backfill", first_syncs, 900, procs, logs, every=5)
+        wait_until("the first sync of every partition", first_syncs, 900, procs, logs, every=5)
 
         # each streamed symbol is streamed by exactly one replica
         def shares():

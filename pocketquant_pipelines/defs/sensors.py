@@ -11,8 +11,10 @@ failure is visible; re-run it from the UI). The cursor remembers keys already re
 they are materialized or failed (at most an hour), so a backfill waiting in the queue or
 running is not requested twice.
 
-The first sync is requested as one *backfill* (sensors can launch backfills), so the
-``single_run`` backfill policy turns N new symbols x 13 intervals into a few range runs.
+The first sync is requested as range runs (``first_sync_requests``): per interval, one run per
+block of up to 100 consecutive symbols, so N new symbols x 13 intervals are a few runs, each
+visible on the Runs page with tags naming what it covers (a backfill's runs are hidden there
+by default).
 """
 
 import json

@@ -1,7 +1,7 @@
 """Dagster on PostgreSQL, as production runs it: docker/dagster.yaml unchanged (dagster-postgres,
 queued run coordinator, every value from DAGSTER_PG_*), a gRPC code server, the webserver and
 the daemon as real processes, on this machine's PostgreSQL in a database the test creates and
-drops. Exercised: the registry sensor's first-sync backfill, a backfill launched over GraphQL,
+drops. Exercised: the registry sensor's first-sync runs, a backfill launched over GraphQL,
 a schedule tick from the daemon's scheduler, and what all of it left in PostgreSQL."""
 
 import os
@@ -68,7 +68,7 @@ def test_postgres_instance_runs_sensors_backfills_and_schedules(tmp_path, postgr
             assert stats is None or stats["numFailed"] == 0, stats
             return stats and stats["numMaterialized"] == 13 * len(SYMBOLS)
 
-        wait_until("the first-sync backfill of every partition", first_syncs_done, 600, procs, logs)
+        wait_until("the first sync of every partition", first_syncs_done, 600, procs, logs)
 
         # a backfill from the UI's launch path: 2 keys, 50 bars each
         selection = [f"1h|{s}" for s in SYMBOLS]
