@@ -206,6 +206,12 @@ def _with_preview(outcome: SyncOutcome, store) -> dict:
     return metadata
 
 
+def progress_due(done: int, total: int) -> bool:
+    """Whether the run logs a progress line after ``done`` of ``total`` keys: every key in a
+    run of ten or fewer, about ten lines in a longer one (each line is an event-log write)."""
+    return total > 1 and (done % -(-total // 10) == 0 or done == total)
+
+
 def summary_table(rows: list[tuple[str, SyncOutcome | None, BaseException | None]]) -> str:
     """The run's closing table: one line per key, failures with their reason."""
     head = f"{'PARTITION':<28} {'RESULT':<7} {'MODE':<11} {'FETCHED':>7} {'NEW':>6} {'UPD':>6} {'STORED':>7}  LAST BAR (UTC)"
@@ -314,7 +320,7 @@ async def historical_bars(
                                          settings.clock_skew_s, context.log):
                     yield event
                 done.append((key, outcome, exc))
-                if len(keys) > 1:
+                if progress_due(len(done), len(keys)):
                     context.log.info(f"progress: {len(done)} of {len(keys)} partition(s) done")
                 if exc is not None:
                     failures.append((key, exc))

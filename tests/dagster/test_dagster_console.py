@@ -5,7 +5,7 @@ partitions, the overview table and the lineage from TradingView."""
 import dagster as dg
 
 from pocketquant_pipelines.defs.checks import RANGE_CHECK_NAMES
-from pocketquant_pipelines.defs.history import historical_bars
+from pocketquant_pipelines.defs.history import historical_bars, progress_due
 from pocketquant_pipelines.defs.keys import HISTORICAL_BARS, STREAMED_BARS, SYNC_OVERVIEW, TRADINGVIEW
 from pocketquant_pipelines.defs.overview import sync_overview
 from pocketquant_pipelines.defs.status import sync_status
@@ -19,6 +19,12 @@ SYMBOLS = ["NASDAQ:AAPL", "NASDAQ:NOSUCH", "BINANCE:BTCUSDT"]
 
 def _messages(instance, run_id) -> list[str]:
     return [e.user_message for e in instance.all_logs(run_id) if e.user_message]
+
+
+def test_a_long_run_logs_about_ten_progress_lines_and_always_the_last():
+    for total, lines in ((1, 0), (4, 4), (10, 10), (25, 9), (100, 10), (1300, 10)):
+        due = [n for n in range(1, total + 1) if progress_due(n, total)]
+        assert len(due) == lines and (not due or due[-1] == total), (total, due)
 
 
 def test_a_range_run_with_a_bad_symbol_reads_as_sync_status(instance, resources, store):
@@ -38,6 +44,9 @@ def test_a_range_run_with_a_bad_symbol_reads_as_sync_status(instance, resources,
     log = _messages(instance, result.run_id)
     assert any(m.startswith("1d|NASDAQ:AAPL: NASDAQ:AAPL 1d [first, simulator]: fetched 300") for m in log)
     assert any(m.startswith("1d|NASDAQ:NOSUCH: FAILED: SymbolNotFoundError") for m in log)
+    # progress as the keys finish (about ten lines in a long run, every key in a short one)
+    assert [m for m in log if m.startswith("progress:")] == [
+        f"progress: {n} of 3 partition(s) done" for n in (1, 2, 3)]
     [summary] = [m for m in log if m.startswith("sync summary")]
     lines = summary.splitlines()
     assert lines[3].startswith("1d|NASDAQ:NOSUCH") and "FAILED" in lines[3]
