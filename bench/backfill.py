@@ -221,7 +221,8 @@ def run_on_instance(kind: str, args) -> dict:
         def partition_states() -> list[str]:
             status = instance.get_status_by_partition(dg.AssetKey("historical_bars"), keys,
                                                       _partitions_def())
-            return [v.value for v in status.values() if v is not None]
+            # None until the asset has its first materialization
+            return [v.value for v in (status or {}).values() if v is not None]
 
         def first_syncs_done():
             # done when every requested run has ended and every key has an outcome (a key the

@@ -1,4 +1,4 @@
-"""Fixtures for the Dagster code location: a real simulator (helper D's server on a free port,
+"""Fixtures for the Dagster code location: a real simulator (on a free port,
 in a thread), a temp Dagster instance, and resources pointed at both."""
 
 import os

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from pocketquant_pipelines.errors import InvalidSymbolError
+from pocketquant_pipelines.market.aggregator import BarAggregator
 from pocketquant_pipelines.market.intervals import ALL_INTERVALS, Interval
 from pocketquant_pipelines.market.sessions import bar_start
 from tradingview_simulator import SyntheticMarket
@@ -100,7 +101,6 @@ def test_pandas_resample_of_ticks_equals_history_for_24x7(market):
 
 
 def test_history_equals_the_aggregator_fed_with_the_ticks(market):
-    aggregator_mod = pytest.importorskip("pocketquant_pipelines.market.aggregator")
     # Two whole weeks across the US DST switch (Sunday 8 March 2026). NQ's Monday session
     # opens on Sunday evening, so the window starts on Sunday.
     start, end = datetime(2026, 3, 1, 12, tzinfo=UTC), datetime(2026, 3, 14, tzinfo=UTC)
@@ -109,10 +109,7 @@ def test_history_equals_the_aggregator_fed_with_the_ticks(market):
         ("SP:SPX", (Interval.M1, Interval.M45, Interval.H4, Interval.D1, Interval.W1)),
         ("CME_MINI:NQ1!", (Interval.M1, Interval.M30, Interval.H3, Interval.D1, Interval.W1)),
     ]:
-        try:
-            agg = aggregator_mod.BarAggregator(symbol, market.session(symbol), intervals)
-        except NotImplementedError:
-            pytest.skip("helper A's BarAggregator is not implemented yet")
+        agg = BarAggregator(symbol, market.session(symbol), intervals)
         first_open = market.trading_days(symbol, start, end)[0][0]
         done = []
         for tick in market.ticks(symbol, first_open, end):
@@ -125,12 +122,8 @@ def test_history_equals_the_aggregator_fed_with_the_ticks(market):
 
 
 def test_monthly_bars_equal_the_aggregator(market):
-    aggregator_mod = pytest.importorskip("pocketquant_pipelines.market.aggregator")
     start, end = datetime(2026, 2, 1, tzinfo=UTC), datetime(2026, 3, 1, tzinfo=UTC)
-    try:
-        agg = aggregator_mod.BarAggregator("NASDAQ:AAPL", market.session("NASDAQ:AAPL"), (Interval.D1, Interval.MN1))
-    except NotImplementedError:
-        pytest.skip("helper A's BarAggregator is not implemented yet")
+    agg = BarAggregator("NASDAQ:AAPL", market.session("NASDAQ:AAPL"), (Interval.D1, Interval.MN1))
     done = []
     for tick in market.ticks("NASDAQ:AAPL", start, end):
         done.extend(agg.on_tick(tick))

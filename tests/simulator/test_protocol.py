@@ -405,7 +405,7 @@ def test_real_tvdatafeed_gets_its_bars_from_the_simulator(monkeypatch):
     wss://data.tradingview.com URL is redirected."""
     import pytest
 
-    main = pytest.importorskip("tvDatafeed.main")
+    import tvDatafeed.main as main
     from tradingview_simulator import run_simulator_in_thread
 
     with run_simulator_in_thread(sim_start=START) as srv:
@@ -566,7 +566,7 @@ async def test_optional_empty_first_timescale_update():
 def test_our_client_copes_with_the_empty_first_update():
     import pytest
 
-    client = pytest.importorskip("pocketquant_pipelines.tradingview.client")
+    from pocketquant_pipelines.tradingview import client
     from tradingview_simulator import run_simulator_in_thread
 
     with run_simulator_in_thread(sim_start=START, empty_first_update=True, resolve_delay_s=0.0) as srv:

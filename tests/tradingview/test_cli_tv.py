@@ -11,10 +11,7 @@ from pathlib import Path
 
 import pytest
 
-sim = pytest.importorskip(
-    "tradingview_simulator.server",
-    reason="the protocol simulator (helper D) is not in this checkout",
-)
+from tradingview_simulator.server import run_simulator_in_thread
 
 ROOT = Path(__file__).resolve().parents[2]
 SIM_START = datetime(2026, 11, 18, 15, 0, tzinfo=UTC)
@@ -22,7 +19,7 @@ SIM_START = datetime(2026, 11, 18, 15, 0, tzinfo=UTC)
 
 @pytest.fixture(scope="module")
 def sim_url():
-    with sim.run_simulator_in_thread(seed=11, sim_start=SIM_START, speed=200, pump_interval_s=0.02) as server:
+    with run_simulator_in_thread(seed=11, sim_start=SIM_START, speed=200, pump_interval_s=0.02) as server:
         yield server.url
 
 

@@ -16,12 +16,7 @@ from pocketquant_pipelines.market.intervals import ALL_INTERVALS
 from pocketquant_pipelines.tradingview.client import BlockingTradingViewClient, TradingViewClient, fetch_history_sync
 from pocketquant_pipelines.tradingview.errors import AuthError, ConnectionLostError, SymbolNotFoundError
 
-sim = pytest.importorskip(
-    "tradingview_simulator.server",
-    reason="the protocol simulator (helper D) is not in this checkout",
-)
-SimulatorServer = sim.SimulatorServer
-run_simulator_in_thread = sim.run_simulator_in_thread
+from tradingview_simulator.server import SimulatorServer, run_simulator_in_thread
 from tradingview_simulator.faults import FaultConfig  # noqa: E402
 
 SIM_START = datetime(2026, 11, 18, 15, 0, tzinfo=UTC)  # Wednesday 10:00 New York
