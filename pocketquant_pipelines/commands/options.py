@@ -152,9 +152,10 @@ def limit_option(help: str):
 def interval_option(multiple: bool = False):
     if multiple:
         return click.option("-i", "--interval", "intervals", type=IntervalType(), multiple=True,
-                            help=f"one of {INTERVALS}; repeat for several (default 1d)")
+                            help=f"one of {INTERVALS}, or the same span as count+unit (60m, 1H) or minutes (60); "
+                            "repeat for several (default 1d)")
     return click.option("-i", "--interval", type=IntervalType(), default="1d",
-                        help=f"one of {INTERVALS} (default 1d)")
+                        help=f"one of {INTERVALS}, or the same span as count+unit (60m, 1H) or minutes (60) (default 1d)")
 
 
 def ws_url_option():
