@@ -63,15 +63,15 @@ class Interval(str, Enum):
         """An Interval from any spelling the module's rule allows (``1h``, ``60m``, ``1H``, ``60``)."""
         if isinstance(value, Interval):
             return value
-        names = ", ".join(i.value for i in cls)
         if isinstance(value, str):
             found = _BY_NAME.get(value) or _spelled(value)
             if found is not None:
                 return found
-            if _SPELLING.fullmatch(value) and value:
-                raise InvalidIntervalError(
-                    f"invalid interval {value!r}: not one of the 13 intervals ({names}); 1d, 1w"
-                    " and 1M are trading sessions, so 24h is not 1d and 7d not 1w")
+        names = ", ".join(i.value for i in cls)
+        if isinstance(value, str) and value and _SPELLING.fullmatch(value):
+            raise InvalidIntervalError(
+                f"invalid interval {value!r}: not one of the 13 intervals ({names}); 1d, 1w"
+                " and 1M are trading sessions, so 24h is not 1d and 7d not 1w")
         raise InvalidIntervalError(
             f"invalid interval {value!r}: expected one of {names}, or the same span as a count"
             " and a unit (m, h, d, w, M: 60m = 1h; 1m is a minute, 1M a month) or as"
